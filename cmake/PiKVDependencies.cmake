@@ -1,0 +1,24 @@
+# Dependencies of the library target. Each is real and pinned where the project installs it:
+#   LibTorch  - tensors, autograd, CPU/CUDA kernels; from the PyPI torch wheel (scripts/setup.sh pins it).
+#   fmt       - formatting for errors, logs and stats; public (stats have formatters). The fmt 12 headers
+#               that the torch wheel ships in its include tree are used header-only: that tree comes first
+#               on every LibTorch user's include path and would shadow a system fmt (Debian's is fmt 9, so
+#               mixing its library with those headers fails to link).
+#   nlohmann  - JSON for safetensors headers and goldens (Debian nlohmann-json3-dev); private.
+
+# LibTorch: an explicit Torch_DIR / CMAKE_PREFIX_PATH wins; otherwise use the repository's own virtual
+# environment (.venv, made by scripts/setup.sh) so a plain `cmake -S . -B build` works after set-up.
+if(NOT Torch_DIR)
+  set(_pikv_venv_python "${PROJECT_SOURCE_DIR}/.venv/bin/python")
+  if(EXISTS "${_pikv_venv_python}")
+    execute_process(
+      COMMAND "${_pikv_venv_python}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+      OUTPUT_VARIABLE _pikv_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+      RESULT_VARIABLE _pikv_torch_rc ERROR_QUIET)
+    if(_pikv_torch_rc EQUAL 0 AND EXISTS "${_pikv_torch_prefix}")
+      list(APPEND CMAKE_PREFIX_PATH "${_pikv_torch_prefix}")
+    endif()
+  endif()
+endif()
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)

@@ -1,0 +1,65 @@
+#pragma once
+// What a press sees of one attention layer during one forward: AttentionLayerView (the layer's
+// static structure and the projections query-based presses recompute) and AttentionContext (this
+// forward's tensors). Models implement the view; custom runners can fill a context themselves and
+// call Press::compress directly.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace pikv {
+
+class AttentionLayerView {
+ public:
+  virtual ~AttentionLayerView() = default;
+
+  virtual int64_t layer_index() const = 0;
+  virtual int64_t num_heads() const = 0;     // H, query heads
+  virtual int64_t num_kv_heads() const = 0;  // Hkv; H % Hkv == 0
+  virtual int64_t head_dim() const = 0;      // d
+
+  // Pre-RoPE queries (q projection incl. bias and q-norm where the family has them).
+  // hidden_states: [B, q, Dm] -> [B, H, q, d]
+  virtual at::Tensor query_states(const at::Tensor& hidden_states) const = 0;
+
+  // Applies this layer's rotary embedding at the given absolute positions.
+  // x: [B, h, q, d] (any head count); positions: int64 [q] (shared by the batch) or [B, q] -> [B, h, q, d].
+  // Layers without RoPE (GPT-2) return x unchanged.
+  virtual at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const = 0;
+
+  // Raw rotary inverse frequencies, float32 [d_rot / 2] (scaled variants already applied); an
+  // undefined tensor when the layer has no RoPE.
+  virtual at::Tensor inv_freq() const = 0;
+
+  // Output projection weight as a Linear weight, [Dm, H * d] (CriticalKV projects values through it).
+  virtual at::Tensor output_weight() const = 0;
+};
+
+// One layer's state after its attention consumed the current forward.
+struct AttentionContext {
+  int64_t layer = 0;       // layer index in [0, num_layers)
+  int64_t num_layers = 0;  // L, for per-layer budgets (PyramidKV, PerLayer)
+
+  at::Tensor hidden_states;  // [B, q, Dm], the attention block's input (after the input norm)
+  at::Tensor keys;           // [B, Hkv, n, d], post-RoPE (and post q/k-norm), the whole cache
+  at::Tensor values;         // [B, Hkv, n, d]
+  std::optional<at::Tensor> attention_weights;  // [B, H, q, n], only when the model materialised them
+
+  bool is_prefill = true;     // the layer had no past tokens before this forward
+  int64_t position_offset = 0;  // logical position of the first token of this forward
+
+  const AttentionLayerView* layer_view = nullptr;  // null when the runner exposes no view
+
+  int64_t batch() const { return keys.size(0); }
+  int64_t kv_heads() const { return keys.size(1); }
+  int64_t length() const { return keys.size(2); }  // n
+  int64_t head_dim() const { return keys.size(3); }
+
+  // Checks the contract above: shapes, matching B/Hkv/n/d, floating dtypes, one device, n >= 1.
+  // Throws pikv::Error naming the tensor and the bad value.
+  void validate() const;
+};
+
+}  // namespace pikv

@@ -1,0 +1,74 @@
+#pragma once
+// HookableModel: a model with one press slot, used by its central attention function. PressGuard:
+// the RAII way to install a press for a scope.
+
+#include <pikv/core/attention.h>
+#include <pikv/core/kv_cache.h>
+#include <pikv/core/press.h>
+#include <pikv/core/stats.h>
+
+#include <cstdint>
+
+namespace pikv {
+
+// Runs `press` on one layer if it wants this forward and applies the result to `cache`, recording
+// what happened in `stats` (may be null). The single code path shared by HookableModel and custom
+// runners that call presses themselves. Returns true when the layer was compressed.
+// ctx.keys/values must be the layer's full cache as stored in `cache` (dense layer).
+bool apply_press(Press& press, const AttentionContext& ctx, KVCache& cache,
+                 CompressionStats* stats = nullptr);
+
+class HookableModel {
+ public:
+  virtual ~HookableModel() = default;
+
+  virtual int64_t num_layers() const = 0;
+
+  // The installed press, or nullptr.
+  Press* press() const { return press_; }
+
+  // Installs `press` (nullptr removes it) and returns the previous press. The new press's on_attach
+  // runs first (it may reject the model: then nothing changes), then the replaced press's on_detach.
+  // Prefer PressGuard, which restores the previous press automatically.
+  Press* exchange_press(Press* press);
+
+  // What the installed press did during the last prefill (cleared when a prefill begins).
+  const CompressionStats& compression_stats() const { return stats_; }
+
+ protected:
+  // Called by the model's central attention function once per layer, after attention consumed the
+  // full cache of this forward. Returns true when the layer was compressed.
+  bool run_press(const AttentionContext& ctx, KVCache& cache);
+
+  // Forward lifecycle, forwarded to the installed press.
+  void begin_prefill();
+  void end_prefill();
+  void decode_step();
+
+ private:
+  Press* press_ = nullptr;
+  CompressionStats stats_;
+};
+
+// Binds one press to one model for a scope, restoring the previously installed press on destruction,
+// also when an exception leaves the scope. Guards nest like a stack. Non-copyable, non-movable: the
+// scope is the binding. The press and the model must outlive the guard.
+class PressGuard {
+ public:
+  PressGuard(HookableModel& model, Press& press);
+  ~PressGuard();
+
+  PressGuard(const PressGuard&) = delete;
+  PressGuard& operator=(const PressGuard&) = delete;
+  PressGuard(PressGuard&&) = delete;
+  PressGuard& operator=(PressGuard&&) = delete;
+
+  Press& press() const { return *installed_; }
+
+ private:
+  HookableModel& model_;
+  Press* installed_;
+  Press* previous_;
+};
+
+}  // namespace pikv

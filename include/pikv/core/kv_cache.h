@@ -1,0 +1,98 @@
+#pragma once
+// KVCache: the per-request key/value store of every attention layer. It is the only object that
+// mutates cached tensors, through a closed set of verbs: append (a forward adds tokens), apply (a
+// press result replaces a layer's tokens), truncate (drop tokens after a logical length), clear.
+//
+// Lengths. The logical length of a layer counts every token it has seen (original positions: what
+// RoPE of later tokens continues from); the physical length counts the tokens it stores. After a press
+// they differ. Head-wise budgets (AdaKV) give each (batch row, KV head) its own physical length; such
+// a layer is stored "ragged": the compressed prefix is packed without padding, so its memory is really
+// freed, and tokens appended later go to a dense suffix shared by all heads.
+
+#include <ATen/core/Tensor.h>
+
+#include <pikv/core/press.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace pikv {
+
+class KVCache {
+ public:
+  explicit KVCache(int64_t num_layers);
+
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  // ---- verbs (the single mutation point) ----
+
+  // Appends this forward's tokens. keys/values: [B, Hkv, q, d]. The first append of a layer fixes its
+  // B, Hkv, d, dtype and device; later appends must match.
+  void append(int64_t layer, const at::Tensor& keys, const at::Tensor& values);
+
+  // Replaces the layer's stored tokens with a press result computed on full_keys(layer). A head-wise
+  // result (head_lengths set) makes the layer ragged: this is where the memory is freed. Allowed once
+  // per layer until the next clear() for head-wise results.
+  void apply(int64_t layer, const CompressedKV& result);
+
+  // Drops, in every layer, the tokens appended after logical length `logical_length` (e.g. a question
+  // and its answer, to return to the compressed context). Throws if that would cut into a compressed
+  // part (logical_length below a layer's length at its last apply()).
+  void truncate(int64_t logical_length);
+
+  // Empties every layer (a new request).
+  void clear();
+
+  // ---- reads ----
+
+  bool empty(int64_t layer) const;
+  int64_t logical_length(int64_t layer) const;
+  int64_t physical_length(int64_t layer) const;  // longest head
+  bool is_ragged(int64_t layer) const;
+  // Stored tokens per (batch row, KV head): int64 [B, Hkv] on the CPU.
+  at::Tensor head_lengths(int64_t layer) const;
+
+  // Dense layers: keys / values [B, Hkv, n, d] exactly as stored (no copy). Throws for ragged layers:
+  // use padded().
+  const at::Tensor& keys(int64_t layer) const;
+  const at::Tensor& values(int64_t layer) const;
+
+  struct Padded {
+    at::Tensor keys;    // [B, Hkv, n_max, d]
+    at::Tensor values;  // [B, Hkv, n_max, d]
+    at::Tensor valid;   // bool [B, Hkv, n_max]: true where a real token is stored; undefined if all are
+  };
+  // Every layer as a dense view: dense layers return their tensors (valid undefined); ragged layers
+  // are unpacked into a temporary padded copy with a validity mask (attention must mask the rest).
+  Padded padded(int64_t layer) const;
+
+  // Positions (in the logical sequence) of the stored prefix after the last apply(): int64
+  // [B, Hkv, k] ascending, -1 padding for ragged layers; undefined if the layer was never compressed.
+  const at::Tensor& kept_positions(int64_t layer) const;
+
+  // Bytes the cache really holds (keys + values) for one layer / all layers.
+  int64_t bytes(int64_t layer) const;
+  int64_t bytes() const;
+
+ private:
+  struct Layer {
+    // Dense storage: everything when not ragged; the suffix appended after a head-wise apply().
+    at::Tensor keys, values;  // [B, Hkv, s, d]
+    // Ragged prefix: rows of (b, h, j) packed in that order: [sum(lengths), d].
+    at::Tensor ragged_keys, ragged_values;
+    std::vector<int64_t> ragged_lengths;  // B * Hkv, row-major
+    int64_t ragged_max = 0;
+    int64_t batch = 0, kv_heads = 0;
+    int64_t logical = 0;             // tokens seen
+    int64_t logical_at_apply = 0;    // logical length when apply() last ran (truncate floor)
+    at::Tensor kept;                 // kept_positions
+    bool ragged() const { return !ragged_lengths.empty(); }
+  };
+
+  Layer& at_layer(int64_t layer, const char* verb);
+  const Layer& at_layer(int64_t layer, const char* verb) const;
+
+  std::vector<Layer> layers_;
+};
+
+}  // namespace pikv

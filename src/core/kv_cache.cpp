@@ -1,0 +1,255 @@
+#include <pikv/core/error.h>
+#include <pikv/core/kv_cache.h>
+#include <pikv/core/tensor_checks.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+namespace pikv {
+namespace {
+
+int64_t storage_bytes(const at::Tensor& t) {
+  return t.defined() ? static_cast<int64_t>(t.storage().nbytes()) : 0;
+}
+
+// Bytes of several tensors, counting a storage shared between them once.
+int64_t distinct_storage_bytes(std::initializer_list<const at::Tensor*> tensors) {
+  std::vector<const void*> seen;
+  int64_t total = 0;
+  for (const at::Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    const void* id = t->storage().data();
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;
+    seen.push_back(id);
+    total += storage_bytes(*t);
+  }
+  return total;
+}
+
+}  // namespace
+
+KVCache::KVCache(int64_t num_layers) {
+  PIKV_CHECK(num_layers >= 1, "KVCache needs num_layers >= 1, got {}", num_layers);
+  layers_.resize(static_cast<size_t>(num_layers));
+}
+
+KVCache::Layer& KVCache::at_layer(int64_t layer, const char* verb) {
+  PIKV_CHECK(layer >= 0 && layer < num_layers(), "KVCache::{}: layer must be in [0, {}), got {}", verb,
+             num_layers(), layer);
+  return layers_[static_cast<size_t>(layer)];
+}
+
+const KVCache::Layer& KVCache::at_layer(int64_t layer, const char* verb) const {
+  PIKV_CHECK(layer >= 0 && layer < num_layers(), "KVCache::{}: layer must be in [0, {}), got {}", verb,
+             num_layers(), layer);
+  return layers_[static_cast<size_t>(layer)];
+}
+
+void KVCache::append(int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
+  Layer& L = at_layer(layer, "append");
+  check_rank(keys, 4, "KVCache::append keys", "[B, Hkv, q, d]");
+  check_rank(values, 4, "KVCache::append values", "[B, Hkv, q, d]");
+  check_floating(keys, "KVCache::append keys");
+  PIKV_CHECK(keys.sizes() == values.sizes() && keys.scalar_type() == values.scalar_type(),
+             "KVCache::append: keys {} and values {} must have the same shape and dtype", describe_tensor(keys),
+             describe_tensor(values));
+  check_same_device(keys, "keys", values, "values");
+  PIKV_CHECK(keys.size(0) >= 1 && keys.size(1) >= 1 && keys.size(3) >= 1,
+             "KVCache::append: keys must have B, Hkv, d >= 1, got {}", describe_tensor(keys));
+  const bool fresh = L.logical == 0 && !L.ragged();
+  if (!fresh) {
+    const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
+    PIKV_CHECK(keys.size(0) == L.batch && keys.size(1) == L.kv_heads && keys.size(3) == ref.size(-1) &&
+                   keys.scalar_type() == ref.scalar_type() && keys.device() == ref.device(),
+               "KVCache::append to layer {}: new keys {} do not match the cached [B={}, Hkv={}, d={}] {} on {}",
+               layer, describe_tensor(keys), L.batch, L.kv_heads, ref.size(-1), dtype_name(ref.scalar_type()),
+               ref.device().str());
+  }
+  L.batch = keys.size(0);
+  L.kv_heads = keys.size(1);
+  if (L.keys.defined() && L.keys.size(2) > 0) {
+    L.keys = at::cat({L.keys, keys}, 2);
+    L.values = at::cat({L.values, values}, 2);
+  } else {
+    L.keys = keys;
+    L.values = values;
+  }
+  L.logical += keys.size(2);
+}
+
+void KVCache::apply(int64_t layer, const CompressedKV& result) {
+  Layer& L = at_layer(layer, "apply");
+  PIKV_CHECK(L.logical > 0, "KVCache::apply: layer {} is empty", layer);
+  PIKV_CHECK(!L.ragged(),
+             "KVCache::apply: layer {} already holds head-wise budgets; it can be compressed again only after clear()",
+             layer);
+  if (result.unchanged) return;
+  const int64_t n = L.keys.size(2), d = L.keys.size(3);
+  check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
+  check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
+  PIKV_CHECK(result.keys.size(0) == L.batch && result.keys.size(1) == L.kv_heads && result.keys.size(3) == d &&
+                 result.keys.size(2) <= n && result.values.sizes() == result.keys.sizes(),
+             "KVCache::apply to layer {}: compressed keys {} / values {} do not fit the cache [B={}, Hkv={}, n={}, d={}]",
+             layer, describe_tensor(result.keys), describe_tensor(result.values), L.batch, L.kv_heads, n, d);
+  PIKV_CHECK(result.keys.scalar_type() == L.keys.scalar_type() && result.keys.device() == L.keys.device(),
+             "KVCache::apply to layer {}: compressed keys {} must keep the cache's dtype and device ({} on {})", layer,
+             describe_tensor(result.keys), dtype_name(L.keys.scalar_type()), L.keys.device().str());
+  const int64_t k = result.keys.size(2);
+
+  // Logical position of every stored token: the prefix kept by an earlier apply(), then the tokens
+  // appended since.
+  if (result.indices.defined()) {
+    PIKV_CHECK(result.indices.dim() == 3 && result.indices.size(0) == L.batch && result.indices.size(1) == L.kv_heads &&
+                   result.indices.size(2) == k && result.indices.scalar_type() == at::kLong,
+               "KVCache::apply to layer {}: indices must be int64 [B, Hkv, k] = [{}, {}, {}], got {}", layer, L.batch,
+               L.kv_heads, k, describe_tensor(result.indices));
+    auto idx_opts = result.indices.options();
+    at::Tensor positions;
+    if (L.kept.defined()) {
+      at::Tensor tail = at::arange(L.logical_at_apply, L.logical, idx_opts).expand({L.batch, L.kv_heads, -1});
+      positions = at::cat({L.kept, tail}, 2);
+    } else {
+      positions = at::arange(L.logical, idx_opts).expand({L.batch, L.kv_heads, L.logical});
+    }
+    at::Tensor padding = result.indices < 0;
+    at::Tensor mapped = positions.gather(2, result.indices.clamp_min(0));
+    L.kept = at::where(padding, at::full({}, -1, idx_opts), mapped);
+  } else {
+    L.kept = at::Tensor();
+  }
+
+  if (!result.head_lengths) {
+    L.keys = result.keys;
+    L.values = result.values;
+  } else {
+    // Head-wise budgets: pack the real entries of every (b, h) back to back. This is what frees the
+    // memory kvpress keeps (it masks instead). Reading the lengths is one host sync per layer.
+    at::Tensor lengths = result.head_lengths->to(at::kCPU, at::kLong).contiguous();
+    PIKV_CHECK(lengths.dim() == 2 && lengths.size(0) == L.batch && lengths.size(1) == L.kv_heads,
+               "KVCache::apply to layer {}: head_lengths must be int64 [B, Hkv] = [{}, {}], got {}", layer, L.batch,
+               L.kv_heads, describe_tensor(lengths));
+    const int64_t* len = lengths.data_ptr<int64_t>();
+    std::vector<int64_t> lens(len, len + lengths.numel());
+    for (size_t i = 0; i < lens.size(); ++i) {
+      PIKV_CHECK(lens[i] >= 0 && lens[i] <= k, "KVCache::apply to layer {}: head {} keeps {} tokens, outside [0, {}]",
+                 layer, i, lens[i], k);
+    }
+    at::Tensor valid = at::arange(k, result.keys.options().dtype(at::kLong)) <
+                       result.head_lengths->to(result.keys.device(), at::kLong).unsqueeze(-1);
+    L.ragged_keys = result.keys.index({valid});      // [sum(lengths), d], (b, h, j) order
+    L.ragged_values = result.values.index({valid});
+    L.ragged_lengths = std::move(lens);
+    L.ragged_max = *std::max_element(L.ragged_lengths.begin(), L.ragged_lengths.end());
+    L.keys = at::Tensor();
+    L.values = at::Tensor();
+  }
+  L.logical_at_apply = L.logical;
+}
+
+void KVCache::truncate(int64_t logical_length) {
+  PIKV_CHECK(logical_length >= 0, "KVCache::truncate: logical_length must be >= 0, got {}", logical_length);
+  // Check every layer before touching any, so a failed truncate leaves the cache as it was.
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    const Layer& L = layers_[static_cast<size_t>(i)];
+    if (L.logical == 0) continue;
+    PIKV_CHECK(logical_length <= L.logical, "KVCache::truncate: layer {} holds {} tokens, cannot truncate to {}", i,
+               L.logical, logical_length);
+    PIKV_CHECK(logical_length >= L.logical_at_apply || L.logical_at_apply == 0,
+               "KVCache::truncate: layer {} was compressed at length {}; truncating to {} would cut into the "
+               "compressed part",
+               i, L.logical_at_apply, logical_length);
+  }
+  for (Layer& L : layers_) {
+    if (L.logical == 0) continue;
+    const int64_t drop = L.logical - logical_length;
+    if (drop == 0) continue;
+    const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
+    if (L.logical_at_apply == 0 && drop == L.logical) {
+      L = Layer();
+      continue;
+    }
+    if (dense - drop == 0) {
+      L.keys = at::Tensor();
+      L.values = at::Tensor();
+    } else {
+      // A copy, not a view: the dropped tokens' memory is released now and bytes() stays truthful.
+      L.keys = L.keys.narrow(2, 0, dense - drop).clone();
+      L.values = L.values.narrow(2, 0, dense - drop).clone();
+    }
+    L.logical = logical_length;
+  }
+}
+
+void KVCache::clear() {
+  for (Layer& L : layers_) L = Layer();
+}
+
+bool KVCache::empty(int64_t layer) const { return at_layer(layer, "empty").logical == 0; }
+
+int64_t KVCache::logical_length(int64_t layer) const { return at_layer(layer, "logical_length").logical; }
+
+int64_t KVCache::physical_length(int64_t layer) const {
+  const Layer& L = at_layer(layer, "physical_length");
+  const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
+  return L.ragged_max + dense;
+}
+
+bool KVCache::is_ragged(int64_t layer) const { return at_layer(layer, "is_ragged").ragged(); }
+
+at::Tensor KVCache::head_lengths(int64_t layer) const {
+  const Layer& L = at_layer(layer, "head_lengths");
+  const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
+  if (!L.ragged()) return at::full({L.batch, L.kv_heads}, dense, at::kLong);
+  at::Tensor out = at::tensor(L.ragged_lengths, at::kLong).view({L.batch, L.kv_heads});
+  return out + dense;
+}
+
+const at::Tensor& KVCache::keys(int64_t layer) const {
+  const Layer& L = at_layer(layer, "keys");
+  PIKV_CHECK(!L.ragged(), "KVCache::keys: layer {} holds head-wise budgets; read it with padded()", layer);
+  PIKV_CHECK(L.keys.defined(), "KVCache::keys: layer {} is empty", layer);
+  return L.keys;
+}
+
+const at::Tensor& KVCache::values(int64_t layer) const {
+  const Layer& L = at_layer(layer, "values");
+  PIKV_CHECK(!L.ragged(), "KVCache::values: layer {} holds head-wise budgets; read it with padded()", layer);
+  PIKV_CHECK(L.values.defined(), "KVCache::values: layer {} is empty", layer);
+  return L.values;
+}
+
+KVCache::Padded KVCache::padded(int64_t layer) const {
+  const Layer& L = at_layer(layer, "padded");
+  PIKV_CHECK(L.logical > 0 || L.ragged(), "KVCache::padded: layer {} is empty", layer);
+  if (!L.ragged()) return {L.keys, L.values, at::Tensor()};
+  const int64_t d = L.ragged_keys.size(1);
+  auto opts = L.ragged_keys.options();
+  at::Tensor lengths = at::tensor(L.ragged_lengths, at::kLong).view({L.batch, L.kv_heads}).to(opts.device());
+  at::Tensor valid = at::arange(L.ragged_max, opts.dtype(at::kLong)) < lengths.unsqueeze(-1);
+  at::Tensor keys = at::zeros({L.batch, L.kv_heads, L.ragged_max, d}, opts);
+  at::Tensor values = at::zeros_like(keys);
+  keys.index_put_({valid}, L.ragged_keys);
+  values.index_put_({valid}, L.ragged_values);
+  if (L.keys.defined() && L.keys.size(2) > 0) {
+    keys = at::cat({keys, L.keys}, 2);
+    values = at::cat({values, L.values}, 2);
+    valid = at::cat({valid, at::ones({L.batch, L.kv_heads, L.keys.size(2)}, valid.options())}, 2);
+  }
+  return {keys, values, valid};
+}
+
+const at::Tensor& KVCache::kept_positions(int64_t layer) const { return at_layer(layer, "kept_positions").kept; }
+
+int64_t KVCache::bytes(int64_t layer) const {
+  const Layer& L = at_layer(layer, "bytes");
+  return distinct_storage_bytes({&L.keys, &L.values, &L.ragged_keys, &L.ragged_values});
+}
+
+int64_t KVCache::bytes() const {
+  int64_t total = 0;
+  for (int64_t i = 0; i < num_layers(); ++i) total += bytes(i);
+  return total;
+}
+
+}  // namespace pikv
