@@ -1,0 +1,196 @@
+// HookableModel + PressGuard semantics, and the whole press path on the synthetic attention model.
+#include <pikv/pikv.h>
+
+#include "helpers.h"
+
+#include <type_traits>
+
+using namespace pikv;
+
+static_assert(!std::is_copy_constructible_v<PressGuard> && !std::is_copy_assignable_v<PressGuard>);
+static_assert(!std::is_move_constructible_v<PressGuard> && !std::is_move_assignable_v<PressGuard>);
+
+namespace {
+
+SyntheticModelOptions small_model() {
+  return SyntheticModelOptions().num_layers(3).hidden_size(64).num_heads(4).num_kv_heads(2).head_dim(16).seed(5);
+}
+
+// Records lifecycle calls; keeps everything.
+class RecordingPress : public Press {
+ public:
+  std::string name() const override { return "recording"; }
+  double compression_ratio() const override { return 0.0; }
+  CompressedKV compress(const AttentionContext& ctx) override {
+    layers.push_back(ctx.layer);
+    CompressedKV r;
+    r.keys = ctx.keys;
+    r.values = ctx.values;
+    r.unchanged = true;
+    return r;
+  }
+  void on_attach(const HookableModel&) override { ++attached; }
+  void on_detach() override { ++detached; }
+  void on_prefill_begin() override { ++prefills; }
+  void on_decode_step() override { ++decode_steps; }
+  std::vector<int64_t> layers;
+  int attached = 0, detached = 0, prefills = 0, decode_steps = 0;
+};
+
+}  // namespace
+
+TEST(PressGuard, InstallsAndRestores) {
+  SyntheticAttentionModel model(small_model());
+  KnormPress press(KnormOptions().compression_ratio(0.5));
+  EXPECT_EQ(model.press(), nullptr);
+  {
+    PressGuard guard(model, press);
+    EXPECT_EQ(model.press(), &press);
+    EXPECT_EQ(&guard.press(), &press);
+  }
+  EXPECT_EQ(model.press(), nullptr);
+}
+
+TEST(PressGuard, NestsLikeAStack) {
+  SyntheticAttentionModel model(small_model());
+  RecordingPress outer, inner;
+  {
+    PressGuard a(model, outer);
+    {
+      PressGuard b(model, inner);
+      EXPECT_EQ(model.press(), &inner);
+    }
+    EXPECT_EQ(model.press(), &outer);
+    EXPECT_EQ(inner.attached, 1);
+    EXPECT_EQ(inner.detached, 1);
+  }
+  EXPECT_EQ(model.press(), nullptr);
+  // The outer press was detached while the inner one was installed and attached again after.
+  EXPECT_EQ(outer.attached, 2);
+  EXPECT_EQ(outer.detached, 2);
+}
+
+TEST(PressGuard, RestoresWhenAnExceptionLeavesTheScope) {
+  SyntheticAttentionModel model(small_model());
+  RecordingPress outer, inner;
+  PressGuard a(model, outer);
+  try {
+    PressGuard b(model, inner);
+    throw std::runtime_error("boom");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(model.press(), &outer);
+}
+
+TEST(PressGuard, RejectedAttachLeavesThePreviousPressInstalled) {
+  SyntheticAttentionModel model(small_model());  // 3 layers
+  RecordingPress outer;
+  PressGuard a(model, outer);
+  PerLayerPress wrong(std::make_shared<KnormPress>(), {0.1, 0.2});
+  EXPECT_PIKV_ERROR(PressGuard(model, wrong), "2 compression ratios", "3 layers");
+  EXPECT_EQ(model.press(), &outer);
+}
+
+TEST(Model, PressRunsOncePerLayerOnPrefillOnly) {
+  SyntheticAttentionModel model(small_model());
+  RecordingPress rec;
+  KVCache cache(model.num_layers());
+  PressGuard guard(model, rec);
+  model.forward(model.embed(1, 12, 1), cache);
+  EXPECT_EQ(rec.layers, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(rec.prefills, 1);
+  model.forward(model.embed(1, 1, 2), cache);
+  model.forward(model.embed(1, 1, 3), cache);
+  EXPECT_EQ(rec.layers.size(), 3u);  // later forwards do not compress
+  EXPECT_EQ(rec.decode_steps, 2);
+}
+
+TEST(Model, CompressionKeepsBudgetAndPrefillOutputsAndContinuesLogicalPositions) {
+  SyntheticAttentionModel model(small_model());
+  const at::Tensor x = model.embed(2, 40, 7);
+  KVCache plain(model.num_layers()), pressed(model.num_layers());
+  at::Tensor out_plain = model.forward(x, plain);
+  KnormPress press(KnormOptions().compression_ratio(0.75));
+  at::Tensor out_pressed;
+  {
+    PressGuard guard(model, press);
+    out_pressed = model.forward(x, pressed);
+  }
+  // The press runs after each layer's attention consumed the full cache: prefill outputs are unchanged.
+  EXPECT_TRUE(test::tensors_equal(out_plain, out_pressed));
+  const CompressionStats& stats = model.compression_stats();
+  ASSERT_EQ(stats.layers.size(), 3u);
+  for (int64_t l = 0; l < 3; ++l) {
+    EXPECT_EQ(pressed.physical_length(l), 10);
+    EXPECT_EQ(pressed.logical_length(l), 40);
+    EXPECT_EQ(pressed.bytes(l) * 4, plain.bytes(l));
+    EXPECT_EQ(stats.layers[l].tokens_before, 40);
+    EXPECT_EQ(stats.layers[l].tokens_after, 10);
+    EXPECT_EQ(stats.layers[l].bytes_after, pressed.bytes(l));
+  }
+  EXPECT_DOUBLE_EQ(stats.achieved_ratio(), 0.75);
+  EXPECT_EQ(stats.press, "knorm(compression_ratio=0.75)");
+
+  // The next token continues at logical position 40 and is stored after the 10 kept ones.
+  model.forward(model.embed(2, 1, 8), pressed);
+  EXPECT_EQ(pressed.logical_length(0), 41);
+  EXPECT_EQ(pressed.physical_length(0), 11);
+}
+
+TEST(Model, HeadWiseCacheAttendsLikeAMaskedFullCache) {
+  // A head-wise result stored ragged must give later tokens the same attention as kvpress's approach
+  // (full cache, removed entries masked). Build both by hand on one layer.
+  auto ctx = test::random_context(2, 2, 16, 8, 3);
+  at::Tensor scores = test::randn({2, 2, 16}, 4);
+  at::Tensor lengths = at::tensor({3, 9, 16, 1}, at::kLong).view({2, 2});
+  at::Tensor order = std::get<1>(at::sort(scores, true, -1, true));
+  at::Tensor idx = at::full({2, 2, 16}, -1, at::kLong);
+  at::Tensor keep_mask = at::zeros({2, 2, 16}, at::kBool);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < 2; ++h) {
+      const int64_t len = lengths[b][h].item<int64_t>();
+      at::Tensor kept = std::get<0>(at::sort(order[b][h].narrow(0, 0, len)));
+      idx[b][h].narrow(0, 0, len).copy_(kept);
+      keep_mask[b][h].index_fill_(0, kept, true);
+    }
+  CompressedKV r;
+  r.indices = idx;
+  r.keys = gather_tokens(ctx.keys, idx.clamp_min(0));
+  r.values = gather_tokens(ctx.values, idx.clamp_min(0));
+  r.head_lengths = lengths;
+  KVCache cache(1);
+  cache.append(0, ctx.keys, ctx.values);
+  cache.apply(0, r);
+  at::Tensor new_k = test::randn({2, 2, 1, 8}, 5), new_v = test::randn({2, 2, 1, 8}, 6);
+  cache.append(0, new_k, new_v);
+  at::Tensor q = test::randn({2, 4, 1, 8}, 7);
+  KVCache::Padded p = cache.padded(0);
+  at::Tensor ours = reference_attention(q, p.keys, p.values, p.valid, false, nullptr);
+  at::Tensor full_k = at::cat({ctx.keys, new_k}, 2), full_v = at::cat({ctx.values, new_v}, 2);
+  at::Tensor mask = at::cat({keep_mask, at::ones({2, 2, 1}, at::kBool)}, 2);
+  at::Tensor masked = reference_attention(q, full_k, full_v, mask, false, nullptr);
+  EXPECT_TRUE(test::tensors_close(ours, masked, 1e-5, 1e-6));
+  EXPECT_LT(cache.bytes(0), 2 * 2 * 2 * 17 * 8 * 4);
+}
+
+TEST(Model, ValidatesItsInputs) {
+  EXPECT_PIKV_ERROR(SyntheticAttentionModel(SyntheticModelOptions().num_heads(3).num_kv_heads(2)), "num_heads=3",
+                    "num_kv_heads=2");
+  EXPECT_PIKV_ERROR(SyntheticAttentionModel(SyntheticModelOptions().head_dim(7)), "head_dim", "7");
+  SyntheticAttentionModel model(small_model());
+  KVCache cache(model.num_layers());
+  EXPECT_PIKV_ERROR(model.forward(at::zeros({1, 4, 63}), cache), "Dm=64");
+  KVCache wrong(2);
+  EXPECT_PIKV_ERROR(model.forward(model.embed(1, 4, 1), wrong), "2 layers", "model has 3");
+}
+
+TEST(Model, BFloat16PathRuns) {
+  SyntheticAttentionModel model(small_model(), at::TensorOptions().dtype(at::kBFloat16));
+  KVCache cache(model.num_layers());
+  KeyDiffPress press(KeyDiffOptions().compression_ratio(0.5));
+  PressGuard guard(model, press);
+  at::Tensor out = model.forward(model.embed(1, 20, 1), cache);
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(cache.physical_length(2), 10);
+  EXPECT_EQ(cache.keys(2).scalar_type(), at::kBFloat16);
+}
