@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what PiKVPress needs and builds it into build/ (binaries in build/bin/). Idempotent: each
+# step is skipped when its result is already there and up to date. Used by scripts/demo.sh and
+# scripts/test.sh; safe to run by itself.
+#
+#   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, ccache, python3-venv
+#   .venv/           Python virtual environment with the pinned torch wheel (its LibTorch is what the
+#                    C++ code links) and the reference peers kvpress / transformers (requirements.txt,
+#                    fully pinned by constraints.txt)
+#   build/           CMake (Ninja) build, Release
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- Debian packages ---------------------------------------------------------------------------
+APT_PACKAGES=(g++ cmake ninja-build libgtest-dev libgmock-dev nlohmann-json3-dev ccache python3 python3-venv)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The torch wheel on PyPI is the CUDA 13.0 build; its CMake config requires a CUDA toolkit to
+# configure against, even for CPU-only use (nothing CUDA runs without a GPU).
+if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  say "error: no CUDA toolkit (nvcc) found. LibTorch from the pinned torch wheel is a CUDA 13.0 build and its"
+  say "CMake config needs the toolkit to configure; install CUDA 13.0 (the project's machines have it)."
+  exit 1
+fi
+command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+
+# --- Python virtual environment ------------------------------------------------------------------
+PYTHON=${PIKV_PYTHON_BOOTSTRAP:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment .venv ($($PYTHON --version))"
+  "$PYTHON" -m venv .venv
+fi
+want=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+have=$(cat .venv/.pikv-requirements 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  say "installing Python packages into .venv (torch wheel with LibTorch, kvpress, transformers; a few GB the first time)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+  echo "$want" > .venv/.pikv-requirements
+fi
+
+# --- configure and build -----------------------------------------------------------------------
+if [ ! -f build/CMakeCache.txt ]; then
+  say "configuring build/ (CMake, Ninja, Release)"
+  TORCH_PREFIX=$(.venv/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
+        -DPIKV_PYTHON="$ROOT/.venv/bin/python" >/dev/null
+fi
+say "building (binaries in build/bin/)"
+cmake --build build -j "$(nproc)"

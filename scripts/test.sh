@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the GoogleTest suites and the parity tests
+# against kvpress (a CTest fixture first writes their goldens with the pinned kvpress). Extra
+# arguments go to ctest, e.g. ./scripts/test.sh -R Parity
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export OMP_NUM_THREADS=2
+exec ctest --test-dir build --output-on-failure -j 2 "$@"
