@@ -20,5 +20,15 @@ if(NOT Torch_DIR)
     endif()
   endif()
 endif()
-find_package(Torch REQUIRED)
-find_package(nlohmann_json 3 REQUIRED)
+# GLOBAL: when PiKVPress is added with add_subdirectory()/FetchContent, the parent project links
+# pikv::pikv and therefore needs to see these imported targets too. A parent that already found
+# Torch keeps its own.
+if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.24)
+  set(_pikv_global GLOBAL)
+endif()
+if(NOT TARGET torch)
+  find_package(Torch REQUIRED ${_pikv_global})
+endif()
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_package(nlohmann_json 3 REQUIRED ${_pikv_global})
+endif()

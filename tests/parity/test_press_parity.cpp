@@ -15,9 +15,10 @@ using nlohmann::json;
 
 namespace {
 
+// PIKV_GOLDENS_DIR overrides the build tree's folder (compiled in as PIKV_GOLDENS_DIR_DEFAULT).
 std::string goldens_dir() {
   const char* env = std::getenv("PIKV_GOLDENS_DIR");
-  return std::string(env ? env : "goldens") + "/presses";
+  return std::string(env ? env : PIKV_GOLDENS_DIR_DEFAULT) + "/presses";
 }
 
 const json& manifest() {

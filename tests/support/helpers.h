@@ -33,11 +33,16 @@ inline AttentionContext random_context(int64_t B, int64_t Hkv, int64_t n, int64_
   return ctx;
 }
 
-// A fresh folder for files a test writes (under PIKV_TEST_TMP, else /tmp). POSIX only: libtorch.so
-// exports its own copies of some std::filesystem symbols, and calls resolving to them crash.
+#ifndef PIKV_TEST_TMP_DEFAULT
+#define PIKV_TEST_TMP_DEFAULT "/tmp"
+#endif
+
+// A fresh folder for files a test writes (under PIKV_TEST_TMP, else the build tree's test-tmp/).
+// POSIX only: libtorch.so exports its own copies of some std::filesystem symbols, and calls resolving
+// to them crash.
 inline std::string temp_dir(const std::string& name) {
   const char* root = std::getenv("PIKV_TEST_TMP");
-  std::string base = root ? root : "/tmp";
+  std::string base = root ? root : PIKV_TEST_TMP_DEFAULT;
   ::mkdir(base.c_str(), 0755);
   std::string pattern = base + "/pikv-" + name + "-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);

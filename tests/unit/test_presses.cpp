@@ -4,6 +4,9 @@
 
 #include "helpers.h"
 
+#include <ATen/Parallel.h>
+
+#include <map>
 #include <set>
 
 using namespace pikv;
@@ -243,4 +246,20 @@ TEST(Registry, BadNamesAndValuesAreClearErrors) {
   EXPECT_PIKV_ERROR(make_press("per_layer_compression", {{"press", "knorm"}, {"inner.bogus", "1"},
                                                           {"compression_ratios", "0.5"}}),
                     "no option 'bogus'");
+}
+
+TEST(ScorerPress, KeptSetsDoNotDependOnTheThreadCount) {
+  auto ctx = test::random_context(2, 4, 3000, 32, 41);
+  const int threads = at::get_num_threads();
+  for (const std::string name : {"knorm", "keydiff", "streaming_llm", "random"}) {
+    std::map<std::string, std::string> options = {{"compression_ratio", "0.6"}};
+    if (name == "random") options["seed"] = "5";
+    auto press = make_press(name, options);
+    at::set_num_threads(1);
+    const at::Tensor one = press->compress(ctx).indices;
+    at::set_num_threads(2);
+    const at::Tensor two = press->compress(ctx).indices;
+    EXPECT_TRUE(test::tensors_equal(one, two)) << name;
+  }
+  at::set_num_threads(threads);
 }
