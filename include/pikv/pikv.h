@@ -11,6 +11,8 @@
 #include <pikv/core/stats.h>
 #include <pikv/core/tensor_checks.h>
 #include <pikv/io/safetensors.h>
+#include <pikv/models/config.h>
+#include <pikv/models/decoder.h>
 #include <pikv/models/rope.h>
 #include <pikv/models/synthetic.h>
 #include <pikv/presses/composed.h>

@@ -116,6 +116,8 @@ void KVCache::apply(int64_t layer, const CompressedKV& result) {
     at::Tensor mapped = positions.gather(2, result.indices.clamp_min(0));
     L.kept = at::where(padding, at::full({}, -1, idx_opts), mapped);
   } else {
+    PIKV_CHECK(k == n, "KVCache::apply to layer {}: a result that drops tokens ({} -> {}) must report their indices",
+               layer, n, k);
     L.kept = at::Tensor();
   }
 
@@ -187,6 +189,8 @@ void KVCache::clear() {
 
 bool KVCache::empty(int64_t layer) const { return at_layer(layer, "empty").logical == 0; }
 
+int64_t KVCache::batch_size(int64_t layer) const { return at_layer(layer, "batch_size").batch; }
+
 int64_t KVCache::logical_length(int64_t layer) const { return at_layer(layer, "logical_length").logical; }
 
 int64_t KVCache::physical_length(int64_t layer) const {
@@ -237,6 +241,21 @@ KVCache::Padded KVCache::padded(int64_t layer) const {
     valid = at::cat({valid, at::ones({L.batch, L.kv_heads, L.keys.size(2)}, valid.options())}, 2);
   }
   return {keys, values, valid};
+}
+
+at::Tensor KVCache::token_positions(int64_t layer) const {
+  const Layer& L = at_layer(layer, "token_positions");
+  const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
+  PIKV_CHECK(ref.defined(), "KVCache::token_positions: layer {} is empty", layer);
+  auto opts = ref.options().dtype(at::kLong);
+  if (!L.kept.defined()) return at::arange(L.logical, opts).expand({L.batch, L.kv_heads, L.logical});
+  at::Tensor tail = at::arange(L.logical_at_apply, L.logical, opts).expand({L.batch, L.kv_heads, -1});
+  return at::cat({L.kept.to(opts.device()), tail}, 2);
+}
+
+bool KVCache::is_contiguous_prefix(int64_t layer) const {
+  const Layer& L = at_layer(layer, "is_contiguous_prefix");
+  return !L.kept.defined() && !L.ragged();
 }
 
 const at::Tensor& KVCache::kept_positions(int64_t layer) const { return at_layer(layer, "kept_positions").kept; }

@@ -46,6 +46,7 @@ class KVCache {
   // ---- reads ----
 
   bool empty(int64_t layer) const;
+  int64_t batch_size(int64_t layer) const;  // B of the stored tokens (0 when empty)
   int64_t logical_length(int64_t layer) const;
   int64_t physical_length(int64_t layer) const;  // longest head
   bool is_ragged(int64_t layer) const;
@@ -69,6 +70,12 @@ class KVCache {
   // Positions (in the logical sequence) of the stored prefix after the last apply(): int64
   // [B, Hkv, k] ascending, -1 padding for ragged layers; undefined if the layer was never compressed.
   const at::Tensor& kept_positions(int64_t layer) const;
+
+  // Logical position of every stored token, laid out like padded(layer): int64 [B, Hkv, n_max]
+  // (-1 on padding of ragged layers). Attention masks (causal, sliding window, padding) use it.
+  at::Tensor token_positions(int64_t layer) const;
+  // True while the layer stores exactly tokens 0..n-1 in order (nothing compressed).
+  bool is_contiguous_prefix(int64_t layer) const;
 
   // Bytes the cache really holds (keys + values) for one layer / all layers.
   int64_t bytes(int64_t layer) const;

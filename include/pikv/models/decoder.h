@@ -1,0 +1,72 @@
+#pragma once
+// DecoderModel: one LibTorch decoder-only transformer for the Llama, Mistral, Qwen2, Qwen3, Phi3,
+// Gemma3 (text) and GPT-2 families, parameterised by ModelConfig. Every layer attends through one
+// function (the press hook point) and implements AttentionLayerView. SDPA by default; an eager path
+// materialises attention weights when a press needs them.
+
+#include <ATen/core/Tensor.h>
+#include <torch/arg.h>
+
+#include <pikv/core/hookable_model.h>
+#include <pikv/models/config.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pikv {
+
+// Named weights in Hugging Face naming ("model.layers.0.self_attn.q_proj.weight").
+using WeightMap = std::map<std::string, at::Tensor>;
+
+struct LoadOptions {
+  TORCH_ARG(at::ScalarType, dtype) = at::kFloat;  // compute dtype: float32, bfloat16, float16
+  TORCH_ARG(std::string, device) = "cpu";         // "cpu", "cuda", "cuda:1"
+};
+
+struct ForwardOptions {
+  // [B, n_total] (1 = real token, 0 = left padding) over every token of the request so far
+  // (cached + this forward); undefined = all real.
+  TORCH_ARG(at::Tensor, attention_mask);
+  // [B, T] int64 logical positions of this forward's tokens; undefined = continue from the cache.
+  TORCH_ARG(at::Tensor, positions);
+  // Materialise attention weights (eager attention) even if no press asks for them.
+  TORCH_ARG(bool, eager_attention) = false;
+  // Return the final hidden states [B, T, Dm] instead of logits.
+  TORCH_ARG(bool, return_hidden) = false;
+};
+
+class DecoderModel : public HookableModel {
+ public:
+  // `weights` are consumed (moved to the compute dtype/device); a missing tensor or a shape that
+  // disagrees with the config throws pikv::Error naming `source`, the tensor and the problem.
+  DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options = {},
+               const std::string& source = "weights");
+  ~DecoderModel() override;
+
+  // A Hugging Face checkpoint folder (config.json + model.safetensors or sharded shards with
+  // model.safetensors.index.json) or a .gguf file.
+  static std::unique_ptr<DecoderModel> load(const std::string& path, const LoadOptions& options = {});
+
+  int64_t num_layers() const override { return config_.num_layers; }
+  const ModelConfig& config() const { return config_; }
+  const AttentionLayerView& layer(int64_t index) const;
+  at::TensorOptions options() const { return options_; }
+
+  // input_ids: int64 [B, T] -> logits [B, T, V] in the compute dtype (or hidden states [B, T, Dm]).
+  // A forward on an empty cache is the prefill: an installed press compresses each layer right after
+  // that layer's attention (Gemma3 sliding-window layers are never compressed).
+  at::Tensor forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& options = {});
+
+ private:
+  class Layer;
+  struct Impl;
+  ModelConfig config_;
+  at::TensorOptions options_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pikv

@@ -1,0 +1,479 @@
+#include <pikv/core/error.h>
+#include <pikv/core/log.h>
+#include <pikv/core/tensor_checks.h>
+#include <pikv/io/safetensors.h>
+#include <pikv/models/decoder.h>
+#include <pikv/models/rope.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sys/stat.h>
+
+namespace pikv {
+namespace {
+
+enum class NormKind { rms, rms_gemma, layer };
+
+// RMSNorm as Llama (weight * normalised.to(dtype)), as Gemma ((normalised * (1 + w)) in float32), or
+// GPT-2's LayerNorm.
+struct Norm {
+  at::Tensor weight, bias;
+  NormKind kind = NormKind::rms;
+  double eps = 1e-6;
+
+  at::Tensor operator()(const at::Tensor& x) const {
+    if (kind == NormKind::layer) return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+    at::Tensor xf = x.to(at::kFloat);
+    xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+    if (kind == NormKind::rms_gemma) return (xf * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
+    return weight * xf.to(x.scalar_type());
+  }
+};
+
+at::Tensor activation(const std::string& act, const at::Tensor& x) {
+  if (act == "silu") return at::silu(x);
+  if (act == "gelu") return at::gelu(x);
+  return at::gelu(x, "tanh");  // gelu_pytorch_tanh, gelu_new, gelu_fast
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+// Takes named tensors out of a WeightMap, checking shapes and converting to the compute options.
+class WeightReader {
+ public:
+  WeightReader(WeightMap& map, at::TensorOptions options, std::string source)
+      : map_(map), options_(options), source_(std::move(source)) {}
+
+  bool has(const std::string& name) const { return map_.count(name) != 0; }
+
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    auto it = map_.find(name);
+    PIKV_CHECK(it != map_.end(), "{}: missing tensor '{}'", source_, name);
+    at::Tensor t = std::move(it->second);
+    map_.erase(it);
+    PIKV_CHECK(t.sizes().vec() == shape, "{}: tensor '{}' has shape [{}], the config implies [{}]", source_, name,
+               fmt::join(t.sizes(), ", "), fmt::join(shape, ", "));
+    PIKV_CHECK(at::isFloatingType(t.scalar_type()), "{}: tensor '{}' has non-floating dtype {}", source_, name,
+               dtype_name(t.scalar_type()));
+    return t.to(options_).contiguous();
+  }
+
+  at::Tensor take_if(bool wanted, const std::string& name, std::vector<int64_t> shape) {
+    return wanted ? take(name, std::move(shape)) : at::Tensor();
+  }
+
+  void finish() const {
+    std::vector<std::string> left;
+    for (const auto& [name, t] : map_)
+      if (name.find("rotary_emb.inv_freq") == std::string::npos && name.find(".attn.bias") == std::string::npos &&
+          name.find(".attn.masked_bias") == std::string::npos && name != "lm_head.weight")
+        left.push_back(name);
+    if (!left.empty()) log::warn("{}: {} tensors not used by the model, e.g. '{}'", source_, left.size(), left.front());
+  }
+
+ private:
+  WeightMap& map_;
+  at::TensorOptions options_;
+  std::string source_;
+};
+
+}  // namespace
+
+class DecoderModel::Layer : public AttentionLayerView {
+ public:
+  // `prefix`: where the layers' tensors live ("model.layers." or GPT-2's "transformer.h." / "h.").
+  Layer(const ModelConfig& c, int64_t index, WeightReader& w, const std::string& prefix) : c_(c), index_(index) {
+    const int64_t D = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, d = c.head_dim, I = c.intermediate_size;
+    const NormKind kind = c.arch == Architecture::gemma3 ? NormKind::rms_gemma
+                          : c.arch == Architecture::gpt2 ? NormKind::layer
+                                                         : NormKind::rms;
+    auto norm = [&](const std::string& name, int64_t dim) {
+      Norm n;
+      n.kind = kind;
+      n.eps = c.norm_eps;
+      n.weight = w.take(name + ".weight", {dim});
+      if (kind == NormKind::layer) n.bias = w.take(name + ".bias", {dim});
+      return n;
+    };
+    if (c.arch == Architecture::gpt2) {
+      const std::string p = prefix + std::to_string(index) + ".";
+      attn_norm_ = norm(p + "ln_1", D);
+      mlp_norm_ = norm(p + "ln_2", D);
+      // Conv1D stores [in, out]: transpose to Linear's [out, in]; c_attn rows are q, k, v.
+      at::Tensor qkv = w.take(p + "attn.c_attn.weight", {D, 3 * D}).t();
+      at::Tensor qkv_b = w.take(p + "attn.c_attn.bias", {3 * D});
+      auto ws = qkv.split(D, 0);
+      auto bs = qkv_b.split(D, 0);
+      wq_ = ws[0].contiguous(), wk_ = ws[1].contiguous(), wv_ = ws[2].contiguous();
+      bq_ = bs[0].contiguous(), bk_ = bs[1].contiguous(), bv_ = bs[2].contiguous();
+      wo_ = w.take(p + "attn.c_proj.weight", {D, D}).t().contiguous();
+      bo_ = w.take(p + "attn.c_proj.bias", {D});
+      up_ = w.take(p + "mlp.c_fc.weight", {D, I}).t().contiguous();
+      up_b_ = w.take(p + "mlp.c_fc.bias", {I});
+      down_ = w.take(p + "mlp.c_proj.weight", {I, D}).t().contiguous();
+      down_b_ = w.take(p + "mlp.c_proj.bias", {D});
+      return;
+    }
+    const std::string p = prefix + std::to_string(index) + ".";
+    attn_norm_ = norm(p + "input_layernorm", D);
+    if (c.arch == Architecture::gemma3) {
+      attn_out_norm_ = norm(p + "post_attention_layernorm", D);
+      mlp_norm_ = norm(p + "pre_feedforward_layernorm", D);
+      mlp_out_norm_ = norm(p + "post_feedforward_layernorm", D);
+    } else {
+      mlp_norm_ = norm(p + "post_attention_layernorm", D);
+    }
+    if (c.arch == Architecture::phi3) {
+      at::Tensor qkv = w.take(p + "self_attn.qkv_proj.weight", {(H + 2 * Hkv) * d, D});
+      wq_ = qkv.narrow(0, 0, H * d).contiguous();
+      wk_ = qkv.narrow(0, H * d, Hkv * d).contiguous();
+      wv_ = qkv.narrow(0, (H + Hkv) * d, Hkv * d).contiguous();
+      at::Tensor gate_up = w.take(p + "mlp.gate_up_proj.weight", {2 * I, D});
+      gate_ = gate_up.narrow(0, 0, I).contiguous();
+      up_ = gate_up.narrow(0, I, I).contiguous();
+    } else {
+      wq_ = w.take(p + "self_attn.q_proj.weight", {H * d, D});
+      wk_ = w.take(p + "self_attn.k_proj.weight", {Hkv * d, D});
+      wv_ = w.take(p + "self_attn.v_proj.weight", {Hkv * d, D});
+      bq_ = w.take_if(c.qkv_bias, p + "self_attn.q_proj.bias", {H * d});
+      bk_ = w.take_if(c.qkv_bias, p + "self_attn.k_proj.bias", {Hkv * d});
+      bv_ = w.take_if(c.qkv_bias, p + "self_attn.v_proj.bias", {Hkv * d});
+      gate_ = w.take(p + "mlp.gate_proj.weight", {I, D});
+      up_ = w.take(p + "mlp.up_proj.weight", {I, D});
+      gate_b_ = w.take_if(c.mlp_bias, p + "mlp.gate_proj.bias", {I});
+      up_b_ = w.take_if(c.mlp_bias, p + "mlp.up_proj.bias", {I});
+    }
+    wo_ = w.take(p + "self_attn.o_proj.weight", {D, H * d});
+    bo_ = w.take_if(c.o_bias, p + "self_attn.o_proj.bias", {D});
+    down_ = w.take(p + "mlp.down_proj.weight", {D, I});
+    down_b_ = w.take_if(c.mlp_bias, p + "mlp.down_proj.bias", {D});
+    if (c.qk_norm) {
+      q_norm_ = norm(p + "self_attn.q_norm", d);
+      k_norm_ = norm(p + "self_attn.k_norm", d);
+    }
+  }
+
+  // ---- AttentionLayerView ----
+  int64_t layer_index() const override { return index_; }
+  int64_t num_heads() const override { return c_.num_heads; }
+  int64_t num_kv_heads() const override { return c_.num_kv_heads; }
+  int64_t head_dim() const override { return c_.head_dim; }
+  at::Tensor query_states(const at::Tensor& h) const override {
+    at::Tensor q = heads(linear(h, wq_, bq_), c_.num_heads);
+    return c_.qk_norm ? q_norm_(q) : q;
+  }
+  at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
+    if (c_.arch == Architecture::gpt2) return x;
+    return pikv::apply_rope(x, positions, inv_freq_, rope_scaling_);
+  }
+  at::Tensor inv_freq() const override { return inv_freq_; }
+  at::Tensor output_weight() const override { return wo_; }
+
+  // ---- used by the model ----
+  at::Tensor key_states(const at::Tensor& h) const {
+    at::Tensor k = heads(linear(h, wk_, bk_), c_.num_kv_heads);
+    return c_.qk_norm ? k_norm_(k) : k;
+  }
+  at::Tensor value_states(const at::Tensor& h) const { return heads(linear(h, wv_, bv_), c_.num_kv_heads); }
+  at::Tensor output(const at::Tensor& attn) const {  // [B, H, T, d] -> [B, T, Dm]
+    return linear(attn.transpose(1, 2).reshape({attn.size(0), attn.size(2), -1}), wo_, bo_);
+  }
+  at::Tensor mlp(const at::Tensor& x) const {
+    if (c_.arch == Architecture::gpt2) return linear(activation(c_.hidden_act, linear(x, up_, up_b_)), down_, down_b_);
+    return linear(activation(c_.hidden_act, linear(x, gate_, gate_b_)) * linear(x, up_, up_b_), down_, down_b_);
+  }
+  void set_rope(const at::Tensor& inv_freq, double scaling) {
+    inv_freq_ = inv_freq;
+    rope_scaling_ = scaling;
+  }
+
+  Norm attn_norm_, attn_out_norm_, mlp_norm_, mlp_out_norm_;
+
+ private:
+  at::Tensor heads(const at::Tensor& x, int64_t n) const {  // [B, T, n*d] -> [B, n, T, d]
+    return x.view({x.size(0), x.size(1), n, c_.head_dim}).transpose(1, 2);
+  }
+
+  const ModelConfig& c_;
+  int64_t index_;
+  at::Tensor wq_, wk_, wv_, wo_, bq_, bk_, bv_, bo_;
+  at::Tensor gate_, up_, down_, gate_b_, up_b_, down_b_;
+  Norm q_norm_, k_norm_;
+  at::Tensor inv_freq_;
+  double rope_scaling_ = 1.0;
+};
+
+struct DecoderModel::Impl {
+  at::Tensor embed, position_embed, lm_head;
+  Norm final_norm;
+  std::unique_ptr<RotaryEmbedding> rope, rope_local;
+};
+
+DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options, const std::string& source)
+    : config_(std::move(config)), impl_(std::make_unique<Impl>()) {
+  config_.validate(source);
+  PIKV_CHECK(options.dtype() == at::kFloat || options.dtype() == at::kBFloat16 || options.dtype() == at::kHalf ||
+                 options.dtype() == at::kDouble,
+             "DecoderModel: dtype must be float32, bfloat16, float16 or float64, got {}", dtype_name(options.dtype()));
+  options_ = at::TensorOptions().dtype(options.dtype()).device(at::Device(options.device()));
+  WeightReader w(weights, options_, source);
+  const ModelConfig& c = config_;
+  const int64_t V = c.vocab_size, D = c.hidden_size;
+  std::string layer_prefix = "model.layers.";
+  if (c.arch == Architecture::gpt2) {
+    // GPT2LMHeadModel checkpoints prefix everything with "transformer."; GPT2Model ones do not.
+    const std::string p = w.has("transformer.wte.weight") ? "transformer." : "";
+    layer_prefix = p + "h.";
+    impl_->embed = w.take(p + "wte.weight", {V, D});
+    impl_->position_embed = w.take(p + "wpe.weight", {c.max_position_embeddings, D});
+    impl_->final_norm = Norm{w.take(p + "ln_f.weight", {D}), w.take(p + "ln_f.bias", {D}), NormKind::layer, c.norm_eps};
+  } else {
+    impl_->embed = w.take("model.embed_tokens.weight", {V, D});
+    impl_->final_norm = Norm{w.take("model.norm.weight", {D}), at::Tensor(),
+                             c.arch == Architecture::gemma3 ? NormKind::rms_gemma : NormKind::rms, c.norm_eps};
+    impl_->rope = std::make_unique<RotaryEmbedding>(c.rope, c.head_dim, c.max_position_embeddings);
+    if (c.arch == Architecture::gemma3)
+      impl_->rope_local = std::make_unique<RotaryEmbedding>(c.rope_local, c.head_dim, c.max_position_embeddings);
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) layers_.push_back(std::make_unique<Layer>(c, l, w, layer_prefix));
+  if (c.tie_word_embeddings) {
+    impl_->lm_head = impl_->embed;
+  } else {
+    impl_->lm_head = w.take("lm_head.weight", {V, D});
+  }
+  w.finish();
+}
+
+DecoderModel::~DecoderModel() = default;
+
+const AttentionLayerView& DecoderModel::layer(int64_t index) const {
+  PIKV_CHECK(index >= 0 && index < num_layers(), "layer index must be in [0, {}), got {}", num_layers(), index);
+  return *layers_[static_cast<size_t>(index)];
+}
+
+namespace {
+
+// Which cached tokens each new token may attend to: bool [B, 1 or H, T, n] (true = attend), or an
+// undefined tensor when plain causal attention over a contiguous cache is all that is needed.
+at::Tensor attention_mask_for(const KVCache& cache, int64_t layer, int64_t B, int64_t H, int64_t T, int64_t offset,
+                              std::optional<int64_t> window, const at::Tensor& padding, bool force,
+                              at::Device device) {
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
+  const bool contiguous = cache.is_contiguous_prefix(layer);
+  const int64_t n = cache.physical_length(layer);
+  if (contiguous && !window && !padding.defined() && !force && (T == n || T == 1)) return at::Tensor();
+  at::Tensor q_index = at::arange(offset, offset + T, lopts);  // logical index of each new token
+  at::Tensor mask;
+  if (contiguous) {
+    at::Tensor k_index = at::arange(n, lopts);
+    mask = k_index.view({1, 1, 1, n}) <= q_index.view({1, 1, T, 1});
+    if (window) mask = mask & ((q_index.view({1, 1, T, 1}) - k_index.view({1, 1, 1, n})) < *window);
+    if (padding.defined()) mask = mask & padding.narrow(1, 0, n).view({B, 1, 1, n});
+  } else {
+    at::Tensor k_index = cache.token_positions(layer).to(device);  // [B, Hkv, n]
+    const int64_t Hkv = k_index.size(1);
+    at::Tensor kp = k_index.unsqueeze(2);  // [B, Hkv, 1, n]
+    mask = (kp >= 0) & (kp <= q_index.view({1, 1, T, 1}));
+    if (window) mask = mask & ((q_index.view({1, 1, T, 1}) - kp) < *window);
+    if (padding.defined()) {
+      at::Tensor real = padding.unsqueeze(1).expand({B, Hkv, padding.size(1)}).gather(2, k_index.clamp_min(0));
+      mask = mask & real.unsqueeze(2);
+    }
+    mask = mask.repeat_interleave(H / Hkv, 1);
+  }
+  // A query with nothing to attend to (a left-padding token) would give NaN: let it see everything;
+  // its output is never used.
+  return mask | mask.any(-1, /*keepdim=*/true).logical_not();
+}
+
+}  // namespace
+
+at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& fo) {
+  const ModelConfig& c = config_;
+  check_rank(input_ids, 2, "input_ids", "[B, T]");
+  PIKV_CHECK(input_ids.scalar_type() == at::kLong, "input_ids must be int64, got {}", dtype_name(input_ids.scalar_type()));
+  PIKV_CHECK(input_ids.size(1) >= 1, "input_ids must hold at least one token, got {}", describe_tensor(input_ids));
+  PIKV_CHECK(cache.num_layers() == num_layers(), "the KV cache has {} layers but the model has {}", cache.num_layers(),
+             num_layers());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const at::Device device = options_.device();
+  at::Tensor ids = input_ids.to(device);
+  {
+    const auto [lo, hi] = at::aminmax(input_ids);
+    PIKV_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < c.vocab_size,
+               "input_ids must be token ids in [0, {}), got values in [{}, {}]", c.vocab_size, lo.item<int64_t>(),
+               hi.item<int64_t>());
+  }
+  const bool prefill = cache.empty(0);
+  const int64_t offset = cache.logical_length(0);
+  if (!prefill) {
+    PIKV_CHECK(cache.batch_size(0) == B, "input_ids has batch {} but the cache holds batch {}", B, cache.batch_size(0));
+  }
+
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor positions;
+  int64_t seq_len = offset + T;
+  if (fo.attention_mask().defined() || fo.positions().defined()) {
+    if (fo.positions().defined()) {
+      PIKV_CHECK(fo.positions().dim() == 2 && fo.positions().size(0) == B && fo.positions().size(1) == T,
+                 "positions must be [B, T] = [{}, {}], got {}", B, T, describe_tensor(fo.positions()));
+      positions = fo.positions().to(lopts);
+      seq_len = positions.max().item<int64_t>() + 1;
+    }
+  }
+  if (!positions.defined()) positions = at::arange(offset, offset + T, lopts).expand({B, T});
+  PIKV_CHECK(seq_len <= c.max_position_embeddings || c.arch != Architecture::gpt2,
+             "GPT-2 has {} learned positions; this forward needs {}", c.max_position_embeddings, seq_len);
+  at::Tensor padding;
+  if (fo.attention_mask().defined()) {
+    const at::Tensor& m = fo.attention_mask();
+    PIKV_CHECK(m.dim() == 2 && m.size(0) == B && m.size(1) == offset + T,
+               "attention_mask must be [B, cached + new] = [{}, {}], got {}", B, offset + T, describe_tensor(m));
+    padding = m.to(device).to(at::kBool);
+  }
+
+  if (impl_->rope) {
+    const at::Tensor full = impl_->rope->inv_freq(seq_len).to(device);
+    const at::Tensor local = impl_->rope_local ? impl_->rope_local->inv_freq(seq_len).to(device) : at::Tensor();
+    for (int64_t l = 0; l < num_layers(); ++l) {
+      const bool use_local = impl_->rope_local && c.is_sliding(l);
+      layers_[static_cast<size_t>(l)]->set_rope(use_local ? local : full,
+                                                use_local ? impl_->rope_local->attention_scaling()
+                                                          : impl_->rope->attention_scaling());
+    }
+  }
+
+  at::Tensor x = at::embedding(impl_->embed, ids);
+  if (c.arch == Architecture::gemma3) {
+    x = x * at::scalar_tensor(std::sqrt(static_cast<double>(c.hidden_size)), at::kFloat).to(options_);
+  }
+  if (c.arch == Architecture::gpt2) x = x + at::embedding(impl_->position_embed, positions);
+
+  const bool want_weights = fo.eager_attention() || c.attn_logit_softcapping.has_value() ||
+                            (press() != nullptr && press()->requirements().attention_weights);
+  const double scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  if (prefill) begin_prefill();
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    const Layer& layer = *layers_[static_cast<size_t>(l)];
+    const at::Tensor h = layer.attn_norm_(x);
+    at::Tensor q = layer.apply_rope(layer.query_states(h), positions);
+    at::Tensor k = layer.apply_rope(layer.key_states(h), positions);
+    cache.append(l, k, layer.value_states(h));
+    const std::optional<int64_t> window = c.is_sliding(l) ? c.sliding_window : std::nullopt;
+    KVCache::Padded kv = cache.padded(l);
+    at::Tensor mask = attention_mask_for(cache, l, B, c.num_heads, T, offset, window, padding, want_weights, device);
+    at::Tensor out, weights;
+    if (!want_weights) {
+      const bool causal = !mask.defined() && T > 1;
+      out = at::scaled_dot_product_attention(q, kv.keys, kv.values, mask.defined() ? std::optional<at::Tensor>(mask)
+                                                                                 : std::nullopt,
+                                             0.0, causal, scale, /*enable_gqa=*/true);
+    } else {
+      const int64_t G = c.num_heads / c.num_kv_heads;
+      at::Tensor logits = at::matmul(q, kv.keys.repeat_interleave(G, 1).transpose(-1, -2)) * scale;
+      if (c.attn_logit_softcapping) logits = at::tanh(logits / *c.attn_logit_softcapping) * *c.attn_logit_softcapping;
+      logits = logits.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+      weights = at::softmax(logits, -1, at::kFloat).to(q.scalar_type());
+      out = at::matmul(weights, kv.values.repeat_interleave(G, 1));
+    }
+    if (!(c.arch == Architecture::gemma3 && c.is_sliding(l))) {
+      AttentionContext ctx;
+      ctx.layer = l;
+      ctx.num_layers = num_layers();
+      ctx.hidden_states = h;
+      ctx.keys = kv.keys;
+      ctx.values = kv.values;
+      if (want_weights) ctx.attention_weights = weights;
+      ctx.is_prefill = prefill;
+      ctx.position_offset = offset;
+      ctx.layer_view = &layer;
+      run_press(ctx, cache);
+    }
+    at::Tensor o = layer.output(out);
+    if (c.arch == Architecture::gemma3) o = layer.attn_out_norm_(o);
+    x = x + o;
+    at::Tensor m = layer.mlp(layer.mlp_norm_(x));
+    if (c.arch == Architecture::gemma3) m = layer.mlp_out_norm_(m);
+    x = x + m;
+  }
+  if (prefill) {
+    end_prefill();
+  } else {
+    decode_step();
+  }
+  x = impl_->final_norm(x);
+  if (fo.return_hidden()) return x;
+  at::Tensor logits = at::linear(x, impl_->lm_head);
+  if (c.final_logit_softcapping) logits = at::tanh(logits / *c.final_logit_softcapping) * *c.final_logit_softcapping;
+  return logits;
+}
+
+namespace {
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Every tensor of a Hugging Face checkpoint folder: model.safetensors, or the shards listed by
+// model.safetensors.index.json.
+WeightMap read_hf_weights(const std::string& dir) {
+  std::vector<std::string> files;
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (is_file(dir + "/model.safetensors")) {
+    files.push_back(dir + "/model.safetensors");
+  } else if (is_file(index)) {
+    std::ifstream in(index);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      PIKV_FAIL("{}: not valid JSON ({})", index, e.what());
+    }
+    PIKV_CHECK(j.contains("weight_map") && j.at("weight_map").is_object(), "{}: no weight_map object", index);
+    std::set<std::string> shards;
+    for (const auto& [name, file] : j.at("weight_map").items()) shards.insert(file.get<std::string>());
+    for (const auto& s : shards) {
+      PIKV_CHECK(s.find('/') == std::string::npos, "{}: shard name '{}' must be a file in the folder", index, s);
+      PIKV_CHECK(is_file(dir + "/" + s), "{}: shard '{}' is listed but missing", index, s);
+      files.push_back(dir + "/" + s);
+    }
+  } else {
+    PIKV_FAIL("'{}' has neither model.safetensors nor model.safetensors.index.json", dir);
+  }
+  WeightMap weights;
+  for (const auto& f : files) {
+    auto file = io::SafetensorsFile::open(f);
+    for (const auto& name : file.names()) {
+      PIKV_CHECK(weights.count(name) == 0, "tensor '{}' appears in more than one shard ({})", name, f);
+      weights.emplace(name, file.get(name));
+    }
+  }
+  return weights;
+}
+
+}  // namespace
+
+std::unique_ptr<DecoderModel> DecoderModel::load(const std::string& path, const LoadOptions& options) {
+  if (is_directory(path)) {
+    PIKV_CHECK(is_file(path + "/config.json"), "'{}' is a folder without config.json: not a Hugging Face checkpoint",
+               path);
+    ModelConfig config = ModelConfig::from_file(path + "/config.json");
+    return std::make_unique<DecoderModel>(std::move(config), read_hf_weights(path), options, path);
+  }
+  PIKV_CHECK(is_file(path), "model path '{}' does not exist", path);
+  PIKV_FAIL("'{}' is not a Hugging Face checkpoint folder; GGUF files are not supported yet", path);
+}
+
+}  // namespace pikv

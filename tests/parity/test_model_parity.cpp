@@ -1,0 +1,87 @@
+// Parity with Hugging Face transformers (PyPI, pinned) on tiny random checkpoints of every family,
+// written by tests/reference/model_goldens.py (a CTest fixture): max |logit difference| <= 1e-4 (fp32).
+#include <pikv/pikv.h>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+
+#include <fstream>
+#include <set>
+
+using namespace pikv;
+
+namespace {
+
+std::string models_dir() {
+  const char* env = std::getenv("PIKV_GOLDENS_DIR");
+  return std::string(env ? env : PIKV_GOLDENS_DIR_DEFAULT) + "/models";
+}
+
+std::vector<std::string> case_names() {
+  std::ifstream in(models_dir() + "/manifest.json");
+  if (!in) throw Error("no model goldens in " + models_dir() + ": run the reference.model_goldens CTest fixture");
+  std::vector<std::string> names;
+  const nlohmann::json manifest = nlohmann::json::parse(in);  // kept alive: the loop reads into it
+  for (const auto& c : manifest.at("cases")) names.push_back(c.at("name"));
+  return names;
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(ModelParity, EveryFamilyMatchesTransformersLogits) {
+  const auto names = case_names();
+  ASSERT_GE(names.size(), 12u);
+  std::set<std::string> families;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    auto model = DecoderModel::load(models_dir() + "/" + name);
+    families.insert(std::string(to_string(model->config().arch)));
+    auto golden = io::SafetensorsFile::open(models_dir() + "/" + name + ".safetensors");
+    KVCache cache(model->num_layers());
+    const at::Tensor logits = model->forward(golden.get("input_ids"), cache);
+    const double diff = max_abs_diff(logits, golden.get("logits"));
+    EXPECT_LE(diff, 1e-4) << name << ": max |logit difference| " << diff;
+    std::printf("  %-28s max |logit diff| %.3g\n", name.c_str(), diff);
+  }
+  EXPECT_EQ(families.size(), 7u) << "every family has a case";
+}
+
+TEST(ModelParity, LeftPaddedBatchMatchesOnRealTokens) {
+  for (const auto& name : case_names()) {
+    SCOPED_TRACE(name);
+    auto model = DecoderModel::load(models_dir() + "/" + name);
+    auto golden = io::SafetensorsFile::open(models_dir() + "/" + name + ".safetensors");
+    KVCache cache(model->num_layers());
+    const at::Tensor mask = golden.get("attention_mask");
+    const at::Tensor logits = model->forward(golden.get("padded_input_ids"), cache,
+                                             ForwardOptions().attention_mask(mask).positions(golden.get("position_ids")));
+    const at::Tensor real = mask.to(at::kBool);
+    const double diff = max_abs_diff(logits.index({real}), golden.get("padded_logits").index({real}));
+    EXPECT_LE(diff, 1e-4) << name << ": max |logit difference| on real tokens " << diff;
+  }
+}
+
+TEST(ModelParity, IncrementalDecodingMatchesOneForward) {
+  // Prefill T-3 tokens, then three single-token steps: the logits equal the full forward's. Not for
+  // dynamic RoPE, whose frequencies change as the sequence grows (transformers' own incremental
+  // decoding differs from its single forward there too).
+  for (const auto& name : case_names()) {
+    SCOPED_TRACE(name);
+    if (name.find("dynamic") != std::string::npos) continue;
+    auto model = DecoderModel::load(models_dir() + "/" + name);
+    auto golden = io::SafetensorsFile::open(models_dir() + "/" + name + ".safetensors");
+    const at::Tensor ids = golden.get("input_ids");
+    const int64_t T = ids.size(1);
+    KVCache cache(model->num_layers());
+    std::vector<at::Tensor> parts = {model->forward(ids.narrow(1, 0, T - 3), cache)};
+    for (int64_t t = T - 3; t < T; ++t) parts.push_back(model->forward(ids.narrow(1, t, 1), cache));
+    const double diff = max_abs_diff(at::cat(parts, 1), golden.get("logits"));
+    EXPECT_LE(diff, 1e-4) << name << ": incremental vs transformers " << diff;
+    EXPECT_EQ(cache.logical_length(0), T);
+  }
+}
