@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ Usage:
   pikv demo [options]   prefill a synthetic attention model, compress its KV cache with every press,
                         and show what each kept, the memory freed and what it cost
   pikv presses          list the presses and their options
+  pikv logits [options] run a model on token ids and write the logits of every position
   pikv --help           this text
   pikv --version        the version
 
@@ -37,6 +39,14 @@ Demo options:
   --device D            cpu or cuda (default cpu)
   --dtype T             float32, bfloat16 or float16 (default float32)
   --seed S              seed of the model weights and the input (default 0)
+
+Logits options:
+  --model PATH          Hugging Face checkpoint folder or .gguf file (default: the default model,
+                        SmolLM2-135M-Instruct, fetched into models/ by scripts/setup.sh; or $PIKV_MODEL)
+  --tokens "ID ID ..."  token ids, space-separated (required)
+  --out FILE            safetensors file to write: tensor `logits`, float32 [1, T, vocab] (required)
+  --dtype T             float32, bfloat16 or float16 (default float32)
+  --device D            cpu or cuda (default cpu)
 
 Environment: PIKV_LOG_LEVEL=debug|info|warn|error|off (default warn).
 )";
@@ -204,6 +214,66 @@ int run_demo(const DemoArgs& a) {
   return 0;
 }
 
+// The default model: $PIKV_MODEL, else the file scripts/setup.sh fetched into the source tree.
+std::string default_model() {
+  if (const char* env = std::getenv("PIKV_MODEL"); env != nullptr && *env != '\0') return env;
+#ifdef PIKV_DEFAULT_MODEL
+  return PIKV_DEFAULT_MODEL;
+#else
+  return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+#endif
+}
+
+int run_logits(const std::vector<std::string>& args) {
+  std::string model_path = default_model(), tokens, out, dtype = "float32", device = "cpu";
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kUsage);
+      return 0;
+    }
+    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
+    const std::string& value = args[++i];
+    if (flag == "--model") {
+      model_path = value;
+    } else if (flag == "--tokens") {
+      tokens = value;
+    } else if (flag == "--out") {
+      out = value;
+    } else if (flag == "--dtype") {
+      dtype = value;
+    } else if (flag == "--device") {
+      device = value;
+    } else {
+      usage_error(fmt::format("unknown option '{}' for logits", flag));
+    }
+  }
+  if (tokens.empty()) usage_error("logits needs --tokens \"ID ID ...\"");
+  if (out.empty()) usage_error("logits needs --out FILE");
+  std::vector<int64_t> ids;
+  {
+    std::istringstream in(tokens);
+    std::string word;
+    while (in >> word) {
+      char* end = nullptr;
+      const long long v = std::strtoll(word.c_str(), &end, 10);
+      if (*end != '\0' || v < 0) usage_error(fmt::format("--tokens must be non-negative integers, got '{}'", word));
+      ids.push_back(v);
+    }
+  }
+  if (ids.empty()) usage_error("--tokens holds no token id");
+  const at::ScalarType st = dtype == "float32" ? at::kFloat : dtype == "bfloat16" ? at::kBFloat16
+                          : dtype == "float16" ? at::kHalf : at::ScalarType::Undefined;
+  if (st == at::ScalarType::Undefined) usage_error(fmt::format("--dtype must be float32, bfloat16 or float16, got '{}'", dtype));
+  auto model = pikv::DecoderModel::load(model_path, pikv::LoadOptions().dtype(st).device(device));
+  pikv::KVCache cache(model->num_layers());
+  const at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
+  const at::Tensor logits = model->forward(input, cache).to(at::kFloat);
+  pikv::io::save_safetensors(out, {{"logits", logits}}, {{"model", model_path}});
+  fmt::print(stderr, "wrote logits [1, {}, {}] to {}\n", ids.size(), logits.size(2), out);
+  return 0;
+}
+
 int run_presses() {
   fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n\n");
   for (const auto& info : pikv::press_catalog()) {
@@ -235,6 +305,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "demo") return run_demo(parse_demo(args));
+    if (command == "logits") return run_logits(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");
       return run_presses();

