@@ -68,9 +68,18 @@ void KVCache::append(int64_t layer, const at::Tensor& keys, const at::Tensor& va
   }
   L.batch = keys.size(0);
   L.kv_heads = keys.size(1);
-  if (L.keys.defined() && L.keys.size(2) > 0) {
+  const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
+  if (L.buf_keys.defined() && dense + keys.size(2) <= L.buf_keys.size(2)) {
+    // Reserved capacity: write in place (L.keys is a view of the buffer's first `dense` tokens).
+    L.buf_keys.narrow(2, dense, keys.size(2)).copy_(keys);
+    L.buf_values.narrow(2, dense, keys.size(2)).copy_(values);
+    L.keys = L.buf_keys.narrow(2, 0, dense + keys.size(2));
+    L.values = L.buf_values.narrow(2, 0, dense + keys.size(2));
+  } else if (dense > 0) {
     L.keys = at::cat({L.keys, keys}, 2);
     L.values = at::cat({L.values, values}, 2);
+    L.buf_keys = at::Tensor();
+    L.buf_values = at::Tensor();
   } else {
     L.keys = keys;
     L.values = values;
@@ -121,6 +130,8 @@ void KVCache::apply(int64_t layer, const CompressedKV& result) {
     L.kept = at::Tensor();
   }
 
+  L.buf_keys = at::Tensor();
+  L.buf_values = at::Tensor();
   if (!result.head_lengths) {
     L.keys = result.keys;
     L.values = result.values;
@@ -171,7 +182,11 @@ void KVCache::truncate(int64_t logical_length) {
       L = Layer();
       continue;
     }
-    if (dense - drop == 0) {
+    if (L.buf_keys.defined()) {
+      // Reserved capacity stays allocated for the next question; only the view shrinks.
+      L.keys = L.buf_keys.narrow(2, 0, dense - drop);
+      L.values = L.buf_values.narrow(2, 0, dense - drop);
+    } else if (dense - drop == 0) {
       L.keys = at::Tensor();
       L.values = at::Tensor();
     } else {
@@ -180,6 +195,28 @@ void KVCache::truncate(int64_t logical_length) {
       L.values = L.values.narrow(2, 0, dense - drop).clone();
     }
     L.logical = logical_length;
+  }
+}
+
+void KVCache::reserve(int64_t extra_tokens) {
+  PIKV_CHECK(extra_tokens >= 0, "KVCache::reserve: extra_tokens must be >= 0, got {}", extra_tokens);
+  for (Layer& L : layers_) {
+    if (!L.keys.defined() && !L.ragged()) continue;
+    const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
+    const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
+    const int64_t need = dense + extra_tokens;
+    if (L.buf_keys.defined() && L.buf_keys.size(2) >= need) continue;
+    const int64_t d = ref.size(-1);
+    at::Tensor bk = at::empty({L.batch, L.kv_heads, need, d}, ref.options());
+    at::Tensor bv = at::empty({L.batch, L.kv_heads, need, d}, ref.options());
+    if (dense > 0) {
+      bk.narrow(2, 0, dense).copy_(L.keys);
+      bv.narrow(2, 0, dense).copy_(L.values);
+    }
+    L.buf_keys = bk;
+    L.buf_values = bv;
+    L.keys = bk.narrow(2, 0, dense);
+    L.values = bv.narrow(2, 0, dense);
   }
 }
 

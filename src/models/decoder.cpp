@@ -36,6 +36,11 @@ at::Tensor activation(const std::string& act, const at::Tensor& x) {
   return at::gelu(x, "tanh");  // gelu_pytorch_tanh, gelu_new, gelu_fast
 }
 
+// A Linear weight [out, in] re-laid in memory as [in, out] (returned as the same-shaped view): MKL's
+// matrix-vector path for x @ W with W stored [in, out] streams weights about 1.6x faster than with
+// [out, in] on the CPU, and decoding is bound by reading the weights once per token.
+at::Tensor gemv_layout(const at::Tensor& w) { return w.t().contiguous().t(); }
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
@@ -106,13 +111,13 @@ class DecoderModel::Layer : public AttentionLayerView {
       at::Tensor qkv_b = w.take(p + "attn.c_attn.bias", {3 * D});
       auto ws = qkv.split(D, 0);
       auto bs = qkv_b.split(D, 0);
-      wq_ = ws[0].contiguous(), wk_ = ws[1].contiguous(), wv_ = ws[2].contiguous();
+      wq_ = gemv_layout(ws[0]), wk_ = gemv_layout(ws[1]), wv_ = gemv_layout(ws[2]);
       bq_ = bs[0].contiguous(), bk_ = bs[1].contiguous(), bv_ = bs[2].contiguous();
-      wo_ = w.take(p + "attn.c_proj.weight", {D, D}).t().contiguous();
+      wo_ = gemv_layout(w.take(p + "attn.c_proj.weight", {D, D}).t());
       bo_ = w.take(p + "attn.c_proj.bias", {D});
-      up_ = w.take(p + "mlp.c_fc.weight", {D, I}).t().contiguous();
+      up_ = gemv_layout(w.take(p + "mlp.c_fc.weight", {D, I}).t());
       up_b_ = w.take(p + "mlp.c_fc.bias", {I});
-      down_ = w.take(p + "mlp.c_proj.weight", {I, D}).t().contiguous();
+      down_ = gemv_layout(w.take(p + "mlp.c_proj.weight", {I, D}).t());
       down_b_ = w.take(p + "mlp.c_proj.bias", {D});
       return;
     }
@@ -127,27 +132,27 @@ class DecoderModel::Layer : public AttentionLayerView {
     }
     if (c.arch == Architecture::phi3) {
       at::Tensor qkv = w.take(p + "self_attn.qkv_proj.weight", {(H + 2 * Hkv) * d, D});
-      wq_ = qkv.narrow(0, 0, H * d).contiguous();
-      wk_ = qkv.narrow(0, H * d, Hkv * d).contiguous();
-      wv_ = qkv.narrow(0, (H + Hkv) * d, Hkv * d).contiguous();
+      wq_ = gemv_layout(qkv.narrow(0, 0, H * d));
+      wk_ = gemv_layout(qkv.narrow(0, H * d, Hkv * d));
+      wv_ = gemv_layout(qkv.narrow(0, (H + Hkv) * d, Hkv * d));
       at::Tensor gate_up = w.take(p + "mlp.gate_up_proj.weight", {2 * I, D});
-      gate_ = gate_up.narrow(0, 0, I).contiguous();
-      up_ = gate_up.narrow(0, I, I).contiguous();
+      gate_ = gemv_layout(gate_up.narrow(0, 0, I));
+      up_ = gemv_layout(gate_up.narrow(0, I, I));
     } else {
-      wq_ = w.take(p + "self_attn.q_proj.weight", {H * d, D});
-      wk_ = w.take(p + "self_attn.k_proj.weight", {Hkv * d, D});
-      wv_ = w.take(p + "self_attn.v_proj.weight", {Hkv * d, D});
+      wq_ = gemv_layout(w.take(p + "self_attn.q_proj.weight", {H * d, D}));
+      wk_ = gemv_layout(w.take(p + "self_attn.k_proj.weight", {Hkv * d, D}));
+      wv_ = gemv_layout(w.take(p + "self_attn.v_proj.weight", {Hkv * d, D}));
       bq_ = w.take_if(c.qkv_bias, p + "self_attn.q_proj.bias", {H * d});
       bk_ = w.take_if(c.qkv_bias, p + "self_attn.k_proj.bias", {Hkv * d});
       bv_ = w.take_if(c.qkv_bias, p + "self_attn.v_proj.bias", {Hkv * d});
-      gate_ = w.take(p + "mlp.gate_proj.weight", {I, D});
-      up_ = w.take(p + "mlp.up_proj.weight", {I, D});
+      gate_ = gemv_layout(w.take(p + "mlp.gate_proj.weight", {I, D}));
+      up_ = gemv_layout(w.take(p + "mlp.up_proj.weight", {I, D}));
       gate_b_ = w.take_if(c.mlp_bias, p + "mlp.gate_proj.bias", {I});
       up_b_ = w.take_if(c.mlp_bias, p + "mlp.up_proj.bias", {I});
     }
-    wo_ = w.take(p + "self_attn.o_proj.weight", {D, H * d});
+    wo_ = gemv_layout(w.take(p + "self_attn.o_proj.weight", {D, H * d}));
     bo_ = w.take_if(c.o_bias, p + "self_attn.o_proj.bias", {D});
-    down_ = w.take(p + "mlp.down_proj.weight", {D, I});
+    down_ = gemv_layout(w.take(p + "mlp.down_proj.weight", {D, I}));
     down_b_ = w.take_if(c.mlp_bias, p + "mlp.down_proj.bias", {D});
     if (c.qk_norm) {
       q_norm_ = norm(p + "self_attn.q_norm", d);
@@ -238,10 +243,13 @@ DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, const LoadOpti
       impl_->rope_local = std::make_unique<RotaryEmbedding>(c.rope_local, c.head_dim, c.max_position_embeddings);
   }
   for (int64_t l = 0; l < c.num_layers; ++l) layers_.push_back(std::make_unique<Layer>(c, l, w, layer_prefix));
+  // The output projection streams the whole vocabulary matrix per token: GEMV layout. A tied
+  // embedding shares it (the token lookup gathers strided rows, which costs nothing measurable).
   if (c.tie_word_embeddings) {
+    impl_->embed = gemv_layout(impl_->embed);
     impl_->lm_head = impl_->embed;
   } else {
-    impl_->lm_head = w.take("lm_head.weight", {V, D});
+    impl_->lm_head = gemv_layout(w.take("lm_head.weight", {V, D}));
   }
   w.finish();
 }
@@ -365,7 +373,19 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
     KVCache::Padded kv = cache.padded(l);
     at::Tensor mask = attention_mask_for(cache, l, B, c.num_heads, T, offset, window, padding, want_weights, device);
     at::Tensor out, weights;
-    if (!want_weights) {
+    if (!want_weights && T == 1) {
+      // Decode step: attend per KV head with its G query heads as rows, so K and V are read once
+      // instead of being expanded G times (what SDPA's GQA path costs on the CPU).
+      const int64_t Hkv = c.num_kv_heads, G = c.num_heads / Hkv, n = kv.keys.size(2);
+      at::Tensor qg = q.reshape({B, Hkv, G, c.head_dim});
+      at::Tensor logits = at::matmul(qg, kv.keys.transpose(-1, -2)) * scale;  // [B, Hkv, G, n]
+      if (mask.defined()) {
+        logits = logits.masked_fill(mask.expand({B, c.num_heads, 1, n}).reshape({B, Hkv, G, n}).logical_not(),
+                                    -std::numeric_limits<double>::infinity());
+      }
+      at::Tensor w = at::softmax(logits, -1, at::kFloat).to(q.scalar_type());
+      out = at::matmul(w, kv.values).reshape({B, c.num_heads, 1, c.head_dim});
+    } else if (!want_weights) {
       const bool causal = !mask.defined() && T > 1;
       out = at::scaled_dot_product_attention(q, kv.keys, kv.values, mask.defined() ? std::optional<at::Tensor>(mask)
                                                                                  : std::nullopt,

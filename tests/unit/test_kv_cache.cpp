@@ -210,3 +210,30 @@ TEST(KVCache, HeadWiseResultIsStoredRaggedAndReallyFreed) {
   EXPECT_FALSE(cache.is_ragged(0));
   EXPECT_EQ(cache.bytes(), 0);
 }
+
+TEST(KVCache, ReserveMakesAppendsInPlace) {
+  KVCache cache(1);
+  cache.append(0, kv(10, 1), kv(10, 2));
+  const at::Tensor before = cache.keys(0).clone();
+  cache.reserve(5);
+  EXPECT_EQ(cache.bytes(0), 2 * B * H * 15 * D * 4);  // reserved memory is held, and counted
+  EXPECT_EQ(cache.physical_length(0), 10);
+  EXPECT_TRUE(test::tensors_equal(cache.keys(0), before));
+  const void* storage = cache.keys(0).data_ptr();
+  cache.append(0, kv(3, 3), kv(3, 4));
+  EXPECT_EQ(cache.keys(0).data_ptr(), storage);  // written in place
+  EXPECT_TRUE(test::tensors_equal(cache.keys(0).narrow(2, 10, 3), kv(3, 3)));
+  EXPECT_TRUE(test::tensors_equal(cache.keys(0).narrow(2, 0, 10), before));
+  cache.truncate(10);
+  EXPECT_EQ(cache.bytes(0), 2 * B * H * 15 * D * 4);  // kept for the next question
+  cache.append(0, kv(5, 5), kv(5, 6));
+  EXPECT_EQ(cache.keys(0).data_ptr(), storage);
+  cache.append(0, kv(1, 7), kv(1, 8));  // beyond the capacity: reallocates exactly
+  EXPECT_EQ(cache.physical_length(0), 16);
+  EXPECT_EQ(cache.bytes(0), 2 * B * H * 16 * D * 4);
+  EXPECT_TRUE(test::tensors_equal(cache.keys(0).narrow(2, 15, 1), kv(1, 7)));
+  EXPECT_PIKV_ERROR(cache.reserve(-1), ">= 0");
+  KVCache empty(2);
+  empty.reserve(8);  // nothing to size yet: a no-op
+  EXPECT_EQ(empty.bytes(), 0);
+}

@@ -43,6 +43,11 @@ class KVCache {
   // Empties every layer (a new request).
   void clear();
 
+  // Makes room for `extra_tokens` more tokens in every non-empty layer, so the following appends
+  // write in place instead of reallocating the layer (decode loops call it once after prefill).
+  // The reserved memory counts in bytes(); truncate() keeps it for the next question.
+  void reserve(int64_t extra_tokens);
+
   // ---- reads ----
 
   bool empty(int64_t layer) const;
@@ -84,7 +89,8 @@ class KVCache {
  private:
   struct Layer {
     // Dense storage: everything when not ragged; the suffix appended after a head-wise apply().
-    at::Tensor keys, values;  // [B, Hkv, s, d]
+    at::Tensor keys, values;  // [B, Hkv, s, d]; views into buf_* when capacity was reserved
+    at::Tensor buf_keys, buf_values;  // [B, Hkv, capacity, d] or undefined
     // Ragged prefix: rows of (b, h, j) packed in that order: [sum(lengths), d].
     at::Tensor ragged_keys, ragged_values;
     std::vector<int64_t> ragged_lengths;  // B * Hkv, row-major
