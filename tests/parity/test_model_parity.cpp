@@ -85,3 +85,22 @@ TEST(ModelParity, IncrementalDecodingMatchesOneForward) {
     EXPECT_EQ(cache.logical_length(0), T);
   }
 }
+
+TEST(ModelParity, PressesCompressOnlyGemma3FullAttentionLayers) {
+  // Gemma3's sliding layers attend to a window anyway; only its full-attention layers are pressed.
+  auto model = DecoderModel::load(models_dir() + "/gemma3_sliding");
+  auto golden = io::SafetensorsFile::open(models_dir() + "/gemma3_sliding.safetensors");
+  KnormPress press(KnormOptions().compression_ratio(0.5));
+  KVCache cache(model->num_layers());
+  {
+    PressGuard guard(*model, press);
+    model->forward(golden.get("input_ids"), cache);
+  }
+  const int64_t T = golden.get("input_ids").size(1);
+  for (int64_t l = 0; l < model->num_layers(); ++l) {
+    EXPECT_EQ(cache.physical_length(l), model->config().is_sliding(l) ? T : T / 2) << "layer " << l;
+  }
+  // Later tokens still see the right window on sliding layers and the kept tokens elsewhere.
+  const at::Tensor next = model->forward(golden.get("input_ids").narrow(1, 0, 1), cache);
+  EXPECT_TRUE(at::isfinite(next).all().item<bool>());
+}
