@@ -168,6 +168,15 @@ TEST(HFLoader, LoadsAndRejectsBrokenCheckpoints) {
   EXPECT_EQ(model->num_layers(), 2);
 
   EXPECT_PIKV_ERROR(DecoderModel::load(good + "/nope"), "does not exist");
+  // Half-precision checkpoints load into any compute dtype.
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    WeightMap half = tiny_weights();
+    for (auto& [name, t] : half) t = t.to(dtype);
+    auto m = DecoderModel::load(write_checkpoint("hf-half", kTinyConfig, half));
+    KVCache cache(2);
+    EXPECT_EQ(m->forward(at::zeros({1, 3}, at::kLong), cache).scalar_type(), at::kFloat);
+  }
+
   const std::string no_config = test::temp_dir("hf-noconfig");
   EXPECT_PIKV_ERROR(DecoderModel::load(no_config), "without config.json");
 
