@@ -5,6 +5,8 @@
 #               on every LibTorch user's include path and would shadow a system fmt (Debian's is fmt 9, so
 #               mixing its library with those headers fails to link).
 #   nlohmann  - JSON for safetensors headers and goldens (Debian nlohmann-json3-dev); private.
+#   PCRE2     - the tokenizers' pre-tokenizer regexes need Unicode classes and lookahead, which
+#               std::regex and RE2 lack (Debian libpcre2-dev); private.
 
 # LibTorch: an explicit Torch_DIR / CMAKE_PREFIX_PATH wins; otherwise use the repository's own virtual
 # environment (.venv, made by scripts/setup.sh) so a plain `cmake -S . -B build` works after set-up.
@@ -32,3 +34,5 @@ endif()
 if(NOT TARGET nlohmann_json::nlohmann_json)
   find_package(nlohmann_json 3 REQUIRED ${_pikv_global})
 endif()
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)

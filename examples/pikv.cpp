@@ -29,6 +29,9 @@ Usage:
                         and show what each kept, the memory freed and what it cost
   pikv presses          list the presses and their options
   pikv logits [options] run a model on token ids and write the logits of every position
+  pikv tokenize [--model PATH] [--decode]
+                        UTF-8 lines on stdin -> one line of space-separated token ids per line
+                        (--decode: ids -> text)
   pikv --help           this text
   pikv --version        the version
 
@@ -274,6 +277,42 @@ int run_logits(const std::vector<std::string>& args) {
   return 0;
 }
 
+int run_tokenize(const std::vector<std::string>& args) {
+  std::string model_path = default_model();
+  bool decode = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--decode") {
+      decode = true;
+    } else if (args[i] == "--model" && i + 1 < args.size()) {
+      model_path = args[++i];
+    } else {
+      usage_error(fmt::format("unknown argument '{}' for tokenize", args[i]));
+    }
+  }
+  auto tokenizer = pikv::Tokenizer::load(model_path);
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (decode) {
+      std::vector<int64_t> ids;
+      std::istringstream in(line);
+      std::string word;
+      while (in >> word) {
+        char* end = nullptr;
+        const long long v = std::strtoll(word.c_str(), &end, 10);
+        PIKV_CHECK(*end == '\0', "line {}: '{}' is not a token id", line_no, word);
+        ids.push_back(v);
+      }
+      fmt::print("{}\n", tokenizer->decode(ids));
+    } else {
+      pikv::check_utf8(line, fmt::format("line {}", line_no));
+      fmt::print("{}\n", fmt::join(tokenizer->encode(line), " "));
+    }
+  }
+  return 0;
+}
+
 int run_presses() {
   fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n\n");
   for (const auto& info : pikv::press_catalog()) {
@@ -306,6 +345,7 @@ int main(int argc, char** argv) {
     }
     if (command == "demo") return run_demo(parse_demo(args));
     if (command == "logits") return run_logits(args);
+    if (command == "tokenize") return run_tokenize(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");
       return run_presses();

@@ -3,7 +3,7 @@
 # step is skipped when its result is already there and up to date. Used by scripts/demo.sh and
 # scripts/test.sh; safe to run by itself.
 #
-#   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, ccache, python3-venv
+#   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, PCRE2, ccache, python3-venv
 #   .venv/           Python virtual environment with the pinned torch wheel (its LibTorch is what the
 #                    C++ code links) and the reference peers kvpress / transformers (requirements.txt,
 #                    fully pinned by constraints.txt)
@@ -15,7 +15,7 @@ ROOT=$(pwd)
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- Debian packages ---------------------------------------------------------------------------
-APT_PACKAGES=(g++ cmake ninja-build libgtest-dev libgmock-dev nlohmann-json3-dev ccache python3 python3-venv)
+APT_PACKAGES=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev ccache python3 python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,6 +70,28 @@ if [ ! -f "$MODEL" ] || [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" != "$MODEL_SHA
     say "error: $MODEL does not have the expected SHA-256 $MODEL_SHA256"
     exit 1
   fi
+fi
+
+# --- real tokenizer vocabularies for the tokenizer tests ---------------------------------------------
+# llama.cpp's vocabulary-only GGUF files (Llama-3, Qwen2, GPT-2, Llama-2 SentencePiece) with their
+# test inputs, from the llama-cpp-python 0.3.36 source package on PyPI (MIT), into models/vocab/.
+VOCABS=(ggml-vocab-llama-bpe ggml-vocab-qwen2 ggml-vocab-gpt-2 ggml-vocab-llama-spm)
+if [ ! -f models/vocab/ggml-vocab-llama-spm.gguf ]; then
+  say "fetching llama.cpp's test vocabularies (llama-cpp-python 0.3.36 source package, 77 MB) into models/vocab/"
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" llama-cpp-python==0.3.36
+  if [ "$(sha256sum "$tmp"/llama_cpp_python-0.3.36.tar.gz | cut -d' ' -f1)" != \
+       832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e ]; then
+    say "error: llama-cpp-python 0.3.36 does not have the expected SHA-256"
+    exit 1
+  fi
+  mkdir -p models/vocab
+  for v in "${VOCABS[@]}"; do
+    tar -xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp" "llama_cpp_python-0.3.36/vendor/llama.cpp/models/$v.gguf" \
+      "llama_cpp_python-0.3.36/vendor/llama.cpp/models/$v.gguf.inp"
+    mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp/models/$v.gguf"* models/vocab/
+  done
+  rm -rf "$tmp"
 fi
 
 # --- configure and build -----------------------------------------------------------------------

@@ -12,11 +12,14 @@
 #include <pikv/core/tensor_checks.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
+#include <pikv/io/tokenizer.h>
 #include <pikv/models/config.h>
 #include <pikv/models/decoder.h>
 #include <pikv/models/loader.h>
 #include <pikv/models/rope.h>
 #include <pikv/models/synthetic.h>
+#include <pikv/pipeline/chat_template.h>
+#include <pikv/pipeline/pipeline.h>
 #include <pikv/presses/composed.h>
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>

@@ -318,8 +318,10 @@ GGUFFile GGUFFile::open(const std::string& path) {
   const uint64_t alignment = static_cast<uint64_t>(f.find_int("general.alignment").value_or(32));
   PIKV_CHECK(alignment > 0 && (alignment & (alignment - 1)) == 0, "GGUF file '{}': general.alignment {} is not a power "
              "of two", path, alignment);
-  const uint64_t data_start = (r.pos() + alignment - 1) / alignment * alignment;
-  PIKV_CHECK(data_start <= size, "GGUF file '{}' is truncated: no data section after the header", path);
+  // Vocabulary-only files end right after the header (no tensors, no padding).
+  const uint64_t data_start = std::min<uint64_t>((r.pos() + alignment - 1) / alignment * alignment, size);
+  PIKV_CHECK(f.tensors_.empty() || data_start < size || n_tensors == 0,
+             "GGUF file '{}' is truncated: no data section after the header", path);
   f.data_ = bytes + data_start;
   f.data_size_ = size - data_start;
   std::vector<std::pair<uint64_t, size_t>> spans;

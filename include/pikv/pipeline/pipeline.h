@@ -1,0 +1,71 @@
+#pragma once
+// Pipeline: a context and one or many questions -> greedy answers, with kvpress's semantics. The
+// context is prefilled under the press; each question is appended to the compressed cache (never
+// compressed), positions continuing from the original context length, and answered greedily; the
+// cache is then truncated back to the compressed context for the next question.
+//
+// Deliberate difference from kvpress: the first generated token is checked for end-of-sequence too.
+
+#include <torch/arg.h>
+
+#include <pikv/core/press.h>
+#include <pikv/io/tokenizer.h>
+#include <pikv/models/decoder.h>
+#include <pikv/pipeline/chat_template.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pikv {
+
+struct PipelineOptions {
+  TORCH_ARG(int64_t, max_new_tokens) = 50;     // tokens generated per answer, >= 1
+  TORCH_ARG(std::string, answer_prefix) = "";  // appended after each question (e.g. "Answer:")
+  // Context tokens kept at most (longer contexts are cut with a warning); 0 = the model's limit.
+  TORCH_ARG(int64_t, max_context_length) = 0;
+};
+
+struct PipelineStats {
+  int64_t context_tokens = 0;               // after truncation
+  std::vector<int64_t> kept_tokens;         // per layer, after compression (longest head)
+  int64_t kv_bytes_before = 0;              // context cache before compression
+  int64_t kv_bytes_after = 0;               // and after
+  double prefill_ms = 0.0;                  // context forward incl. compression
+  double compression_ms = 0.0;              // part of prefill_ms spent in the press
+  int64_t generated_tokens = 0;             // over all questions
+  double decode_tokens_per_s = 0.0;         // generated tokens / time spent generating
+  std::optional<int64_t> peak_memory_bytes;  // where the device reports it (CUDA)
+};
+
+// Streams each answer as it is generated: (question index, new text piece).
+using TokenCallback = std::function<void(size_t, const std::string&)>;
+
+class Pipeline {
+ public:
+  // Without a template argument the model's own chat template is used when the tokenizer has one
+  // (an unrecognised one is an error); with none, the context gets BOS and questions end with "\n".
+  Pipeline(DecoderModel& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template = std::nullopt,
+           bool use_model_template = true);
+
+  // Answers every question about `context`. `press` may be null (no compression).
+  // Throws pikv::Error for an empty context or question and for invalid UTF-8.
+  std::vector<std::string> answer(const std::string& context, const std::vector<std::string>& questions,
+                                  Press* press = nullptr, const PipelineOptions& options = {},
+                                  PipelineStats* stats = nullptr, const TokenCallback& on_token = {}) const;
+
+  // The token ids the pipeline feeds: the context part and each question part.
+  std::vector<int64_t> context_ids(const std::string& context) const;
+  std::vector<int64_t> question_ids(const std::string& question, const std::string& answer_prefix) const;
+
+  const std::optional<ChatTemplate>& chat_template() const { return template_; }
+
+ private:
+  DecoderModel& model_;
+  const Tokenizer& tokenizer_;
+  std::optional<ChatTemplate> template_;
+};
+
+}  // namespace pikv

@@ -1,0 +1,82 @@
+#include <pikv/core/error.h>
+#include <pikv/pipeline/chat_template.h>
+
+namespace pikv {
+namespace {
+
+bool contains(std::string_view s, std::string_view what) { return s.find(what) != std::string_view::npos; }
+
+// The default system message a ChatML template inserts when the conversation has none
+// ('<|im_start|>system\n...<|im_end|>\n' as a Jinja string literal), or "".
+std::string default_chatml_system(std::string_view jinja) {
+  const std::string_view open = "<|im_start|>system\\n";
+  const size_t at = jinja.find(open);
+  if (at == std::string_view::npos) return "";
+  // Only a literal inside a quoted string counts (not the branch that prints messages[0]).
+  if (at == 0 || (jinja[at - 1] != '\'' && jinja[at - 1] != '"')) return "";
+  const size_t end = jinja.find("<|im_end|>", at);
+  if (end == std::string_view::npos) return "";
+  std::string body(jinja.substr(at + open.size(), end - at - open.size()));
+  std::string out;
+  for (size_t i = 0; i < body.size(); ++i) {
+    if (body[i] == '\\' && i + 1 < body.size() && body[i + 1] == 'n') {
+      out += '\n';
+      ++i;
+    } else {
+      out += body[i];
+    }
+  }
+  return "<|im_start|>system\n" + out + "<|im_end|>\n";
+}
+
+}  // namespace
+
+ChatTemplate ChatTemplate::detect(std::string_view jinja, std::string bos) {
+  if (contains(jinja, "<|im_start|>")) {
+    return ChatTemplate(Family::chatml, default_chatml_system(jinja) + "<|im_start|>user\n",
+                        "<|im_end|>\n<|im_start|>assistant\n");
+  }
+  if (contains(jinja, "<|start_header_id|>")) {
+    return ChatTemplate(Family::llama3, bos + "<|start_header_id|>user<|end_header_id|>\n\n",
+                        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  }
+  if (contains(jinja, "<start_of_turn>")) {
+    return ChatTemplate(Family::gemma, bos + "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n");
+  }
+  if (contains(jinja, "<|user|>") && contains(jinja, "<|assistant|>")) {
+    return ChatTemplate(Family::phi3, "<|user|>\n", "<|end|>\n<|assistant|>\n");
+  }
+  if (contains(jinja, "[INST]")) {
+    return ChatTemplate(Family::inst, bos + "[INST] ", " [/INST]");
+  }
+  PIKV_FAIL("the model's chat template is not one PiKVPress recognises (ChatML, Llama-3, Gemma, Phi-3, "
+            "[INST]); pass your own with a \"{{content}}\" placeholder, e.g. \"USER: {{content}}\\nASSISTANT: \"");
+}
+
+ChatTemplate ChatTemplate::custom(std::string format) {
+  const std::string key = "{content}";
+  const size_t at = format.find(key);
+  PIKV_CHECK(at != std::string::npos && format.find(key, at + 1) == std::string::npos,
+             "a custom chat template needs exactly one \"{{content}}\" placeholder, got \"{}\"", format);
+  return ChatTemplate(Family::custom, format.substr(0, at), format.substr(at + key.size()));
+}
+
+std::string_view ChatTemplate::family_name() const {
+  switch (family_) {
+    case Family::chatml: return "chatml";
+    case Family::llama3: return "llama3";
+    case Family::gemma: return "gemma";
+    case Family::inst: return "inst";
+    case Family::phi3: return "phi3";
+    case Family::custom: return "custom";
+  }
+  return "?";
+}
+
+std::string ChatTemplate::render(std::string_view content) const { return prefix_ + std::string(content) + suffix_; }
+
+std::pair<std::string, std::string> ChatTemplate::split_around(std::string_view context) const {
+  return {prefix_ + std::string(context), suffix_};
+}
+
+}  // namespace pikv

@@ -1,0 +1,148 @@
+#include <pikv/core/error.h>
+#include <pikv/core/hookable_model.h>
+#include <pikv/core/kv_cache.h>
+#include <pikv/core/log.h>
+#include <pikv/pipeline/pipeline.h>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace pikv {
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Pipeline::Pipeline(DecoderModel& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template,
+                   bool use_model_template)
+    : model_(model), tokenizer_(tokenizer), template_(std::move(chat_template)) {
+  if (!template_ && use_model_template && !tokenizer.chat_template().empty()) {
+    const std::string bos = tokenizer.bos_id() ? tokenizer.token(*tokenizer.bos_id()) : std::string();
+    template_ = ChatTemplate::detect(tokenizer.chat_template(), bos);
+  }
+}
+
+// The context part of one user message (kvpress: the message rendered with a separator after the
+// context, cut at the separator); without a template, BOS + context.
+std::vector<int64_t> Pipeline::context_ids(const std::string& context) const {
+  if (template_) return tokenizer_.encode(template_->split_around(context).first);
+  std::vector<int64_t> ids;
+  if (tokenizer_.bos_id()) ids.push_back(*tokenizer_.bos_id());
+  const auto rest = tokenizer_.encode(context);
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  return ids;
+}
+
+std::vector<int64_t> Pipeline::question_ids(const std::string& question, const std::string& answer_prefix) const {
+  const std::string suffix = template_ ? template_->split_around("").second : std::string("\n");
+  return tokenizer_.encode(question + suffix + answer_prefix);
+}
+
+std::vector<std::string> Pipeline::answer(const std::string& context, const std::vector<std::string>& questions,
+                                          Press* press, const PipelineOptions& options, PipelineStats* stats,
+                                          const TokenCallback& on_token) const {
+  PIKV_CHECK(!context.empty(), "the context is empty");
+  PIKV_CHECK(!questions.empty(), "no question given");
+  for (size_t i = 0; i < questions.size(); ++i) {
+    PIKV_CHECK(!questions[i].empty(), "question {} is empty", i + 1);
+    check_utf8(questions[i], fmt::format("question {}", i + 1));
+  }
+  check_utf8(context, "the context");
+  PIKV_CHECK(options.max_new_tokens() >= 1, "max_new_tokens must be >= 1, got {}", options.max_new_tokens());
+  PIKV_CHECK(options.max_context_length() >= 0, "max_context_length must be >= 0, got {}", options.max_context_length());
+  c10::InferenceMode inference;
+
+  std::vector<int64_t> ctx = context_ids(context);
+  std::vector<std::vector<int64_t>> qs;
+  int64_t longest_question = 0;
+  for (const auto& q : questions) {
+    qs.push_back(question_ids(q, options.answer_prefix()));
+    longest_question = std::max<int64_t>(longest_question, static_cast<int64_t>(qs.back().size()));
+  }
+  // Keep room for the question and the answer inside the model's positions.
+  const int64_t model_limit = model_.config().max_position_embeddings - longest_question - options.max_new_tokens();
+  PIKV_CHECK(model_limit > 0, "the model supports {} positions, too few for a {}-token question and {} new tokens",
+             model_.config().max_position_embeddings, longest_question, options.max_new_tokens());
+  int64_t limit = model_limit;
+  if (options.max_context_length() > 0) limit = std::min(limit, options.max_context_length());
+  if (static_cast<int64_t>(ctx.size()) > limit) {
+    log::warn("the context has {} tokens; truncated to {} (max_context_length / model limit)", ctx.size(), limit);
+    ctx.resize(static_cast<size_t>(limit));
+  }
+
+  const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
+  KVCache cache(model_.num_layers());
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    std::optional<PressGuard> guard;
+    if (press != nullptr) guard.emplace(model_, *press);
+    model_.forward(at::tensor(ctx, ids_opts).unsqueeze(0), cache, ForwardOptions().return_hidden(true));
+  }
+  const double prefill_ms = ms_since(t0);
+  const int64_t context_length = cache.logical_length(0);
+  if (stats != nullptr) {
+    *stats = PipelineStats();
+    stats->context_tokens = context_length;
+    stats->prefill_ms = prefill_ms;
+    if (press != nullptr) {
+      const CompressionStats& cs = model_.compression_stats();
+      stats->kv_bytes_before = cs.bytes_before();
+      stats->compression_ms = cs.compress_ms();
+    }
+    for (int64_t l = 0; l < model_.num_layers(); ++l) stats->kept_tokens.push_back(cache.physical_length(l));
+    stats->kv_bytes_after = cache.bytes();
+    if (press == nullptr) stats->kv_bytes_before = stats->kv_bytes_after;
+  }
+
+  const std::vector<int64_t>& stops = tokenizer_.stop_ids();
+  std::vector<std::string> answers;
+  int64_t generated = 0;
+  double generate_ms = 0.0;
+  for (size_t qi = 0; qi < qs.size(); ++qi) {
+    cache.reserve(static_cast<int64_t>(qs[qi].size()) + options.max_new_tokens());
+    t0 = std::chrono::steady_clock::now();
+    at::Tensor logits = model_.forward(at::tensor(qs[qi], ids_opts).unsqueeze(0), cache);
+    std::vector<int64_t> out;
+    std::string shown;
+    for (int64_t step = 0; step < options.max_new_tokens(); ++step) {
+      const int64_t next = logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
+      out.push_back(next);
+      if (std::find(stops.begin(), stops.end(), next) != stops.end()) break;
+      if (on_token) {
+        // Stream whole characters only: a token may end inside a multi-byte UTF-8 sequence.
+        const std::string text = tokenizer_.decode(out, /*skip_special=*/true);
+        if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
+          std::string piece = text.substr(shown.size());
+          try {
+            check_utf8(piece, "piece");
+            on_token(qi, piece);
+            shown = text;
+          } catch (const Error&) {
+          }
+        }
+      }
+      if (step + 1 < options.max_new_tokens()) {
+        logits = model_.forward(at::full({1, 1}, next, ids_opts), cache);
+      }
+    }
+    generate_ms += ms_since(t0);
+    generated += static_cast<int64_t>(out.size());
+    std::string text = tokenizer_.decode(out, /*skip_special=*/true);
+    if (on_token && text.size() > shown.size()) on_token(qi, text.substr(shown.size()));
+    answers.push_back(std::move(text));
+    cache.truncate(context_length);
+  }
+  if (stats != nullptr) {
+    stats->generated_tokens = generated;
+    stats->decode_tokens_per_s = generate_ms > 0 ? 1000.0 * static_cast<double>(generated) / generate_ms : 0.0;
+  }
+  return answers;
+}
+
+}  // namespace pikv
