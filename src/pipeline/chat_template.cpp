@@ -9,24 +9,32 @@ bool contains(std::string_view s, std::string_view what) { return s.find(what) !
 // The default system message a ChatML template inserts when the conversation has none
 // ('<|im_start|>system\n...<|im_end|>\n' as a Jinja string literal), or "".
 std::string default_chatml_system(std::string_view jinja) {
-  const std::string_view open = "<|im_start|>system\\n";
-  const size_t at = jinja.find(open);
-  if (at == std::string_view::npos) return "";
-  // Only a literal inside a quoted string counts (not the branch that prints messages[0]).
-  if (at == 0 || (jinja[at - 1] != '\'' && jinja[at - 1] != '"')) return "";
-  const size_t end = jinja.find("<|im_end|>", at);
-  if (end == std::string_view::npos) return "";
-  std::string body(jinja.substr(at + open.size(), end - at - open.size()));
-  std::string out;
-  for (size_t i = 0; i < body.size(); ++i) {
-    if (body[i] == '\\' && i + 1 < body.size() && body[i + 1] == 'n') {
-      out += '\n';
-      ++i;
+  const std::string_view open = "<|im_start|>system";
+  for (size_t at = jinja.find(open); at != std::string_view::npos; at = jinja.find(open, at + 1)) {
+    // Only a literal inside a quoted string counts (not the branch that prints messages[0]).
+    if (at == 0 || (jinja[at - 1] != '\'' && jinja[at - 1] != '"')) continue;
+    size_t body = at + open.size();
+    if (jinja.compare(body, 2, "\\n") == 0) {
+      body += 2;
+    } else if (body < jinja.size() && jinja[body] == '\n') {
+      body += 1;
     } else {
-      out += body[i];
+      continue;
     }
+    const size_t end = jinja.find("<|im_end|>", body);
+    if (end == std::string_view::npos) return "";
+    std::string text(jinja.substr(body, end - body)), out;
+    for (size_t i = 0; i < text.size(); ++i) {  // Jinja string escapes: \n
+      if (text[i] == '\\' && i + 1 < text.size() && text[i + 1] == 'n') {
+        out += '\n';
+        ++i;
+      } else {
+        out += text[i];
+      }
+    }
+    return "<|im_start|>system\n" + out + "<|im_end|>\n";
   }
-  return "<|im_start|>system\n" + out + "<|im_end|>\n";
+  return "";
 }
 
 }  // namespace
