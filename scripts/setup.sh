@@ -72,6 +72,24 @@ if [ ! -f "$MODEL" ] || [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" != "$MODEL_SHA
   fi
 fi
 
+# --- the demo's haystack -----------------------------------------------------------------------------
+# Prose that installed packages ship (the long descriptions of transformers, kvpress, datasets and
+# accelerate), without markup lines; the needle demo hides a sentence in it.
+if [ ! -s models/haystack.txt ]; then
+  mkdir -p models
+  .venv/bin/python - <<'PY' > models/haystack.txt
+import importlib.metadata as md, re
+out = []
+for pkg in ["transformers", "kvpress", "datasets", "accelerate"]:
+    for line in (md.metadata(pkg).get_payload() or "").splitlines():
+        line = line.strip()
+        if not line or re.search(r"<|>|\]\(|```|https?:|^[#|!\-*=]", line):
+            continue
+        out.append(line)
+print(" ".join(out))
+PY
+fi
+
 # --- real tokenizer vocabularies for the tokenizer tests ---------------------------------------------
 # llama.cpp's vocabulary-only GGUF files (Llama-3, Qwen2, GPT-2, Llama-2 SentencePiece) with their
 # test inputs, from the llama-cpp-python 0.3.36 source package on PyPI (MIT), into models/vocab/.

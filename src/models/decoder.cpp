@@ -417,6 +417,7 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
     at::Tensor m = layer.mlp(layer.mlp_norm_(x));
     if (c.arch == Architecture::gemma3) m = layer.mlp_out_norm_(m);
     x = x + m;
+    if (fo.on_layer()) fo.on_layer()(l + 1, num_layers());
   }
   if (prefill) {
     end_prefill();

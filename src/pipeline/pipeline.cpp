@@ -82,7 +82,8 @@ std::vector<std::string> Pipeline::answer(const std::string& context, const std:
   {
     std::optional<PressGuard> guard;
     if (press != nullptr) guard.emplace(model_, *press);
-    model_.forward(at::tensor(ctx, ids_opts).unsqueeze(0), cache, ForwardOptions().return_hidden(true));
+    model_.forward(at::tensor(ctx, ids_opts).unsqueeze(0), cache,
+                   ForwardOptions().return_hidden(true).on_layer(options.on_prefill_progress()));
   }
   const double prefill_ms = ms_since(t0);
   const int64_t context_length = cache.logical_length(0);

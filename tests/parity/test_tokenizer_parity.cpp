@@ -58,3 +58,7 @@ TEST(TokenizerParity, Llama3ByteLevel) { check_family("llama3", true); }
 TEST(TokenizerParity, Qwen2ByteLevel) { check_family("qwen2", true); }
 TEST(TokenizerParity, GPT2ByteLevel) { check_family("gpt2", true); }
 TEST(TokenizerParity, Llama2SentencePiece) { check_family("llama2_spm", false); }
+TEST(TokenizerParity, TokenizerJsonFiles) {
+  check_family("smollm2_json", true);
+  check_family("llama3_json", true);
+}

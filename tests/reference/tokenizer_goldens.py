@@ -67,6 +67,7 @@ def byte_level_reference(path, pre):
     tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i, t in enumerate(types) if t == 3])
     tok.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, t in enumerate(types) if t == 4])
     specials = [tokens[i] for i, t in enumerate(types) if t == 3][:6]
+    byte_level_reference.last = tok  # saved as tokenizer.json for the JSON loader's test
     return (lambda s: tok.encode(s, add_special_tokens=False).ids), specials
 
 
@@ -132,8 +133,14 @@ def main():
         inp = Path(str(path) + ".inp")
         extra = inp.read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n") if inp.exists() else []
         strings = make_strings(random.Random(name), specials, [s for s in extra if s])
-        cases.append({"name": name, "file": str(path), "pre": pre,
-                      "items": [{"text": s, "ids": encode(s)} for s in strings]})
+        items = [{"text": s, "ids": encode(s)} for s in strings]
+        cases.append({"name": name, "file": str(path), "pre": pre, "items": items})
+        if pre in ("smollm", "llama-bpe"):
+            # The same tokenizer as a Hugging Face tokenizer.json, written by the tokenizers package.
+            folder = a.out / f"{name}_json"
+            folder.mkdir(exist_ok=True)
+            byte_level_reference.last.save(str(folder / "tokenizer.json"))
+            cases.append({"name": f"{name}_json", "file": str(folder), "pre": pre, "items": items})
         print(f"{name}: {len(strings)} strings", file=sys.stderr)
     (a.out / "tokenizers.json").write_text(json.dumps({"cases": cases}, ensure_ascii=False))
     return 0

@@ -10,6 +10,7 @@
 #include <pikv/core/hookable_model.h>
 #include <pikv/models/config.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -36,6 +37,8 @@ struct ForwardOptions {
   TORCH_ARG(bool, eager_attention) = false;
   // Return the final hidden states [B, T, Dm] instead of logits.
   TORCH_ARG(bool, return_hidden) = false;
+  // Called after each layer with (layers done, layers in all): progress of a long prefill.
+  TORCH_ARG(std::function<void(int64_t, int64_t)>, on_layer);
 };
 
 class DecoderModel : public HookableModel {

@@ -26,6 +26,8 @@ struct PipelineOptions {
   TORCH_ARG(std::string, answer_prefix) = "";  // appended after each question (e.g. "Answer:")
   // Context tokens kept at most (longer contexts are cut with a warning); 0 = the model's limit.
   TORCH_ARG(int64_t, max_context_length) = 0;
+  // Prefill progress: (layers done, layers in all), called after each layer of the context forward.
+  TORCH_ARG(std::function<void(int64_t, int64_t)>, on_prefill_progress);
 };
 
 struct PipelineStats {

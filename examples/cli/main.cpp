@@ -1,0 +1,209 @@
+// pikv: the PiKVPress command-line tool. With no arguments it runs the project's main job, the
+// needle-in-a-haystack demo on the default model.
+#include "cli.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef PIKV_VERSION
+#define PIKV_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr const char* kUsage = R"(pikv - KV-cache compression ("presses") for transformer inference, on LibTorch
+
+Usage:
+  pikv                      the main job: a needle-in-a-haystack demo on the default model, answered
+                            without and with compression (same as `pikv demo`)
+  pikv demo [options]       the same, with options (--tokens N, --ratio R, --press NAME ...)
+  pikv generate [options]   answer questions about a context, optionally under a press
+  pikv presses              list the presses and their options
+  pikv tokenize [--model PATH] [--decode]
+                            UTF-8 lines on stdin -> one line of space-separated token ids per line
+                            (--decode: ids -> text)
+  pikv logits [options]     run a model on token ids and write the logits of every position
+  pikv synthetic [options]  every press on a synthetic random-weight attention model (mechanics only)
+  pikv --help | --version
+
+Common options:
+  --model PATH              Hugging Face checkpoint folder or .gguf file (default: SmolLM2-135M-Instruct,
+                            fetched into models/ by scripts/setup.sh; or $PIKV_MODEL)
+  --device D                cpu or cuda (default cpu)
+  --dtype T                 float32, bfloat16 or float16 (default float32)
+
+generate options:
+  --context TEXT | --context-file FILE   the context (required)
+  --question Q              a question about it (repeatable; at least one)
+  --press NAME              a press from `pikv presses` (default: none)
+  --ratio R                 its compression ratio, in [0, 1) (default 0.5)
+  --option KEY=VALUE        a press option (repeatable), e.g. --option n_sink=8
+  --max-new-tokens N        tokens per answer (default 50)
+  --max-context-length N    cut longer contexts, with a warning (default: the model's limit)
+  --answer-prefix TEXT      text after each question, e.g. "Answer:"
+  --chat-template FORMAT    a template with one {content}, instead of the model's own
+  --json                    print answers and statistics as one JSON object
+
+demo options:
+  --tokens N                context length in tokens (default 1500)
+  --ratio R                 compression ratio of the compressed runs (default 0.5)
+  --press NAME              compress with this press only (default: knorm, streaming_llm, keydiff)
+  --depth F                 where the hidden fact sits in the context, 0..1 (default 0.4)
+
+logits options:
+  --tokens "ID ID ..."      token ids, space-separated (required)
+  --out FILE                safetensors file to write: tensor `logits`, float32 [1, T, vocab] (required)
+
+synthetic options:
+  --tokens N (1024)  --ratio R (0.5)  --layers N (8)  --seed S (0)  --device D  --dtype T
+
+Environment: PIKV_LOG_LEVEL=debug|info|warn|error|off (default warn).
+)";
+
+}  // namespace
+
+const char* pikv::cli::usage_text() { return kUsage; }
+
+namespace {
+
+using namespace pikv::cli;
+
+int run_logits(const std::vector<std::string>& args) {
+  std::string model_path = default_model(), tokens, out, dtype = "float32", device = "cpu";
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kUsage);
+      return 0;
+    }
+    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
+    const std::string& value = args[++i];
+    if (flag == "--model") {
+      model_path = value;
+    } else if (flag == "--tokens") {
+      tokens = value;
+    } else if (flag == "--out") {
+      out = value;
+    } else if (flag == "--dtype") {
+      dtype = value;
+    } else if (flag == "--device") {
+      device = value;
+    } else {
+      usage_error(fmt::format("unknown option '{}' for logits", flag));
+    }
+  }
+  if (tokens.empty()) usage_error("logits needs --tokens \"ID ID ...\"");
+  if (out.empty()) usage_error("logits needs --out FILE");
+  std::vector<int64_t> ids;
+  {
+    std::istringstream in(tokens);
+    std::string word;
+    while (in >> word) {
+      char* end = nullptr;
+      const long long v = std::strtoll(word.c_str(), &end, 10);
+      if (*end != '\0' || v < 0) usage_error(fmt::format("--tokens must be non-negative integers, got '{}'", word));
+      ids.push_back(v);
+    }
+  }
+  if (ids.empty()) usage_error("--tokens holds no token id");
+  const at::ScalarType st = parse_dtype(dtype);
+  auto model = pikv::DecoderModel::load(model_path, pikv::LoadOptions().dtype(st).device(device));
+  pikv::KVCache cache(model->num_layers());
+  const at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
+  const at::Tensor logits = model->forward(input, cache).to(at::kFloat);
+  pikv::io::save_safetensors(out, {{"logits", logits}}, {{"model", model_path}});
+  fmt::print(stderr, "wrote logits [1, {}, {}] to {}\n", ids.size(), logits.size(2), out);
+  return 0;
+}
+
+int run_tokenize(const std::vector<std::string>& args) {
+  std::string model_path = default_model();
+  bool decode = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--decode") {
+      decode = true;
+    } else if (args[i] == "--model" && i + 1 < args.size()) {
+      model_path = args[++i];
+    } else {
+      usage_error(fmt::format("unknown argument '{}' for tokenize", args[i]));
+    }
+  }
+  auto tokenizer = pikv::Tokenizer::load(model_path);
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (decode) {
+      std::vector<int64_t> ids;
+      std::istringstream in(line);
+      std::string word;
+      while (in >> word) {
+        char* end = nullptr;
+        const long long v = std::strtoll(word.c_str(), &end, 10);
+        PIKV_CHECK(*end == '\0', "line {}: '{}' is not a token id", line_no, word);
+        ids.push_back(v);
+      }
+      fmt::print("{}\n", tokenizer->decode(ids));
+    } else {
+      pikv::check_utf8(line, fmt::format("line {}", line_no));
+      fmt::print("{}\n", fmt::join(tokenizer->encode(line), " "));
+    }
+  }
+  return 0;
+}
+
+int run_presses() {
+  fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n\n");
+  for (const auto& info : pikv::press_catalog()) {
+    fmt::print("{}\n    {}\n", info.name, info.summary);
+    for (const auto& o : info.options) {
+      fmt::print("    {:<20} {}{}\n", o.name, o.help,
+                 o.default_value.empty() ? std::string() : fmt::format(" (default {})", o.default_value));
+    }
+    fmt::print("\n");
+  }
+  fmt::print("composed is available from C++ (pikv::ComposedPress): presses applied in sequence.\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.empty()) return run_needle_demo({});
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "--help" || command == "-h" || command == "help") {
+      fmt::print("{}", kUsage);
+      return 0;
+    }
+    if (command == "--version") {
+      fmt::print("pikv {}\n", PIKV_VERSION);
+      return 0;
+    }
+    if (command == "demo") return run_needle_demo(args);
+    if (command == "generate") return run_generate(args);
+    if (command == "synthetic") return run_synthetic_demo(args);
+    if (command == "logits") return run_logits(args);
+    if (command == "tokenize") return run_tokenize(args);
+    if (command == "presses") {
+      if (!args.empty()) usage_error("`pikv presses` takes no arguments");
+      return run_presses();
+    }
+    usage_error(fmt::format("unknown command '{}'", command));
+  } catch (const pikv::Error& e) {
+    fmt::print(stderr, "pikv: error: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "pikv: internal error: {}\n", e.what());
+    return 3;
+  }
+}

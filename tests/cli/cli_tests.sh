@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The pikv command line as a user meets it: good runs produce output, bad input gives a clear message
+# and a non-zero exit status, never a crash. Usage: cli_tests.sh PATH/TO/pikv
+set -u
+PIKV=$1
+fails=0
+passes=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect STATUS "MESSAGE-FRAGMENT" -- ARGS...   (stdin from $STDIN if set)
+expect() {
+  local want_status=$1 fragment=$2
+  shift 3
+  local out status
+  out=$("$PIKV" "$@" < "${STDIN:-/dev/null}" 2>&1)
+  status=$?
+  if [ "$status" -ne "$want_status" ] || ! grep -qF -- "$fragment" <<< "$out"; then
+    echo "FAIL: pikv $* -> status $status (want $want_status), output lacks '$fragment':"
+    echo "$out" | head -5
+    fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+
+expect 0 "needle-in-a-haystack" -- --help
+expect 0 "pikv 0." -- --version
+expect 0 "streaming_llm" -- presses
+expect 2 "unknown command 'frobnicate'" -- frobnicate
+expect 2 "needs a non-empty --context" -- generate --question "q?"
+expect 2 "at least one --question" -- generate --context "c"
+expect 2 "--ratio must be in [0, 1), got 1.5" -- generate --context c --question q --press knorm --ratio 1.5
+expect 2 "unknown press 'snapk'; available presses: knorm" -- generate --context c --question q --press snapk
+expect 2 "press 'knorm' has no option 'n_sinks'" -- generate --context c --question q --press knorm --option n_sinks=3
+expect 2 "--option needs KEY=VALUE" -- generate --context c --question q --press knorm --option n_sink
+expect 2 "model path '/nonexistent/model.gguf' does not exist" -- generate --model /nonexistent/model.gguf --context c --question q
+printf 'not a gguf at all, just text' > "$tmp/fake.gguf"
+expect 2 "is not a GGUF file" -- generate --model "$tmp/fake.gguf" --context c --question q
+printf 'bad \xc3\x28 utf8' > "$tmp/bad.txt"
+expect 2 "not valid UTF-8" -- generate --context-file "$tmp/bad.txt" --question q
+expect 2 "cannot read context file" -- generate --context-file "$tmp/missing.txt" --question q
+expect 2 "--max-new-tokens needs an integer >= 1" -- generate --context c --question q --max-new-tokens 0
+expect 2 "exactly one" -- generate --context c --question q --chat-template "no placeholder"
+
+# Real runs on the default model.
+expect 0 '"answers"' -- generate --context "The meeting is on Friday at noon." --question "When is the meeting?" \
+  --press knorm --ratio 0.25 --max-new-tokens 6 --json
+expect 0 "A: " -- generate --context "Paris is the capital of France." --question "What is the capital of France?" \
+  --question "Which country?" --max-new-tokens 4
+printf 'Hello world\n12 apples\n' > "$tmp/lines.txt"
+STDIN="$tmp/lines.txt" expect 0 "19556 905" -- tokenize
+printf '19556 905\n' > "$tmp/ids.txt"
+STDIN="$tmp/ids.txt" expect 0 "Hello world" -- tokenize --decode
+STDIN="$tmp/bad.txt" expect 2 "line 1 is not valid UTF-8" -- tokenize
+expect 0 "wrote logits [1, 3, 49152]" -- logits --tokens "1 2 3" --out "$tmp/l.safetensors"
+expect 2 "--tokens must be non-negative integers" -- logits --tokens "1 x" --out "$tmp/l.safetensors"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
