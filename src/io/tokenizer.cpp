@@ -189,14 +189,17 @@ struct Tokenizer::Impl {
     if (name == "gpt2" || name == "gpt-2" || name == "default" || name == "stablelm2" || name == "mpt" ||
         name == "falcon" || name == "starcoder" || name == "refact" || name == "olmo") {
       splits.push_back(std::make_unique<Regex>(kGpt2Regex));
+      pre = "gpt2";  // one name for the GPT-2 regex family
     } else if (name == "smollm") {
       splits.push_back(std::make_unique<Regex>(R"(\p{N})"));
       splits.push_back(std::make_unique<Regex>(kGpt2Regex));
     } else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3") {
       splits.push_back(std::make_unique<Regex>(kLlama3Regex));
       ignore_merges = true;
+      pre = "llama-bpe";
     } else if (name == "qwen2" || name == "deepseek-r1-qwen") {
       splits.push_back(std::make_unique<Regex>(kQwen2Regex));
+      pre = "qwen2";
     } else {
       PIKV_FAIL("tokenizer pre-tokenizer '{}' is not supported (supported: gpt2, smollm, llama-bpe, qwen2)", name);
     }
