@@ -1,16 +1,13 @@
 #include <pikv/core/error.h>
 #include <pikv/io/gguf.h>
 
+#include "mapped_file.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
@@ -242,35 +239,13 @@ void dequantize(uint32_t type, const uint8_t* src, int64_t count, float* dst) {
   }
 }
 
-struct GGUFFile::Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr && addr != MAP_FAILED) munmap(addr, size);
-  }
-};
-
 GGUFFile GGUFFile::open(const std::string& path) {
   GGUFFile f;
   f.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  PIKV_CHECK(fd >= 0, "cannot open GGUF file '{}': {}", path, std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    PIKV_FAIL("'{}' is not a readable regular file", path);
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 24) {
-    ::close(fd);
-    PIKV_FAIL("GGUF file '{}' is truncated: {} bytes, shorter than the 24-byte header", path, size);
-  }
-  f.mapping_ = std::make_shared<Mapping>();
-  f.mapping_->size = size;
-  f.mapping_->addr = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  PIKV_CHECK(f.mapping_->addr != MAP_FAILED, "cannot map GGUF file '{}': {}", path, std::strerror(errno));
-  const auto* bytes = static_cast<const uint8_t*>(f.mapping_->addr);
+  f.mapping_ = MappedFile::open(path, "GGUF");
+  const uint64_t size = f.mapping_->size();
+  PIKV_CHECK(size >= 24, "GGUF file '{}' is truncated: {} bytes, shorter than the 24-byte header", path, size);
+  const uint8_t* bytes = f.mapping_->data();
 
   Reader r(bytes, size, path);
   PIKV_CHECK(std::memcmp(bytes, "GGUF", 4) == 0, "'{}' is not a GGUF file (magic '{}')", path,

@@ -2,13 +2,11 @@
 #include <pikv/core/tensor_checks.h>
 #include <pikv/io/safetensors.h>
 
+#include "mapped_file.h"
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,36 +37,14 @@ const char* safetensors_dtype(at::ScalarType t) {
 
 }  // namespace
 
-struct SafetensorsFile::Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr && addr != MAP_FAILED) munmap(addr, size);
-  }
-};
-
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  PIKV_CHECK(fd >= 0, "cannot open safetensors file '{}': {}", path, std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    PIKV_FAIL("'{}' is not a readable regular file", path);
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    PIKV_FAIL("safetensors file '{}' is truncated: {} bytes, but the format starts with an 8-byte header length",
-              path, size);
-  }
-  f.mapping_ = std::make_shared<Mapping>();
-  f.mapping_->size = size;
-  f.mapping_->addr = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  PIKV_CHECK(f.mapping_->addr != MAP_FAILED, "cannot map safetensors file '{}': {}", path, std::strerror(errno));
-  const auto* bytes = static_cast<const uint8_t*>(f.mapping_->addr);
+  f.mapping_ = MappedFile::open(path, "safetensors");
+  const uint64_t size = f.mapping_->size();
+  PIKV_CHECK(size >= 8, "safetensors file '{}' is truncated: {} bytes, but the format starts with an 8-byte header "
+             "length", path, size);
+  const uint8_t* bytes = f.mapping_->data();
 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little-endian u64

@@ -16,6 +16,8 @@
 
 namespace pikv::io {
 
+class MappedFile;  // src/io/mapped_file.h
+
 // A metadata value: scalars widen to int64 / double; arrays keep their element kind.
 using GGUFValue = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>, std::vector<double>,
                                std::vector<std::string>>;
@@ -60,10 +62,9 @@ class GGUFFile {
   at::Tensor load(const std::string& name) const;
 
  private:
-  struct Mapping;
   std::string path_;
   uint32_t version_ = 0;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<const MappedFile> mapping_;
   const uint8_t* data_ = nullptr;
   uint64_t data_size_ = 0;
   std::map<std::string, GGUFValue> metadata_;

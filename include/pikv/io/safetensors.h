@@ -16,6 +16,8 @@
 
 namespace pikv::io {
 
+class MappedFile;  // src/io/mapped_file.h
+
 class SafetensorsFile {
  public:
   // Maps the file read-only and validates its header.
@@ -36,9 +38,8 @@ class SafetensorsFile {
     std::vector<int64_t> shape;
     uint64_t begin, end;  // offsets into the data section
   };
-  struct Mapping;
   std::string path_;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<const MappedFile> mapping_;
   const uint8_t* data_ = nullptr;  // start of the data section
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
