@@ -191,7 +191,7 @@ int run_needle_demo(const std::vector<std::string>& args) {
   ModelArgs m;
   int64_t tokens = 1500;
   double ratio = 0.5, depth = 0.4;
-  std::vector<std::string> presses = {"knorm", "streaming_llm", "keydiff"};
+  std::vector<std::string> presses = {"knorm", "streaming_llm", "keydiff", "snapkv"};
   std::string haystack_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK") : PIKV_DEFAULT_HAYSTACK;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];

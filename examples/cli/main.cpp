@@ -54,7 +54,7 @@ generate options:
 demo options:
   --tokens N                context length in tokens (default 1500)
   --ratio R                 compression ratio of the compressed runs (default 0.5)
-  --press NAME              compress with this press only (default: knorm, streaming_llm, keydiff)
+  --press NAME              compress with this press only (default: knorm, streaming_llm, keydiff, snapkv)
   --depth F                 where the hidden fact sits in the context, 0..1 (default 0.4)
 
 logits options:

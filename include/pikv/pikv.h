@@ -26,4 +26,5 @@
 #include <pikv/presses/per_layer.h>
 #include <pikv/presses/random.h>
 #include <pikv/presses/registry.h>
+#include <pikv/presses/snapkv.h>
 #include <pikv/presses/streaming_llm.h>

@@ -5,6 +5,7 @@
 #include <pikv/presses/per_layer.h>
 #include <pikv/presses/random.h>
 #include <pikv/presses/registry.h>
+#include <pikv/presses/snapkv.h>
 #include <pikv/presses/streaming_llm.h>
 
 #include <cerrno>
@@ -130,6 +131,17 @@ const std::vector<Entry>& entries() {
            opts.seed(static_cast<uint64_t>(seed));
          }
          return std::make_shared<RandomPress>(opts);
+       }},
+      {{"snapkv",
+        "keep what the last window_size queries attend to (needs a model's query projection)",
+        {{"compression_ratio", "0", kRatioHelp},
+         {"window_size", "64", "observation window: the last queries of the prefill"},
+         {"kernel_size", "5", "pooling kernel over the attention scores (odd)"}}},
+       [](OptionReader& o) {
+         return std::make_shared<SnapKVPress>(SnapKVOptions()
+                                                  .compression_ratio(o.real("compression_ratio", 0.0))
+                                                  .window_size(o.integer("window_size", 64))
+                                                  .kernel_size(o.integer("kernel_size", 5)));
        }},
       {{"per_layer_compression",
         "a scorer press with one compression ratio per layer",

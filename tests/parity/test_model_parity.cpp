@@ -7,6 +7,7 @@
 #include "helpers.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 
 using namespace pikv;
@@ -103,4 +104,35 @@ TEST(ModelParity, PressesCompressOnlyGemma3FullAttentionLayers) {
   // Later tokens still see the right window on sliding layers and the kept tokens elsewhere.
   const at::Tensor next = model->forward(golden.get("input_ids").narrow(1, 0, 1), cache);
   EXPECT_TRUE(at::isfinite(next).all().item<bool>());
+}
+
+TEST(ModelParity, PressesInsideTheModelKeepWhatKvpressKeeps) {
+  // kvpress presses hooked into transformers (tests/reference/press_model_goldens.py) vs ours under
+  // PressGuard in DecoderModel: the same tokens kept in every layer, batch row and KV head.
+  std::ifstream in(models_dir() + "/presses/manifest.json");
+  ASSERT_TRUE(in.good()) << "no in-model press goldens";
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  int cases = 0, snapkv = 0;
+  for (const auto& c : manifest.at("cases")) {
+    SCOPED_TRACE(c.dump());
+    auto model = DecoderModel::load(models_dir() + "/" + c.at("model").get<std::string>());
+    auto golden = io::SafetensorsFile::open(models_dir() + "/presses/" + c.at("file").get<std::string>());
+    std::map<std::string, std::string> options;
+    for (auto it = c.at("press").begin(); it != c.at("press").end(); ++it)
+      if (it.key() != "name") options[it.key()] = it.value().dump();
+    auto press = make_press(c.at("press").at("name"), options);
+    KVCache cache(model->num_layers());
+    {
+      PressGuard guard(*model, *press);
+      model->forward(golden.get("input_ids"), cache);
+    }
+    for (int64_t l = 0; l < model->num_layers(); ++l) {
+      EXPECT_TRUE(test::tensors_equal(cache.kept_positions(l), golden.get("layer" + std::to_string(l) + ".kept")))
+          << "layer " << l;
+    }
+    snapkv += press->name() == "snapkv";
+    ++cases;
+  }
+  EXPECT_GE(cases, 24);
+  EXPECT_GE(snapkv, 12);
 }
