@@ -91,14 +91,15 @@ std::vector<std::string> Pipeline::answer(const std::string& context, const std:
     *stats = PipelineStats();
     stats->context_tokens = context_length;
     stats->prefill_ms = prefill_ms;
-    if (press != nullptr) {
-      const CompressionStats& cs = model_.compression_stats();
-      stats->kv_bytes_before = cs.bytes_before();
-      stats->compression_ms = cs.compress_ms();
-    }
     for (int64_t l = 0; l < model_.num_layers(); ++l) stats->kept_tokens.push_back(cache.physical_length(l));
     stats->kv_bytes_after = cache.bytes();
-    if (press == nullptr) stats->kv_bytes_before = stats->kv_bytes_after;
+    // Before = what the whole cache held before the press: layers it skipped (Gemma3 sliding) count too.
+    stats->kv_bytes_before = stats->kv_bytes_after;
+    if (press != nullptr) {
+      const CompressionStats& cs = model_.compression_stats();
+      stats->kv_bytes_before += cs.bytes_saved();
+      stats->compression_ms = cs.compress_ms();
+    }
   }
 
   const std::vector<int64_t>& stops = tokenizer_.stop_ids();
