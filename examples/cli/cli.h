@@ -3,6 +3,7 @@
 
 #include <pikv/pikv.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,19 @@ double parse_ratio(const std::string& flag, const std::string& value);
 at::ScalarType parse_dtype(const std::string& value);
 // $PIKV_MODEL, else the default model scripts/setup.sh fetched.
 std::string default_model();
+
+// --model / --device / --dtype, shared by the commands that load a model.
+struct ModelArgs {
+  std::string model = default_model();
+  std::string device = "cpu";
+  std::string dtype = "float32";
+};
+// Takes --model/--device/--dtype (validating the value); returns false for other flags.
+bool model_flag(ModelArgs& m, const std::string& flag, const std::string& value);
+// Loads the model (checks that a CUDA device exists when one is asked for).
+std::unique_ptr<DecoderModel> load_model(const ModelArgs& m);
+// Space-separated non-negative token ids; on failure `bad` holds the offending word.
+bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad);
 
 int run_synthetic_demo(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);

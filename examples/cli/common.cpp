@@ -1,6 +1,9 @@
 #include "cli.h"
 
+#include <ATen/Context.h>
+
 #include <cstdlib>
+#include <sstream>
 
 namespace pikv::cli {
 
@@ -40,6 +43,42 @@ at::ScalarType parse_dtype(const std::string& value) {
   if (value == "bfloat16") return at::kBFloat16;
   if (value == "float16") return at::kHalf;
   usage_error(fmt::format("--dtype must be float32, bfloat16 or float16, got '{}'", value));
+}
+
+bool model_flag(ModelArgs& m, const std::string& flag, const std::string& value) {
+  if (flag == "--model") {
+    m.model = value;
+  } else if (flag == "--device") {
+    if (value != "cpu" && value.rfind("cuda", 0) != 0) usage_error(fmt::format("--device must be cpu or cuda, got '{}'", value));
+    m.device = value;
+  } else if (flag == "--dtype") {
+    parse_dtype(value);
+    m.dtype = value;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<DecoderModel> load_model(const ModelArgs& m) {
+  if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
+  fmt::print(stderr, "loading {} ...\n", m.model);
+  return DecoderModel::load(m.model, LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device));
+}
+
+bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad) {
+  std::istringstream in(text);
+  std::string word;
+  while (in >> word) {
+    char* end = nullptr;
+    const long long v = std::strtoll(word.c_str(), &end, 10);
+    if (*end != '\0' || v < 0) {
+      bad = word;
+      return false;
+    }
+    ids.push_back(v);
+  }
+  return true;
 }
 
 }  // namespace pikv::cli

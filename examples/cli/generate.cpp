@@ -52,34 +52,6 @@ std::function<void(int64_t, int64_t)> progress(const std::string& label) {
   };
 }
 
-struct ModelArgs {
-  std::string model = default_model();
-  std::string device = "cpu";
-  std::string dtype = "float32";
-};
-
-// Handles --model/--device/--dtype; returns false for other flags.
-bool model_flag(ModelArgs& m, const std::string& flag, const std::string& value) {
-  if (flag == "--model") {
-    m.model = value;
-  } else if (flag == "--device") {
-    if (value != "cpu" && value.rfind("cuda", 0) != 0) usage_error(fmt::format("--device must be cpu or cuda, got '{}'", value));
-    m.device = value;
-  } else if (flag == "--dtype") {
-    parse_dtype(value);
-    m.dtype = value;
-  } else {
-    return false;
-  }
-  return true;
-}
-
-std::unique_ptr<DecoderModel> load_model(const ModelArgs& m) {
-  if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
-  fmt::print(stderr, "loading {} ...\n", m.model);
-  return DecoderModel::load(m.model, LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device));
-}
-
 nlohmann::json stats_json(const PipelineStats& s) {
   nlohmann::json j = {{"context_tokens", s.context_tokens},   {"kept_tokens_per_layer", s.kept_tokens},
                       {"kv_bytes_before", s.kv_bytes_before}, {"kv_bytes_after", s.kv_bytes_after},

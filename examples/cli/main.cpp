@@ -76,7 +76,8 @@ namespace {
 using namespace pikv::cli;
 
 int run_logits(const std::vector<std::string>& args) {
-  std::string model_path = default_model(), tokens, out, dtype = "float32", device = "cpu";
+  ModelArgs m;
+  std::string tokens, out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
     if (flag == "--help" || flag == "-h") {
@@ -85,16 +86,11 @@ int run_logits(const std::vector<std::string>& args) {
     }
     if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
     const std::string& value = args[++i];
-    if (flag == "--model") {
-      model_path = value;
-    } else if (flag == "--tokens") {
+    if (model_flag(m, flag, value)) continue;
+    if (flag == "--tokens") {
       tokens = value;
     } else if (flag == "--out") {
       out = value;
-    } else if (flag == "--dtype") {
-      dtype = value;
-    } else if (flag == "--device") {
-      device = value;
     } else {
       usage_error(fmt::format("unknown option '{}' for logits", flag));
     }
@@ -102,23 +98,14 @@ int run_logits(const std::vector<std::string>& args) {
   if (tokens.empty()) usage_error("logits needs --tokens \"ID ID ...\"");
   if (out.empty()) usage_error("logits needs --out FILE");
   std::vector<int64_t> ids;
-  {
-    std::istringstream in(tokens);
-    std::string word;
-    while (in >> word) {
-      char* end = nullptr;
-      const long long v = std::strtoll(word.c_str(), &end, 10);
-      if (*end != '\0' || v < 0) usage_error(fmt::format("--tokens must be non-negative integers, got '{}'", word));
-      ids.push_back(v);
-    }
-  }
+  std::string bad;
+  if (!parse_token_ids(tokens, ids, bad)) usage_error(fmt::format("--tokens must be non-negative integers, got '{}'", bad));
   if (ids.empty()) usage_error("--tokens holds no token id");
-  const at::ScalarType st = parse_dtype(dtype);
-  auto model = pikv::DecoderModel::load(model_path, pikv::LoadOptions().dtype(st).device(device));
+  auto model = load_model(m);
   pikv::KVCache cache(model->num_layers());
   const at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
   const at::Tensor logits = model->forward(input, cache).to(at::kFloat);
-  pikv::io::save_safetensors(out, {{"logits", logits}}, {{"model", model_path}});
+  pikv::io::save_safetensors(out, {{"logits", logits}}, {{"model", m.model}});
   fmt::print(stderr, "wrote logits [1, {}, {}] to {}\n", ids.size(), logits.size(2), out);
   return 0;
 }
@@ -142,14 +129,8 @@ int run_tokenize(const std::vector<std::string>& args) {
     ++line_no;
     if (decode) {
       std::vector<int64_t> ids;
-      std::istringstream in(line);
-      std::string word;
-      while (in >> word) {
-        char* end = nullptr;
-        const long long v = std::strtoll(word.c_str(), &end, 10);
-        PIKV_CHECK(*end == '\0', "line {}: '{}' is not a token id", line_no, word);
-        ids.push_back(v);
-      }
+      std::string bad;
+      PIKV_CHECK(parse_token_ids(line, ids, bad), "line {}: '{}' is not a token id", line_no, bad);
       fmt::print("{}\n", tokenizer->decode(ids));
     } else {
       pikv::check_utf8(line, fmt::format("line {}", line_no));

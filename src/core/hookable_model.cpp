@@ -56,6 +56,23 @@ bool HookableModel::run_press(const AttentionContext& ctx, KVCache& cache) {
   return apply_press(*press_, ctx, cache, &stats_);
 }
 
+bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
+                              const at::Tensor& values, const at::Tensor& weights, bool is_prefill,
+                              int64_t position_offset, KVCache& cache) {
+  if (press_ == nullptr) return false;
+  AttentionContext ctx;
+  ctx.layer = layer.layer_index();
+  ctx.num_layers = num_layers();
+  ctx.hidden_states = hidden_states;
+  ctx.keys = keys;
+  ctx.values = values;
+  if (weights.defined()) ctx.attention_weights = weights;
+  ctx.is_prefill = is_prefill;
+  ctx.position_offset = position_offset;
+  ctx.layer_view = &layer;
+  return run_press(ctx, cache);
+}
+
 void HookableModel::begin_prefill() {
   stats_.clear();
   if (press_ != nullptr) press_->on_prefill_begin();

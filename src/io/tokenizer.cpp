@@ -567,18 +567,19 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const s
       const bool im = t->ignore_merges;
       t->set_pre(pre == "spm" ? "gpt2" : pre);
       t->ignore_merges = im;
-    } else {
+    }
+    t->index();
+    if (!byte_level) {
       t->kind = Kind::sentencepiece_bpe;
       t->pre = "spm";
       // Merge ranks stand in for scores: an earlier merge wins, as in the BPE model.
       t->scores.assign(t->vocab.size(), -1e9f);
       for (const auto& [key, r] : t->merge_rank) {
         const auto sp = key.find(' ');
-        auto it = std::find(t->vocab.begin(), t->vocab.end(), key.substr(0, sp) + key.substr(sp + 1));
-        if (it != t->vocab.end()) t->scores[static_cast<size_t>(it - t->vocab.begin())] = -static_cast<float>(r);
+        auto it = t->ids.find(key.substr(0, sp) + key.substr(sp + 1));
+        if (it != t->ids.end()) t->scores[static_cast<size_t>(it->second)] = -static_cast<float>(r);
       }
     }
-    t->index();
     if (model.contains("unk_token") && model.at("unk_token").is_string()) {
       auto it = t->ids.find(model.at("unk_token").get<std::string>());
       if (it != t->ids.end()) t->unk = it->second;

@@ -323,15 +323,14 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
   auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
   at::Tensor positions;
   int64_t seq_len = offset + T;
-  if (fo.attention_mask().defined() || fo.positions().defined()) {
-    if (fo.positions().defined()) {
-      PIKV_CHECK(fo.positions().dim() == 2 && fo.positions().size(0) == B && fo.positions().size(1) == T,
-                 "positions must be [B, T] = [{}, {}], got {}", B, T, describe_tensor(fo.positions()));
-      positions = fo.positions().to(lopts);
-      seq_len = positions.max().item<int64_t>() + 1;
-    }
+  if (fo.positions().defined()) {
+    PIKV_CHECK(fo.positions().dim() == 2 && fo.positions().size(0) == B && fo.positions().size(1) == T,
+               "positions must be [B, T] = [{}, {}], got {}", B, T, describe_tensor(fo.positions()));
+    positions = fo.positions().to(lopts);
+    seq_len = positions.max().item<int64_t>() + 1;
+  } else {
+    positions = at::arange(offset, offset + T, lopts).expand({B, T});
   }
-  if (!positions.defined()) positions = at::arange(offset, offset + T, lopts).expand({B, T});
   PIKV_CHECK(seq_len <= c.max_position_embeddings || c.arch != Architecture::gpt2,
              "GPT-2 has {} learned positions; this forward needs {}", c.max_position_embeddings, seq_len);
   at::Tensor padding;
@@ -399,17 +398,7 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
       out = at::matmul(weights, kv.values.repeat_interleave(G, 1));
     }
     if (!(c.arch == Architecture::gemma3 && c.is_sliding(l))) {
-      AttentionContext ctx;
-      ctx.layer = l;
-      ctx.num_layers = num_layers();
-      ctx.hidden_states = h;
-      ctx.keys = kv.keys;
-      ctx.values = kv.values;
-      if (want_weights) ctx.attention_weights = weights;
-      ctx.is_prefill = prefill;
-      ctx.position_offset = offset;
-      ctx.layer_view = &layer;
-      run_press(ctx, cache);
+      run_press(layer, h, kv.keys, kv.values, weights, prefill, offset, cache);
     }
     at::Tensor o = layer.output(out);
     if (c.arch == Architecture::gemma3) o = layer.attn_out_norm_(o);

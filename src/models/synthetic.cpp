@@ -135,17 +135,7 @@ at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVCache& cache)
     KVCache::Padded kv = cache.padded(l);
     at::Tensor weights;
     at::Tensor out = reference_attention(q, kv.keys, kv.values, kv.valid, want_weights, &weights);
-    AttentionContext ctx;
-    ctx.layer = l;
-    ctx.num_layers = num_layers();
-    ctx.hidden_states = normed;
-    ctx.keys = kv.keys;
-    ctx.values = kv.values;
-    if (want_weights) ctx.attention_weights = weights;
-    ctx.is_prefill = prefill;
-    ctx.position_offset = offset;
-    ctx.layer_view = &layer;
-    run_press(ctx, cache);
+    run_press(layer, normed, kv.keys, kv.values, weights, prefill, offset, cache);
     h = h + layer.output(out);
   }
   if (prefill) {

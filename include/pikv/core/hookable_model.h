@@ -39,6 +39,12 @@ class HookableModel {
   // Called by the model's central attention function once per layer, after attention consumed the
   // full cache of this forward. Returns true when the layer was compressed.
   bool run_press(const AttentionContext& ctx, KVCache& cache);
+  // The same, building the context from what the attention function has at hand.
+  // hidden_states [B, q, Dm]; keys/values [B, Hkv, n, d] (the layer's whole cache); weights
+  // [B, H, q, n] or undefined when attention weights were not materialised.
+  bool run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
+                 const at::Tensor& values, const at::Tensor& weights, bool is_prefill, int64_t position_offset,
+                 KVCache& cache);
 
   // Forward lifecycle, forwarded to the installed press.
   void begin_prefill();
