@@ -3,6 +3,7 @@
 
 #include <pikv/pikv.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,13 @@ std::unique_ptr<DecoderModel> load_model(const ModelArgs& m);
 // Space-separated non-negative token ids; on failure `bad` holds the offending word.
 bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad);
 
+// Builds a press from --press/--ratio/--option: the ratio goes to the press's compression_ratio option
+// when it has one and none was given as --option (an explicit --ratio for a press without one is an
+// error naming the press's options).
+std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
+                                   bool ratio_given);
+
+int run_score(const std::vector<std::string>& args);
 int run_synthetic_demo(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_needle_demo(const std::vector<std::string>& args);

@@ -81,4 +81,25 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
   return true;
 }
 
+std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
+                                   bool ratio_given) {
+  const PressInfo* info = nullptr;
+  for (const auto& i : press_catalog()) {
+    if (i.name == name) info = &i;
+  }
+  if (info == nullptr) return make_press(name, options);  // the registry's error lists the names
+  bool has_ratio = false;
+  std::vector<std::string> names;
+  for (const auto& o : info->options) {
+    has_ratio |= o.name == "compression_ratio";
+    names.push_back(o.name);
+  }
+  if (has_ratio && !options.count("compression_ratio")) {
+    options["compression_ratio"] = fmt::format("{}", ratio);
+  } else if (!has_ratio && ratio_given) {
+    usage_error(fmt::format("press '{}' takes no --ratio; its options: {}", name, fmt::join(names, ", ")));
+  }
+  return make_press(name, options);
+}
+
 }  // namespace pikv::cli

@@ -118,9 +118,7 @@ int run_generate(const std::vector<std::string>& args) {
   // Build the press before loading the model: a typo fails fast, listing the valid names.
   std::shared_ptr<Press> press;
   if (!press_name.empty()) {
-    if (!press_options.count("compression_ratio") && press_name != "per_layer_compression")
-      press_options["compression_ratio"] = fmt::format("{}", ratio);
-    press = make_press(press_name, press_options);
+    press = build_press(press_name, press_options, ratio, ratio_given);
   }
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);

@@ -30,6 +30,7 @@ Usage:
                             UTF-8 lines on stdin -> one line of space-separated token ids per line
                             (--decode: ids -> text)
   pikv logits [options]     run a model on token ids and write the logits of every position
+  pikv score [options]      prefill token ids under a press; write what every layer kept (and scores)
   pikv synthetic [options]  every press on a synthetic random-weight attention model (mechanics only)
   pikv --help | --version
 
@@ -60,6 +61,20 @@ demo options:
 logits options:
   --tokens "ID ID ..."      token ids, space-separated (required)
   --out FILE                safetensors file to write: tensor `logits`, float32 [1, T, vocab] (required)
+
+score options:
+  --tokens "ID ID ..."      token ids of the prefill, space-separated (required)
+  --press NAME              a press from `pikv presses` (required)
+  --ratio R                 its compression ratio, in [0, 1) (default 0.5; presses with a
+                            compression_ratio option)
+  --option KEY=VALUE        a press option (repeatable); wrappers: --option press=NAME for the inner
+                            press and --option inner.KEY=VALUE for its options
+  --decode-tokens "ID ..."  token ids fed one by one after the prefill (decoding presses act on them)
+  --save-kv                 also write layer{l}.keys / layer{l}.values, the stored cache
+  --out FILE                safetensors file (required): per layer l, layer{l}.kept int64 [B, Hkv, k]
+                            (kept positions, ascending; head-wise presses pad with -1), and for
+                            scorers layer{l}.scores float32 [B, Hkv, n]; ThinK: layer{l}.pruned_channels
+  The model runs in float32 on the CPU unless --dtype / --device say otherwise.
 
 synthetic options:
   --tokens N (1024)  --ratio R (0.5)  --layers N (8)  --seed S (0)  --device D  --dtype T
@@ -174,6 +189,7 @@ int main(int argc, char** argv) {
     if (command == "generate") return run_generate(args);
     if (command == "synthetic") return run_synthetic_demo(args);
     if (command == "logits") return run_logits(args);
+    if (command == "score") return run_score(args);
     if (command == "tokenize") return run_tokenize(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");

@@ -2,6 +2,8 @@
 #include <pikv/core/error.h>
 #include <pikv/core/tensor_checks.h>
 
+#include <ATen/ATen.h>
+
 namespace pikv {
 
 void AttentionContext::validate() const {
@@ -36,6 +38,12 @@ void AttentionContext::validate() const {
                keys.size(1));
     if (hidden_states.defined()) check_same_size(w, 2, "attention_weights", hidden_states, 1, "hidden_states", "q");
   }
+  if (query_states.defined()) {
+    check_rank(query_states, 4, "query_states", "[B, H, q, d]");
+    check_same_size(query_states, 0, "query_states", keys, 0, "keys", "B");
+    check_same_size(query_states, 3, "query_states", keys, 3, "keys", "d");
+    if (hidden_states.defined()) check_same_size(query_states, 2, "query_states", hidden_states, 1, "hidden_states", "q");
+  }
   if (layer_view != nullptr) {
     PIKV_CHECK(layer_view->num_kv_heads() == keys.size(1),
                "layer view of layer {} has {} KV heads but keys have Hkv={}", layer,
@@ -43,6 +51,24 @@ void AttentionContext::validate() const {
     PIKV_CHECK(layer_view->head_dim() == keys.size(3), "layer view of layer {} has head_dim {} but keys have d={}",
                layer, layer_view->head_dim(), keys.size(3));
   }
+}
+
+at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len) {
+  PIKV_CHECK(ctx.hidden_states.defined(), "layer {}: queries need the forward's hidden states", ctx.layer);
+  const int64_t q = ctx.hidden_states.size(1);
+  PIKV_CHECK(start >= 0 && len >= 0 && start + len <= q, "layer {}: query slice [{}, {}) is outside the forward's {} tokens",
+             ctx.layer, start, start + len, q);
+  if (ctx.query_states.defined() && ctx.query_states.size(2) == q) return ctx.query_states.narrow(2, start, len);
+  PIKV_CHECK(ctx.layer_view != nullptr, "layer {}: queries need the layer's query projection (no layer view)", ctx.layer);
+  return ctx.layer_view->query_states(ctx.hidden_states.narrow(1, start, len));
+}
+
+at::Tensor rotated_queries(const AttentionContext& ctx, int64_t start, int64_t len) {
+  at::Tensor q = prerope_queries(ctx, start, len);
+  PIKV_CHECK(ctx.layer_view != nullptr, "layer {}: RoPE of queries needs the layer view", ctx.layer);
+  const int64_t first = ctx.position_offset + start;
+  return ctx.layer_view->apply_rope(
+      q, at::arange(first, first + len, at::TensorOptions().dtype(at::kLong).device(q.device())));
 }
 
 }  // namespace pikv

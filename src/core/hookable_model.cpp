@@ -29,6 +29,7 @@ bool apply_press(Press& press, const AttentionContext& ctx, KVCache& cache, Comp
   s.bytes_before = cache.bytes(ctx.layer);
   const auto t0 = std::chrono::steady_clock::now();
   CompressedKV result = press.compress(ctx);
+  if (result.skipped) return false;
   cache.apply(ctx.layer, result);
   const auto t1 = std::chrono::steady_clock::now();
   s.compress_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -58,7 +59,7 @@ bool HookableModel::run_press(const AttentionContext& ctx, KVCache& cache) {
 
 bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
                               const at::Tensor& values, const at::Tensor& weights, bool is_prefill,
-                              int64_t position_offset, KVCache& cache) {
+                              int64_t position_offset, KVCache& cache, const at::Tensor& query_states) {
   if (press_ == nullptr) return false;
   AttentionContext ctx;
   ctx.layer = layer.layer_index();
@@ -70,6 +71,7 @@ bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor&
   ctx.is_prefill = is_prefill;
   ctx.position_offset = position_offset;
   ctx.layer_view = &layer;
+  ctx.query_states = query_states;
   return run_press(ctx, cache);
 }
 

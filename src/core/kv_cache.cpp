@@ -157,7 +157,38 @@ void KVCache::apply(int64_t layer, const CompressedKV& result) {
     L.keys = at::Tensor();
     L.values = at::Tensor();
   }
+  if (result.positions_reset) {
+    // Re-rotated keys sit at positions 0..k-1 now: the layer continues from the compressed length.
+    PIKV_CHECK(!L.ragged(), "KVCache::apply to layer {}: a head-wise result cannot reset positions", layer);
+    PIKV_CHECK(L.keys.size(2) == k && L.logical == n,
+               "KVCache::apply to layer {}: positions can be reset only by a result on the whole cache", layer);
+    L.logical = k;
+    L.kept = at::Tensor();
+  }
   L.logical_at_apply = L.logical;
+}
+
+KVCache KVCache::clone() const {
+  KVCache out(num_layers());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& L = layers_[i];
+    Layer& C = out.layers_[i];
+    C = L;
+    auto deep = [](const at::Tensor& t) { return t.defined() ? t.clone() : t; };
+    if (L.buf_keys.defined()) {
+      C.buf_keys = L.buf_keys.clone();
+      C.buf_values = L.buf_values.clone();
+      C.keys = L.keys.defined() ? C.buf_keys.narrow(2, 0, L.keys.size(2)) : at::Tensor();
+      C.values = L.values.defined() ? C.buf_values.narrow(2, 0, L.values.size(2)) : at::Tensor();
+    } else {
+      C.keys = deep(L.keys);
+      C.values = deep(L.values);
+    }
+    C.ragged_keys = deep(L.ragged_keys);
+    C.ragged_values = deep(L.ragged_values);
+    C.kept = deep(L.kept);
+  }
+  return out;
 }
 
 void KVCache::truncate(int64_t logical_length) {

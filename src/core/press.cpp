@@ -31,6 +31,11 @@ ScorerPress::ScorerPress(double compression_ratio, const char* what) : compressi
   check_compression_ratio(compression_ratio, what);
 }
 
+void ScorerPress::set_compression_ratio(double ratio) {
+  check_compression_ratio(ratio, fmt::format("{} compression ratio", name()));
+  compression_ratio_ = ratio;
+}
+
 CompressedKV ScorerPress::compress_at(const AttentionContext& ctx, double ratio) const {
   check_compression_ratio(ratio, fmt::format("{} compression ratio", name()), /*allow_one=*/true);
   if (ratio == 0.0) {

@@ -365,7 +365,8 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
   for (int64_t l = 0; l < num_layers(); ++l) {
     const Layer& layer = *layers_[static_cast<size_t>(l)];
     const at::Tensor h = layer.attn_norm_(x);
-    at::Tensor q = layer.apply_rope(layer.query_states(h), positions);
+    const at::Tensor q_pre = layer.query_states(h);
+    at::Tensor q = layer.apply_rope(q_pre, positions);
     at::Tensor k = layer.apply_rope(layer.key_states(h), positions);
     cache.append(l, k, layer.value_states(h));
     const std::optional<int64_t> window = c.is_sliding(l) ? c.sliding_window : std::nullopt;
@@ -398,7 +399,7 @@ at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, co
       out = at::matmul(weights, kv.values.repeat_interleave(G, 1));
     }
     if (!(c.arch == Architecture::gemma3 && c.is_sliding(l))) {
-      run_press(layer, h, kv.keys, kv.values, weights, prefill, offset, cache);
+      run_press(layer, h, kv.keys, kv.values, weights, prefill, offset, cache, q_pre);
     }
     at::Tensor o = layer.output(out);
     if (c.arch == Architecture::gemma3) o = layer.attn_out_norm_(o);

@@ -1,5 +1,16 @@
 #include <pikv/core/error.h>
+#include <pikv/presses/adakv.h>
+#include <pikv/presses/chunk.h>
 #include <pikv/presses/composed.h>
+#include <pikv/presses/criticalkv.h>
+#include <pikv/presses/decoding.h>
+#include <pikv/presses/expected_attention.h>
+#include <pikv/presses/key_rerotation.h>
+#include <pikv/presses/lagkv.h>
+#include <pikv/presses/observed_attention.h>
+#include <pikv/presses/pyramidkv.h>
+#include <pikv/presses/think.h>
+#include <pikv/presses/tova.h>
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>
 #include <pikv/presses/per_layer.h>
@@ -58,17 +69,27 @@ class OptionReader {
     return out;
   }
 
-  // Options under "inner." for a wrapped press.
-  std::map<std::string, std::string> inner() {
+  bool boolean(const std::string& key, bool fallback) {
+    const std::string* v = raw(key);
+    if (v == nullptr) return fallback;
+    if (*v == "true" || *v == "1" || *v == "True") return true;
+    if (*v == "false" || *v == "0" || *v == "False") return false;
+    PIKV_FAIL("press '{}': option {} must be true or false, got '{}'", info_.name, key, *v);
+  }
+
+  // Options under "PREFIX" (default "inner.") for a wrapped press, prefix removed.
+  std::map<std::string, std::string> inner(const std::string& prefix = "inner.") {
     std::map<std::string, std::string> out;
     for (const auto& [k, v] : options_) {
-      if (k.rfind("inner.", 0) == 0) {
-        out[k.substr(6)] = v;
+      if (k.rfind(prefix, 0) == 0) {
+        out[k.substr(prefix.size())] = v;
         used_.insert(k);
       }
     }
     return out;
   }
+
+  const std::string& press_name() const { return info_.name; }
 
   void finish() const {
     for (const auto& [k, v] : options_) {
@@ -96,6 +117,42 @@ class OptionReader {
 };
 
 using Builder = std::function<std::shared_ptr<Press>(OptionReader&)>;
+
+// The scorer a wrapper wraps: option `name_key` names it, inner.KEY options configure it, and the
+// wrapper's own compression_ratio (kvpress's property) is handed to it.
+std::shared_ptr<ScorerPress> inner_scorer(OptionReader& o, const std::string& name_key = "press",
+                                          const std::string& prefix = "inner.", bool pass_ratio = true) {
+  const std::string* name = o.raw(name_key);
+  PIKV_CHECK(name != nullptr, "press '{}' needs the option {}=NAME (the scorer press it wraps)", o.press_name(),
+             name_key);
+  auto options = o.inner(prefix);
+  if (pass_ratio) {
+    if (const std::string* r = o.raw("compression_ratio")) {
+      PIKV_CHECK(options.count("compression_ratio") == 0,
+                 "press '{}': give compression_ratio either to the wrapper or as {}compression_ratio, not both",
+                 o.press_name(), prefix);
+      options["compression_ratio"] = *r;
+    }
+  }
+  auto inner = std::dynamic_pointer_cast<ScorerPress>(make_press(*name, options));
+  PIKV_CHECK(inner != nullptr, "{} needs a scorer press (one that scores every token), '{}' is not one",
+             o.press_name(), *name);
+  return inner;
+}
+
+DecodingOptions decoding_options(OptionReader& o, bool with_target_size) {
+  DecodingOptions d;
+  d.compression_interval = o.integer("compression_interval", d.compression_interval);
+  if (with_target_size) d.target_size = o.integer("target_size", d.target_size);
+  d.hidden_states_buffer_size = o.integer("hidden_states_buffer_size", d.hidden_states_buffer_size);
+  return d;
+}
+
+std::shared_ptr<ScorerPress> decoding_base(OptionReader& o) {
+  auto base = inner_scorer(o, "press", "inner.", /*pass_ratio=*/false);
+  PIKV_CHECK(!base->head_wise(), "{}: head-wise base presses are not supported", o.press_name());
+  return base;
+}
 
 struct Entry {
   PressInfo info;
@@ -142,6 +199,186 @@ const std::vector<Entry>& entries() {
                                                   .compression_ratio(o.real("compression_ratio", 0.0))
                                                   .window_size(o.integer("window_size", 64))
                                                   .kernel_size(o.integer("kernel_size", 5)));
+       }},
+      {{"tova",
+        "keep what the last token attends to, averaged over all heads",
+        {{"compression_ratio", "0", kRatioHelp}}},
+       [](OptionReader& o) {
+         return std::make_shared<TOVAPress>(TOVAOptions().compression_ratio(o.real("compression_ratio", 0.0)));
+       }},
+      {{"observed_attention",
+        "keep tokens by the mean attention they received (needs attention weights: eager attention)",
+        {{"compression_ratio", "0", kRatioHelp}}},
+       [](OptionReader& o) {
+         return std::make_shared<ObservedAttentionPress>(
+             ObservedAttentionOptions().compression_ratio(o.real("compression_ratio", 0.0)));
+       }},
+      {{"expected_attention",
+        "keep tokens future queries are expected to attend to (query statistics + average RoPE)",
+        {{"compression_ratio", "0", kRatioHelp},
+         {"n_future_positions", "512", "future positions averaged into the rotation"},
+         {"n_sink", "4", "leading tokens excluded from statistics and always kept"},
+         {"use_covariance", "true", "add the query covariance term"},
+         {"use_vnorm", "true", "weight by the value norm"},
+         {"epsilon", "0", "added before the value-norm weighting"}}},
+       [](OptionReader& o) {
+         return std::make_shared<ExpectedAttentionPress>(ExpectedAttentionOptions()
+                                                             .compression_ratio(o.real("compression_ratio", 0.0))
+                                                             .n_future_positions(o.integer("n_future_positions", 512))
+                                                             .n_sink(o.integer("n_sink", 4))
+                                                             .use_covariance(o.boolean("use_covariance", true))
+                                                             .use_vnorm(o.boolean("use_vnorm", true))
+                                                             .epsilon(o.real("epsilon", 0.0)));
+       }},
+      {{"pyramidkv",
+        "SnapKV scores with budgets shrinking from the first layer to the last",
+        {{"compression_ratio", "0", kRatioHelp},
+         {"window_size", "64", "observation window"},
+         {"kernel_size", "5", "pooling kernel (odd)"},
+         {"beta", "20", "pyramid steepness (>= 1)"}}},
+       [](OptionReader& o) {
+         return std::make_shared<PyramidKVPress>(PyramidKVOptions()
+                                                     .compression_ratio(o.real("compression_ratio", 0.0))
+                                                     .window_size(o.integer("window_size", 64))
+                                                     .kernel_size(o.integer("kernel_size", 5))
+                                                     .beta(o.integer("beta", 20)));
+       }},
+      {{"lagkv",
+        "attention-free: spread of keys/values normalised by the next chunk",
+        {{"compression_ratio", "0", kRatioHelp},
+         {"n_sink", "4", "leading tokens always kept"},
+         {"lag_size", "128", "chunk length"},
+         {"cross_scoring", "false", "use raw scores instead of in-chunk ranks"}}},
+       [](OptionReader& o) {
+         return std::make_shared<LagKVPress>(LagKVOptions()
+                                                 .compression_ratio(o.real("compression_ratio", 0.0))
+                                                 .n_sink(o.integer("n_sink", 4))
+                                                 .lag_size(o.integer("lag_size", 128))
+                                                 .cross_scoring(o.boolean("cross_scoring", false)));
+       }},
+      {{"think",
+        "zero the least useful key channels (no tokens removed; reported ratio = kccr / 2)",
+        {{"key_channel_compression_ratio", "0", "fraction of key channels zeroed, [0, 1)"},
+         {"window_size", "32", "last queries used for the query norms"}}},
+       [](OptionReader& o) {
+         return std::make_shared<ThinKPress>(
+             ThinKOptions()
+                 .key_channel_compression_ratio(o.real("key_channel_compression_ratio", 0.0))
+                 .window_size(o.integer("window_size", 32)));
+       }},
+      {{"adakv",
+        "head-wise budgets around a scorer (memory really freed)",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"alpha_safeguard", "0.2", "share of each head's uniform budget it always keeps"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         AdaKVOptions a;
+         a.alpha_safeguard = o.real("alpha_safeguard", a.alpha_safeguard);
+         return std::make_shared<AdaKVPress>(inner_scorer(o), a);
+       }},
+      {{"criticalkv",
+        "two-stage selection re-scoring by the projected value norm",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"epsilon", "1e-4", "added to the first-stage score"},
+         {"first_stage_ratio", "0.5", "share of the budget chosen by the first stage"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         CriticalKVOptions c;
+         c.epsilon = o.real("epsilon", c.epsilon);
+         c.first_stage_ratio = o.real("first_stage_ratio", c.first_stage_ratio);
+         return std::make_shared<CriticalKVPress>(inner_scorer(o), c);
+       }},
+      {{"criticaladakv",
+        "CriticalKV with AdaKV's head-wise budgets (memory really freed)",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"alpha_safeguard", "0.2", "share of each head's uniform budget it always keeps"},
+         {"epsilon", "1e-4", "added to the first-stage score"},
+         {"first_stage_ratio", "0.5", "share of each head's budget chosen by the first stage"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         CriticalAdaKVOptions c;
+         c.alpha_safeguard = o.real("alpha_safeguard", c.alpha_safeguard);
+         c.epsilon = o.real("epsilon", c.epsilon);
+         c.first_stage_ratio = o.real("first_stage_ratio", c.first_stage_ratio);
+         return std::make_shared<CriticalAdaKVPress>(inner_scorer(o), c);
+       }},
+      {{"key_rerotation",
+        "a scorer whose kept keys are re-rotated to contiguous positions",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> { return std::make_shared<KeyRerotationPress>(inner_scorer(o)); }},
+      {{"chunk",
+        "a scorer applied independently inside consecutive chunks",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"chunk_length", "1024", "tokens per chunk"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         const int64_t len = o.integer("chunk_length", 1024);
+         return std::make_shared<ChunkPress>(inner_scorer(o), len);
+       }},
+      {{"chunkkv",
+        "keep whole chunks of tokens ranked by their mean score",
+        {{"press", "", "inner scorer press name"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"chunk_length", "20", "tokens per chunk"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         const int64_t len = o.integer("chunk_length", 20);
+         return std::make_shared<ChunkKVPress>(inner_scorer(o), len);
+       }},
+      {{"block",
+        "streaming simulation: re-score kept + next block, block by block",
+        {{"press", "", "inner scorer press name (keys/values only)"},
+         {"compression_ratio", "", "given to the inner press"},
+         {"block_size", "128", "tokens per block"},
+         {"inner.KEY", "", "an option of the inner press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         const int64_t size = o.integer("block_size", 128);
+         return std::make_shared<BlockPress>(inner_scorer(o), size);
+       }},
+      {{"decoding",
+        "compress during decoding: every compression_interval steps back to target_size tokens",
+        {{"press", "", "base scorer press name"},
+         {"compression_interval", "512", "decoding steps between compressions"},
+         {"target_size", "2048", "tokens kept per head after a compression"},
+         {"hidden_states_buffer_size", "256", "decoding steps whose hidden states are kept"},
+         {"inner.KEY", "", "an option of the base press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         const DecodingOptions d = decoding_options(o, true);
+         return std::make_shared<DecodingPress>(decoding_base(o), d);
+       }},
+      {{"compression_ratio_decoding",
+        "compress during decoding to a fraction of the tokens seen",
+        {{"press", "", "base scorer press name"},
+         {"target_compression_ratio", "0.5", "fraction of the tokens seen that is removed"},
+         {"compression_interval", "512", "decoding steps between compressions"},
+         {"hidden_states_buffer_size", "256", "decoding steps whose hidden states are kept"},
+         {"inner.KEY", "", "an option of the base press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         const double r = o.real("target_compression_ratio", 0.5);
+         const DecodingOptions d = decoding_options(o, false);
+         return std::make_shared<CompressionRatioDecodingPress>(decoding_base(o), r, d);
+       }},
+      {{"prefill_decoding",
+        "one press for the prefill, a decoding press afterwards",
+        {{"prefilling_press", "", "press used during the prefill (optional)"},
+         {"prefilling.KEY", "", "an option of the prefilling press"},
+         {"decoding_press", "", "decoding or compression_ratio_decoding (optional)"},
+         {"decoding.KEY", "", "an option of the decoding press"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         std::shared_ptr<Press> prefill;
+         std::shared_ptr<DecodingPress> decoding;
+         if (const std::string* p = o.raw("prefilling_press")) prefill = make_press(*p, o.inner("prefilling."));
+         if (const std::string* d = o.raw("decoding_press")) {
+           decoding = std::dynamic_pointer_cast<DecodingPress>(make_press(*d, o.inner("decoding.")));
+           PIKV_CHECK(decoding != nullptr, "prefill_decoding: decoding_press must be a decoding press, got '{}'", *d);
+         }
+         return std::make_shared<PrefillDecodingPress>(prefill, decoding);
        }},
       {{"per_layer_compression",
         "a scorer press with one compression ratio per layer",

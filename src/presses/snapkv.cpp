@@ -31,9 +31,7 @@ at::Tensor SnapKVPress::window_attention(const AttentionContext& ctx, int64_t w)
   if (ctx.attention_weights) return ctx.attention_weights->narrow(2, q_len - w, w).narrow(3, 0, n - w);
   const AttentionLayerView& view = *ctx.layer_view;
   const int64_t G = view.num_heads() / view.num_kv_heads();
-  at::Tensor q = view.query_states(ctx.hidden_states.narrow(1, q_len - w, w));  // [B, H, w, d]
-  const int64_t first = ctx.position_offset + q_len - w;
-  q = view.apply_rope(q, at::arange(first, first + w, at::TensorOptions().dtype(at::kLong).device(q.device())));
+  at::Tensor q = rotated_queries(ctx, q_len - w, w);  // [B, H, w, d]
   at::Tensor logits = at::matmul(q, ctx.keys.repeat_interleave(G, 1).transpose(2, 3)) /
                       std::sqrt(static_cast<double>(view.head_dim()));
   // Window query i sits at cache slot n - w + i and sees the slots up to it.

@@ -46,6 +46,9 @@ struct AttentionContext {
   at::Tensor keys;           // [B, Hkv, n, d], post-RoPE (and post q/k-norm), the whole cache
   at::Tensor values;         // [B, Hkv, n, d]
   std::optional<at::Tensor> attention_weights;  // [B, H, q, n], only when the model materialised them
+  // Pre-RoPE queries of this forward [B, H, q, d], when the runner has them at hand: query-based presses
+  // then skip recomputing the projection. Undefined otherwise (layer_view->query_states recomputes).
+  at::Tensor query_states;
 
   bool is_prefill = true;     // the layer had no past tokens before this forward
   int64_t position_offset = 0;  // logical position of the first token of this forward
@@ -61,5 +64,13 @@ struct AttentionContext {
   // Throws pikv::Error naming the tensor and the bad value.
   void validate() const;
 };
+
+// Pre-RoPE queries of the forward's tokens [start, start + len): ctx.query_states sliced when present,
+// else recomputed through ctx.layer_view from ctx.hidden_states. -> [B, H, len, d]
+at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len);
+
+// The same queries with the layer's RoPE applied at their positions (position_offset + start + i).
+// -> [B, H, len, d]
+at::Tensor rotated_queries(const AttentionContext& ctx, int64_t start, int64_t len);
 
 }  // namespace pikv

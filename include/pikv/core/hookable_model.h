@@ -41,10 +41,11 @@ class HookableModel {
   bool run_press(const AttentionContext& ctx, KVCache& cache);
   // The same, building the context from what the attention function has at hand.
   // hidden_states [B, q, Dm]; keys/values [B, Hkv, n, d] (the layer's whole cache); weights
-  // [B, H, q, n] or undefined when attention weights were not materialised.
+  // [B, H, q, n] or undefined when attention weights were not materialised; query_states [B, H, q, d]
+  // pre-RoPE, or undefined.
   bool run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
                  const at::Tensor& values, const at::Tensor& weights, bool is_prefill, int64_t position_offset,
-                 KVCache& cache);
+                 KVCache& cache, const at::Tensor& query_states = at::Tensor());
 
   // Forward lifecycle, forwarded to the installed press.
   void begin_prefill();

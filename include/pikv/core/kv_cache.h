@@ -48,6 +48,10 @@ class KVCache {
   // The reserved memory counts in bytes(); truncate() keeps it for the next question.
   void reserve(int64_t extra_tokens);
 
+  // A deep copy (every stored tensor cloned, reserved capacity included): a snapshot that later
+  // appends or presses on either cache cannot touch.
+  KVCache clone() const;
+
   // ---- reads ----
 
   bool empty(int64_t layer) const;

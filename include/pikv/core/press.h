@@ -13,6 +13,7 @@
 namespace pikv {
 
 class HookableModel;
+class ScorerPress;
 
 // What a press needs beyond keys/values; checked before compress() so a press never silently
 // falls back (e.g. ObservedAttention without attention weights).
@@ -35,6 +36,12 @@ struct CompressedKV {
   std::optional<at::Tensor> head_lengths;
   // True when the press kept everything (ratio 0): keys/values are the input tensors, not copies.
   bool unchanged = false;
+  // True when the press chose not to act on this forward (a decoding press between its compression
+  // steps): nothing is applied and nothing is recorded.
+  bool skipped = false;
+  // True when the kept keys were re-rotated to positions 0..k-1 (KeyRerotation): the layer's logical
+  // length becomes k, so later tokens continue from the compressed length.
+  bool positions_reset = false;
 
   int64_t kept() const { return keys.size(2); }  // k (k_max for head-wise)
 };
@@ -54,6 +61,14 @@ class Press {
   virtual PressRequirements requirements() const { return {}; }
   // True when the press gives heads different budgets (AdaKV and friends).
   virtual bool head_wise() const { return false; }
+  // True when the press compresses during decoding (Decoding, CompressionRatioDecoding): runners must
+  // then not truncate back into the cache (the pipeline snapshots it per question instead).
+  virtual bool acts_during_decoding() const { return false; }
+  // The scorer whose per-token scores this press ranks by (itself for scorers, the inner press for
+  // AdaKV and friends), or nullptr. `pikv score` records its scores.
+  virtual const ScorerPress* scorer() const { return nullptr; }
+  // The scorer acting on this forward (PrefillDecoding: the prefill press's or the decoding press's).
+  virtual const ScorerPress* scorer_for(const AttentionContext& ctx) const { return scorer(); }
 
   // Whether this press acts on this forward. Default: prefill only (decoding presses override).
   virtual bool should_compress(const AttentionContext& ctx) const { return ctx.is_prefill; }
@@ -79,6 +94,9 @@ class Press {
 class ScorerPress : public Press {
  public:
   double compression_ratio() const override { return compression_ratio_; }
+  const ScorerPress* scorer() const override { return this; }
+  // Wrappers that set the ratio of the press they wrap (kvpress's compression_ratio setter).
+  void set_compression_ratio(double ratio);
 
   // Importance of every cached token, higher = keep: ctx.keys [B, Hkv, n, d] -> [B, Hkv, n].
   // `ratio` is the ratio this call compresses at (StreamingLLM's scores depend on it; PerLayer passes

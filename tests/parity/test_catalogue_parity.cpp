@@ -1,0 +1,143 @@
+// The press catalogue inside real forwards against kvpress (tests/reference/catalogue_goldens.py):
+// five tiny transformers checkpoints, every press at ratios 0.1, 0.5 and 0.9, compared through
+// record_press (what `pikv score` writes).
+#include <pikv/pikv.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+using namespace pikv;
+
+namespace {
+
+std::string catalogue_dir() {
+  const char* env = std::getenv("PIKV_GOLDENS_DIR");
+  return std::string(env ? env : PIKV_GOLDENS_DIR_DEFAULT) + "/catalogue";
+}
+
+nlohmann::json manifest() {
+  std::ifstream in(catalogue_dir() + "/manifest.json");
+  if (!in) throw Error("no catalogue goldens in " + catalogue_dir() + ": run the reference.catalogue_goldens fixture");
+  return nlohmann::json::parse(in);
+}
+
+struct Tally {
+  int cases = 0, ties = 0;
+  double worst_score_rel = 0, worst_keys = 0, worst_logits = 0, worst_bytes_margin = 1;
+  std::set<std::string> presses, models;
+  std::map<std::string, int> ties_by_press;
+};
+
+// Kept score values of one layer as a sorted list (scores [B, Hkv, n], kept [B, Hkv, k] with -1 pads).
+at::Tensor kept_score_values(const at::Tensor& scores, const at::Tensor& kept) {
+  // Decode tokens appended after the prefill (positions >= n) are stored by both and carry no score.
+  at::Tensor valid = (kept >= 0).logical_and(kept < scores.size(2));
+  at::Tensor v = scores.to(at::kDouble).gather(2, kept.clamp(0, scores.size(2) - 1)).masked_select(valid);
+  return std::get<0>(v.sort());
+}
+
+}  // namespace
+
+TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
+  const nlohmann::json m = manifest();
+  const auto& cases = m.at("cases");
+  ASSERT_GE(cases.size(), 300u);
+  std::map<std::string, std::unique_ptr<DecoderModel>> models;
+  Tally t;
+  for (const auto& c : cases) {
+    const std::string model_name = c.at("model"), file = c.at("file"), press_name = c.at("press");
+    SCOPED_TRACE(file);
+    auto& model = models[model_name];
+    if (!model) model = DecoderModel::load(catalogue_dir() + "/" + model_name);
+    std::map<std::string, std::string> options;
+    for (auto it = c.at("options").begin(); it != c.at("options").end(); ++it) options[it.key()] = it.value();
+    std::set<std::string> flags;
+    for (const auto& f : c.at("flags")) flags.insert(f.get<std::string>());
+    auto press = make_press(press_name, options);
+    auto golden = io::SafetensorsFile::open(catalogue_dir() + "/" + file);
+    PressRecordOptions ro;
+    if (golden.contains("decode_ids")) ro.decode_tokens = golden.get("decode_ids");
+    ro.save_kv = flags.count("keys") != 0;
+    ro.return_logits = flags.count("headwise") != 0;
+    const auto ours = record_press(*model, golden.get("input_ids"), press.get(), ro);
+    for (int64_t l = 0; l < model->num_layers(); ++l) {
+      const std::string p = fmt::format("layer{}.", l);
+      const at::Tensor ref_kept = golden.get(p + "kept");
+      const at::Tensor& our_kept = ours.at(p + "kept");
+      const bool has_scores = golden.contains(p + "scores");
+      if (has_scores) {
+        ASSERT_TRUE(ours.count(p + "scores")) << "layer " << l << ": we recorded no scores";
+        at::Tensor ref = golden.get(p + "scores").to(at::kDouble), our = ours.at(p + "scores").to(at::kDouble);
+        ASSERT_EQ(ref.sizes(), our.sizes()) << "layer " << l;
+        if (flags.count("decode")) {
+          // After a decoding compression kvpress stores tokens in score order, we in position order:
+          // the same scores, permuted.
+          ref = std::get<0>(ref.sort(-1));
+          our = std::get<0>(our.sort(-1));
+        }
+        // 1e-5 relative; scores within 1e-6 of zero (cosines, softmax tails) are compared absolutely.
+        const double rel = ((our - ref).abs() / ref.abs().clamp_min(0.1)).max().item<double>();
+        t.worst_score_rel = std::max(t.worst_score_rel, rel);
+        EXPECT_LE(rel, 1e-5) << "layer " << l << ": scores differ (max relative difference " << rel << ")";
+      }
+      if (our_kept.sizes() == ref_kept.sizes() && at::equal(our_kept, ref_kept)) continue;
+      // Not the same positions: acceptable only if kvpress's topk picked among tied scores, i.e. the
+      // kept score values are the same multiset.
+      ASSERT_TRUE(has_scores && !flags.count("decode")) << "layer " << l << ": kept positions differ\n ours " << our_kept << "\n kvpress "
+                              << ref_kept;
+      const at::Tensor ref_scores = golden.get(p + "scores");
+      at::Tensor a, b;
+      try {
+        a = kept_score_values(ref_scores, our_kept);
+        b = kept_score_values(ref_scores, ref_kept);
+      } catch (const std::exception& e) {
+        FAIL() << "layer " << l << ": " << e.what() << "\n ours " << our_kept << "\n kvpress " << ref_kept;
+      }
+      ASSERT_TRUE(a.sizes() == b.sizes() && at::allclose(a, b, 0, 0))
+          << "layer " << l << ": kept positions differ and not by a tie\n ours " << our_kept << "\n kvpress " << ref_kept;
+      ++t.ties;
+      ++t.ties_by_press[press_name];
+    }
+    if (flags.count("keys")) {
+      for (int64_t l = 0; l < model->num_layers(); ++l) {
+        const std::string k = fmt::format("layer{}.keys", l);
+        const double diff = (ours.at(k) - golden.get(k)).abs().max().item<double>();
+        t.worst_keys = std::max(t.worst_keys, diff);
+        EXPECT_LE(diff, 1e-5) << k;
+      }
+    }
+    if (flags.count("headwise")) {
+      // kvpress masks the removed entries; we store the kept ones only. Later tokens must see the same.
+      const double diff = (ours.at("logits") - golden.get("logits")).abs().max().item<double>();
+      t.worst_logits = std::max(t.worst_logits, diff);
+      EXPECT_LE(diff, 1e-4) << "decode logits after head-wise compression";
+      const double ratio = c.at("ratio");
+      for (int64_t l = 0; l < model->num_layers(); ++l) {
+        const at::Tensor bytes = ours.at(fmt::format("layer{}.bytes", l));
+        const double dropped = 1.0 - static_cast<double>(bytes[1].item<int64_t>()) / bytes[0].item<int64_t>();
+        t.worst_bytes_margin = std::min(t.worst_bytes_margin, dropped - (ratio - 0.02));
+        EXPECT_GE(dropped, ratio - 0.02) << "layer " << l << " freed only " << dropped << " of its KV bytes";
+      }
+    }
+    ++t.cases;
+    t.presses.insert(press_name);
+    t.models.insert(model_name);
+  }
+  std::printf("  %d cases, %zu presses, %zu models; kvpress tie choices accepted in %d layers\n", t.cases,
+              t.presses.size(), t.models.size(), t.ties);
+  std::printf("  worst: score rel diff %.3g, rerotated/ThinK keys %.3g, head-wise decode logits %.3g, "
+              "bytes freed beyond ratio-0.02: %.3f\n",
+              t.worst_score_rel, t.worst_keys, t.worst_logits, t.worst_bytes_margin);
+  for (const auto& [press, n] : t.ties_by_press) std::printf("    ties: %s in %d layers\n", press.c_str(), n);
+  EXPECT_EQ(t.models.size(), 5u);
+  EXPECT_EQ(t.presses.size(), 21u);
+}

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""The press catalogue inside real forwards: kvpress's presses hooked into tiny random transformers
+checkpoints (Llama without GQA, Llama with GQA, Qwen3 with q/k-norm, Mistral, Phi3), at ratios 0.1,
+0.5 and 0.9. For every case it writes what `pikv score` writes (see include/pikv/pipeline/press_record.h):
+
+  CASE.safetensors: input_ids [1, T]; decode_ids [1, s] (decoding presses and head-wise presses);
+    layer{l}.kept   int64 [1, Hkv, k] kept positions, ascending (-1 padding for head-wise presses)
+    layer{l}.scores float32 [1, Hkv, n] the scorer's scores at its last call (when it has one)
+    layer{l}.keys   float32 [1, Hkv, k, d] the stored keys (KeyRerotation and ThinK)
+    logits          float32 [1, s, V] logits of the decode tokens (head-wise presses: kvpress masks)
+  MODEL/ the checkpoint; manifest.json: cases with the model, file and pikv press name + options.
+
+Usage: catalogue_goldens.py --out DIR
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import (AutoModelForCausalLM, DynamicCache, LlamaConfig, MistralConfig, Phi3Config,  # noqa: E402
+                          Qwen3Config)
+
+import kvpress  # noqa: E402
+from kvpress import (AdaKVPress, BlockPress, ChunkKVPress, ChunkPress, CompressionRatioDecodingPress,  # noqa: E402
+                     CriticalAdaKVPress, CriticalKVPress, DecodingPress, ExpectedAttentionPress, KeyDiffPress,
+                     KeyRerotationPress, KnormPress, LagKVPress, ObservedAttentionPress, PrefillDecodingPress,
+                     PyramidKVPress, RandomPress, SnapKVPress, StreamingLLMPress, ThinKPress, TOVAPress)
+
+T = 128          # prefill tokens: longer than every window, chunk and lag below
+DECODE = 10      # decode tokens after the prefill
+VOCAB = 512
+RATIOS = [0.1, 0.5, 0.9]
+
+
+def model_configs():
+    small = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    yield "llama_mha", LlamaConfig(**{**small, "num_key_value_heads": 4}, rope_theta=10000.0)
+    yield "llama_gqa", LlamaConfig(**small, rope_theta=10000.0,
+                                   rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+                                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+    yield "qwen3_qknorm", Qwen3Config(**small, head_dim=24)
+    yield "mistral", MistralConfig(**small, sliding_window=4096)
+    phi3 = Phi3Config(**{**small, "num_key_value_heads": 4}, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    phi3.head_dim = 16  # kvpress's CriticalKV reads config.head_dim, which Phi3Config lacks
+    yield "phi3", phi3
+
+
+def randomise(model, seed):
+    """Weights large enough that a wrong formula changes what is kept."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.08 * torch.randn(p.shape, generator=g))
+
+
+def cases(r):
+    """(pikv name, pikv options, kvpress press factory, scorer getter, flags) at ratio r."""
+    ea = dict(n_future_positions=64, n_sink=4)
+    yield "knorm", {}, lambda: KnormPress(r), "self", ""
+    yield "streaming_llm", {"n_sink": "4"}, lambda: StreamingLLMPress(r, n_sink=4), "self", ""
+    yield "keydiff", {}, lambda: KeyDiffPress(r), "self", ""
+    yield "random", {"seed": "11"}, lambda: RandomPress(r, seed=11), "self", ""
+    yield "snapkv", {"window_size": "8"}, lambda: SnapKVPress(r, window_size=8), "self", ""
+    yield "pyramidkv", {"window_size": "8", "beta": "4"}, lambda: PyramidKVPress(r, window_size=8, beta=4), "self", ""
+    yield "tova", {}, lambda: TOVAPress(r), "self", ""
+    yield "observed_attention", {}, lambda: ObservedAttentionPress(r), "self", "eager"
+    yield ("expected_attention", {"n_future_positions": "64"}, lambda: ExpectedAttentionPress(r, **ea), "self", "")
+    yield ("expected_attention", {"n_future_positions": "64", "use_covariance": "false", "use_vnorm": "false"},
+           lambda: ExpectedAttentionPress(r, **ea, use_covariance=False, use_vnorm=False), "self", "")
+    yield "lagkv", {"lag_size": "16"}, lambda: LagKVPress(r, lag_size=16), "self", ""
+    yield ("lagkv", {"lag_size": "16", "cross_scoring": "true"}, lambda: LagKVPress(r, lag_size=16, cross_scoring=True),
+           "self", "")
+    yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
+    yield ("adakv", {"press": "expected_attention", "inner.n_future_positions": "64", "inner.epsilon": "0.01"},
+           lambda: AdaKVPress(ExpectedAttentionPress(r, **ea, epsilon=1e-2)), "press", "headwise")
+    # A window of 8 keeps every window token even at 0.9 (12 per head): SnapKV's window scores tie.
+    yield ("adakv", {"press": "snapkv", "inner.window_size": "8", "alpha_safeguard": "0.5"},
+           lambda: AdaKVPress(SnapKVPress(r, window_size=8), alpha_safeguard=0.5), "press", "headwise")
+    yield ("criticalkv", {"press": "expected_attention", "inner.n_future_positions": "64", "inner.use_vnorm": "false"},
+           lambda: CriticalKVPress(ExpectedAttentionPress(r, **ea, use_vnorm=False)), "self", "")
+    yield ("criticaladakv", {"press": "snapkv", "inner.window_size": "8"},
+           lambda: CriticalAdaKVPress(SnapKVPress(r, window_size=8)), "press", "headwise")
+    yield ("key_rerotation", {"press": "knorm"}, lambda: KeyRerotationPress(KnormPress(r)), "press", "keys")
+    yield ("chunk", {"press": "knorm", "chunk_length": "48"}, lambda: ChunkPress(KnormPress(r), chunk_length=48), None, "")
+    yield ("chunk", {"press": "keydiff", "chunk_length": "32"}, lambda: ChunkPress(KeyDiffPress(r), chunk_length=32),
+           None, "")
+    yield ("chunkkv", {"press": "keydiff", "chunk_length": "20"}, lambda: ChunkKVPress(KeyDiffPress(r), chunk_length=20),
+           "press", "")
+    yield "block", {"press": "keydiff", "block_size": "16"}, lambda: BlockPress(KeyDiffPress(r), block_size=16), None, ""
+    target = int(T * (1 - r))
+    yield ("decoding", {"press": "knorm", "compression_interval": "4", "target_size": str(target)},
+           lambda: DecodingPress(KnormPress(), compression_interval=4, target_size=target), "base_press",
+           "decode noratio")
+    yield ("compression_ratio_decoding", {"press": "keydiff", "compression_interval": "3",
+                                          "target_compression_ratio": str(r)},
+           lambda: CompressionRatioDecodingPress(KeyDiffPress(), compression_interval=3, target_compression_ratio=r),
+           "base_press", "decode noratio")
+    yield ("prefill_decoding", {"prefilling_press": "snapkv", "prefilling.window_size": "8",
+                                "prefilling.compression_ratio": str(r), "decoding_press": "decoding",
+                                "decoding.press": "knorm", "decoding.compression_interval": "5",
+                                "decoding.target_size": str(max(1, int(T * (1 - r) * 0.8)))},
+           lambda: PrefillDecodingPress(SnapKVPress(r, window_size=8),
+                                        DecodingPress(KnormPress(), compression_interval=5,
+                                                      target_size=max(1, int(T * (1 - r) * 0.8)))),
+           "prefilling_press", "decode noratio")
+
+
+def scorers_of(press, getter):
+    """The scorer objects whose last score() call per layer is recorded."""
+    if getter is None:
+        return []
+    if getter == "self":
+        return [press]
+    if getter == "prefilling_press":
+        return [press.prefilling_press, press.decoding_press.base_press]
+    return [getattr(press, getter)]
+
+
+def kept_rows(full_values, kept_values):
+    """Index of every stored row inside `full_values` [B, H, n, d], matched on values (presses never
+    modify values): [B, H, k], in stored order."""
+    eq = (kept_values.unsqueeze(3) == full_values.unsqueeze(2)).all(-1)  # [B, H, k, n]
+    if not bool((eq.sum(-1) == 1).all()):
+        raise RuntimeError("could not match kvpress's stored values to the full cache")
+    return eq.int().argmax(-1)
+
+
+def stored_positions(full_values, kept_values):
+    """Positions of the rows stored after a prefill (head-wise presses store everything)."""
+    if kept_values.shape[2] == full_values.shape[2] and torch.equal(kept_values, full_values):
+        return torch.arange(full_values.shape[2]).expand(*full_values.shape[:3]).clone()
+    return kept_rows(full_values, kept_values)
+
+
+def headwise_kept(n, masked, H, appended):
+    """Stored positions per head from kvpress's masked_key_indices (batch 1; the mask covers the
+    prefill's n tokens, `appended` decode tokens follow unmasked), -1 padded."""
+    keep = torch.ones(1, H, n + appended, dtype=torch.bool)
+    b, h, s = masked
+    keep[b, h, s] = False
+    lengths = keep.sum(-1)
+    out = torch.full((1, H, int(lengths.max())), -1, dtype=torch.int64)
+    for hh in range(H):
+        pos = keep[0, hh].nonzero().flatten()
+        out[0, hh, :len(pos)] = pos
+    return out
+
+
+def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
+    use = eager_model if "eager" in flags else model
+    L = use.config.num_hidden_layers
+    press = make()
+    recorded = {}
+    for scorer in scorers_of(press, getter):
+        def score(module, *args, original=scorer.score):
+            s = original(module, *args)
+            recorded[module.layer_idx] = s.detach().clone().float()
+            return s
+        scorer.score = score
+    full = DynamicCache()
+    with torch.no_grad():
+        use(input_ids=ids, past_key_values=full)
+    cache = DynamicCache()
+    tensors = {"input_ids": ids}
+    logits = []
+    known = {}        # layer -> logical positions of the stored rows, in stored order
+    state = {"pos": T - 1}
+    if "decode" in flags:
+        dpress = press.decoding_press if isinstance(press, PrefillDecodingPress) else press
+        inner_compress = dpress.compress
+
+        def compress(module, hidden_states, keys, values, attentions, kwargs):
+            k2, v2 = inner_compress(module, hidden_states, keys, values, attentions, kwargs)
+            layer = module.layer_idx
+            m = keys.shape[2] - known[layer].shape[2]
+            new = torch.arange(state["pos"] - m + 1, state["pos"] + 1).expand(1, keys.shape[1], m)
+            before = torch.cat([known[layer], new], dim=2)
+            row = kept_rows(values, v2)
+            known[layer] = before.gather(2, row)
+            return k2, v2
+        dpress.compress = compress
+    with torch.no_grad(), press(use):
+        use(input_ids=ids, past_key_values=cache)
+        for layer in range(L):
+            known[layer] = stored_positions(full.layers[layer].values, cache.layers[layer].values)
+        if "decode" in flags or "headwise" in flags:
+            tensors["decode_ids"] = decode_ids
+            for t in range(decode_ids.shape[1]):
+                pos = torch.tensor([[T + t]])
+                state["pos"] = T + t
+                out = use(input_ids=decode_ids[:, t:t + 1], past_key_values=cache, position_ids=pos,
+                          cache_position=pos[0])
+                logits.append(out.logits.float())
+    for layer in range(L):
+        m = cache.layers[layer].values.shape[2] - known[layer].shape[2]
+        new = torch.arange(state["pos"] - m + 1, state["pos"] + 1).expand(1, known[layer].shape[1], m)
+        known[layer] = torch.cat([known[layer], new], dim=2).sort(dim=-1).values
+    layers = use.model.layers
+    for layer in range(L):
+        if "headwise" in flags:
+            masked = layers[layer].self_attn.masked_key_indices
+            tensors[f"layer{layer}.kept"] = headwise_kept(T, masked, full.layers[layer].values.shape[1],
+                                                          cache.layers[layer].values.shape[2] - T)
+        else:
+            tensors[f"layer{layer}.kept"] = known[layer].contiguous()
+        if layer in recorded:
+            tensors[f"layer{layer}.scores"] = recorded[layer].contiguous()
+        if "keys" in flags:
+            tensors[f"layer{layer}.keys"] = cache.layers[layer].keys.float().contiguous()
+    if "headwise" in flags:
+        tensors["logits"] = torch.cat(logits, 1).contiguous()
+    for layer in layers:
+        if hasattr(layer.self_attn, "masked_key_indices"):
+            layer.self_attn.masked_key_indices = None
+    return tensors
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path)
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    manifest = []
+    for mi, (mname, config) in enumerate(model_configs()):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+        randomise(model, 500 + mi)
+        model.save_pretrained(a.out / mname)
+        model = AutoModelForCausalLM.from_pretrained(a.out / mname, dtype=torch.float32, attn_implementation="sdpa").eval()
+        eager = AutoModelForCausalLM.from_pretrained(a.out / mname, dtype=torch.float32,
+                                                     attn_implementation="eager").eval()
+        g = torch.Generator().manual_seed(900 + mi)
+        # Distinct token ids: repeated tokens would give equal layer-0 keys, a tie.
+        perm = torch.randperm(VOCAB, generator=g)
+        ids = perm[:T].unsqueeze(0)
+        decode_ids = perm[T:T + DECODE].unsqueeze(0)
+        for r in RATIOS:
+            for ci, (name, options, make, getter, flags) in enumerate(cases(r)):
+                opts = dict(options)
+                if "noratio" not in flags:
+                    opts["compression_ratio"] = str(r)
+                try:
+                    tensors = run_case(model, eager, ids, decode_ids, name, make, getter, flags)
+                except Exception as e:
+                    raise RuntimeError(f"{mname} {name} {options} at ratio {r}: {e}") from e
+                file = f"{mname}__{name}__{ci}__{r}.safetensors"
+                save_file(tensors, str(a.out / file))
+                manifest.append({"model": mname, "file": file, "press": name, "options": opts, "ratio": r,
+                                 "flags": flags.split()})
+    (a.out / "manifest.json").write_text(json.dumps({"kvpress": kvpress.__version__ if hasattr(kvpress, "__version__")
+                                                     else "", "cases": manifest}, indent=1))
+    print(f"wrote {len(manifest)} catalogue cases to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
