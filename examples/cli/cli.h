@@ -40,7 +40,11 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given);
 
+// "NAME" or "NAME:KEY=VALUE,KEY=VALUE" -> press name and options.
+std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec);
+
 int run_score(const std::vector<std::string>& args);
+int run_needles(const std::vector<std::string>& args);
 int run_synthetic_demo(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_needle_demo(const std::vector<std::string>& args);

@@ -30,6 +30,7 @@ Usage:
                             UTF-8 lines on stdin -> one line of space-separated token ids per line
                             (--decode: ids -> text)
   pikv logits [options]     run a model on token ids and write the logits of every position
+  pikv needles [options]    which presses find a needle in 20 generated haystacks (a table)
   pikv score [options]      prefill token ids under a press; write what every layer kept (and scores)
   pikv synthetic [options]  every press on a synthetic random-weight attention model (mechanics only)
   pikv --help | --version
@@ -61,6 +62,11 @@ demo options:
 logits options:
   --tokens "ID ID ..."      token ids, space-separated (required)
   --out FILE                safetensors file to write: tensor `logits`, float32 [1, T, vocab] (required)
+
+needles options:
+  --cases N (20)  --tokens N (1000)  --ratio R (0.5)  --seed S (0)  --haystack FILE  --out FILE.md
+  --press SPEC              repeatable; SPEC is NAME or NAME:KEY=VALUE,KEY=VALUE, e.g.
+                            adakv:press=expected_attention,inner.epsilon=0.01 (default: 14 presses)
 
 score options:
   --tokens "ID ID ..."      token ids of the prefill, space-separated (required)
@@ -190,6 +196,7 @@ int main(int argc, char** argv) {
     if (command == "synthetic") return run_synthetic_demo(args);
     if (command == "logits") return run_logits(args);
     if (command == "score") return run_score(args);
+    if (command == "needles") return run_needles(args);
     if (command == "tokenize") return run_tokenize(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");

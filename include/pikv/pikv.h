@@ -21,6 +21,7 @@
 #include <pikv/pipeline/chat_template.h>
 #include <pikv/pipeline/pipeline.h>
 #include <pikv/pipeline/press_record.h>
+#include <pikv/pipeline/shared_prefill.h>
 #include <pikv/presses/adakv.h>
 #include <pikv/presses/chunk.h>
 #include <pikv/presses/composed.h>

@@ -8,6 +8,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 
 namespace pikv {
@@ -102,14 +103,48 @@ std::vector<std::string> Pipeline::answer(const std::string& context, const std:
     }
   }
 
+  if (stats != nullptr) {
+    PipelineStats gen;
+    auto answers = answer_cached(cache, questions, options, &gen, on_token, press);
+    stats->generated_tokens = gen.generated_tokens;
+    stats->decode_tokens_per_s = gen.decode_tokens_per_s;
+    return answers;
+  }
+  return answer_cached(cache, questions, options, nullptr, on_token, press);
+}
+
+std::vector<std::string> Pipeline::answer_cached(KVCache& cache, const std::vector<std::string>& questions,
+                                                 const PipelineOptions& options, PipelineStats* stats,
+                                                 const TokenCallback& on_token, Press* press) const {
+  PIKV_CHECK(!cache.empty(0), "answer_cached needs a prefilled context cache");
+  c10::InferenceMode inference;
+  const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
+  const int64_t context_length = cache.logical_length(0);
+  // Presses that compress while decoding change the context cache itself: every question then starts
+  // from a snapshot, and the press from a fresh state.
+  const bool decoding = press != nullptr && press->acts_during_decoding();
+  std::optional<PressGuard> guard;
+  if (decoding) guard.emplace(model_, *press);
   const std::vector<int64_t>& stops = tokenizer_.stop_ids();
   std::vector<std::string> answers;
   int64_t generated = 0;
   double generate_ms = 0.0;
-  for (size_t qi = 0; qi < qs.size(); ++qi) {
-    cache.reserve(static_cast<int64_t>(qs[qi].size()) + options.max_new_tokens());
-    t0 = std::chrono::steady_clock::now();
-    at::Tensor logits = model_.forward(at::tensor(qs[qi], ids_opts).unsqueeze(0), cache);
+  for (size_t qi = 0; qi < questions.size(); ++qi) {
+    PIKV_CHECK(!questions[qi].empty(), "question {} is empty", qi + 1);
+    const std::vector<int64_t> q = question_ids(questions[qi], options.answer_prefix());
+    PIKV_CHECK(context_length + static_cast<int64_t>(q.size()) + options.max_new_tokens() <=
+                   model_.config().max_position_embeddings,
+               "question {} ({} tokens) and {} new tokens do not fit after a {}-token context in the model's {} "
+               "positions",
+               qi + 1, q.size(), options.max_new_tokens(), context_length, model_.config().max_position_embeddings);
+    std::optional<KVCache> snapshot;
+    if (decoding) {
+      snapshot.emplace(cache.clone());
+      press->reset();
+    }
+    cache.reserve(static_cast<int64_t>(q.size()) + options.max_new_tokens());
+    auto t0 = std::chrono::steady_clock::now();
+    at::Tensor logits = model_.forward(at::tensor(q, ids_opts).unsqueeze(0), cache);
     std::vector<int64_t> out;
     std::string shown;
     for (int64_t step = 0; step < options.max_new_tokens(); ++step) {
@@ -138,7 +173,11 @@ std::vector<std::string> Pipeline::answer(const std::string& context, const std:
     std::string text = tokenizer_.decode(out, /*skip_special=*/true);
     if (on_token && text.size() > shown.size()) on_token(qi, text.substr(shown.size()));
     answers.push_back(std::move(text));
-    cache.truncate(context_length);
+    if (snapshot) {
+      cache = std::move(*snapshot);
+    } else {
+      cache.truncate(context_length);
+    }
   }
   if (stats != nullptr) {
     stats->generated_tokens = generated;

@@ -19,6 +19,7 @@
 #include <pikv/presses/snapkv.h>
 #include <pikv/presses/streaming_llm.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
@@ -126,6 +127,15 @@ std::shared_ptr<ScorerPress> inner_scorer(OptionReader& o, const std::string& na
   PIKV_CHECK(name != nullptr, "press '{}' needs the option {}=NAME (the scorer press it wraps)", o.press_name(),
              name_key);
   auto options = o.inner(prefix);
+  const bool known = std::any_of(press_catalog().begin(), press_catalog().end(),
+                                 [&](const PressInfo& i) { return i.name == *name; });
+  const bool takes_ratio = std::any_of(press_catalog().begin(), press_catalog().end(), [&](const PressInfo& i) {
+    return i.name == *name && std::any_of(i.options.begin(), i.options.end(),
+                                          [](const PressOptionInfo& x) { return x.name == "compression_ratio"; });
+  });
+  // Every scorer takes a compression_ratio; a press without one cannot be wrapped.
+  PIKV_CHECK(!known || takes_ratio, "{} needs a scorer press (one that scores every token), '{}' is not one",
+             o.press_name(), *name);
   if (pass_ratio) {
     if (const std::string* r = o.raw("compression_ratio")) {
       PIKV_CHECK(options.count("compression_ratio") == 0,

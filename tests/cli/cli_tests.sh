@@ -55,6 +55,21 @@ STDIN="$tmp/ids.txt" expect 0 "Hello world" -- tokenize --decode
 STDIN="$tmp/bad.txt" expect 2 "line 1 is not valid UTF-8" -- tokenize
 expect 0 "wrote logits [1, 3, 49152]" -- logits --tokens "1 2 3" --out "$tmp/l.safetensors"
 expect 2 "--tokens must be non-negative integers" -- logits --tokens "1 x" --out "$tmp/l.safetensors"
+ids=$(seq 100 180 | tr '\n' ' ')
+expect 0 "kept 3600 of 7290" -- score --tokens "$ids" --press snapkv --option window_size=16 --out "$tmp/s.safetensors"
+expect 0 "adakv(press=expected_attention" -- score --tokens "$ids" --press adakv --option press=expected_attention \
+  --ratio 0.5 --out "$tmp/a.safetensors"
+expect 0 "decoding(base_press=knorm" -- score --tokens "$ids" --press decoding --option press=knorm \
+  --option target_size=40 --option compression_interval=2 --decode-tokens "5 6 7" --save-kv --out "$tmp/d.safetensors"
+expect 2 "score needs --press NAME" -- score --tokens "1 2 3" --out "$tmp/s.safetensors"
+expect 2 "press 'think' takes no --ratio" -- score --tokens "1 2 3" --press think --ratio 0.5 --out "$tmp/s.safetensors"
+expect 2 "snapkv needs a prefill longer than its window: window_size=64" -- score --tokens "1 2 3 4 5" --press snapkv \
+  --out "$tmp/s.safetensors"
+expect 2 "expected_attention needs more cached tokens than n_sink=4" -- score --tokens "1 2 3" \
+  --press expected_attention --out "$tmp/s.safetensors"
+expect 2 "adakv needs a scorer press" -- score --tokens "1 2 3" --press adakv --option press=think --out "$tmp/s.safetensors"
+expect 2 "press 'adakv' needs the option press=NAME" -- score --tokens "1 2 3" --press adakv --out "$tmp/s.safetensors"
+expect 2 "is not KEY=VALUE" -- needles --press "snapkv:window_size" --cases 1
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -141,3 +141,37 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
   EXPECT_EQ(t.models.size(), 5u);
   EXPECT_EQ(t.presses.size(), 21u);
 }
+
+TEST(CatalogueParity, SharedPrefillReplaysExactlyWhatALivePrefillKeeps) {
+  // One uncompressed prefill, every press replayed on it (what evaluation grids do) == a prefill run
+  // under the press: same stored keys and values, same logical lengths.
+  auto model = DecoderModel::load(catalogue_dir() + "/llama_gqa");
+  const at::Tensor ids = at::arange(3, 3 + 96, at::kLong).unsqueeze(0);
+  SharedPrefill shared(*model, ids);
+  for (const char* spec : {"knorm", "snapkv", "pyramidkv", "expected_attention", "tova", "adakv", "key_rerotation",
+                           "chunkkv", "think"}) {
+    SCOPED_TRACE(spec);
+    std::map<std::string, std::string> o;
+    const std::string name = spec;
+    if (name == "adakv" || name == "key_rerotation" || name == "chunkkv") o = {{"press", "snapkv"}, {"inner.window_size", "8"}};
+    if (name == "snapkv" || name == "pyramidkv") o["window_size"] = "8";
+    if (name == "think") {
+      o["key_channel_compression_ratio"] = "0.5";
+    } else {
+      o["compression_ratio"] = "0.5";
+    }
+    auto press = make_press(name, o);
+    KVCache live(model->num_layers());
+    {
+      PressGuard guard(*model, *press);
+      model->forward(ids, live);
+    }
+    KVCache replay = shared.compress(press.get());
+    for (int64_t l = 0; l < model->num_layers(); ++l) {
+      EXPECT_EQ(replay.logical_length(l), live.logical_length(l));
+      const auto a = replay.padded(l), b = live.padded(l);
+      EXPECT_TRUE(at::equal(a.keys, b.keys)) << "layer " << l;
+      EXPECT_TRUE(at::equal(a.values, b.values)) << "layer " << l;
+    }
+  }
+}

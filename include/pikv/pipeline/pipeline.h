@@ -8,6 +8,7 @@
 
 #include <torch/arg.h>
 
+#include <pikv/core/kv_cache.h>
 #include <pikv/core/press.h>
 #include <pikv/io/tokenizer.h>
 #include <pikv/models/decoder.h>
@@ -57,6 +58,15 @@ class Pipeline {
   std::vector<std::string> answer(const std::string& context, const std::vector<std::string>& questions,
                                   Press* press = nullptr, const PipelineOptions& options = {},
                                   PipelineStats* stats = nullptr, const TokenCallback& on_token = {}) const;
+
+  // Answers every question from an already prefilled context cache (a prefill through this pipeline's
+  // context_ids, e.g. SharedPrefill::compress): each question is appended, answered greedily, and the
+  // cache restored to the context afterwards. `press` matters only when it acts during decoding
+  // (Decoding presses): it is then installed while answering, and every question starts from the same
+  // cache and a reset press. stats (may be null) receives the generation figures.
+  std::vector<std::string> answer_cached(KVCache& cache, const std::vector<std::string>& questions,
+                                         const PipelineOptions& options = {}, PipelineStats* stats = nullptr,
+                                         const TokenCallback& on_token = {}, Press* press = nullptr) const;
 
   // The token ids the pipeline feeds: the context part and each question part.
   std::vector<int64_t> context_ids(const std::string& context) const;

@@ -1,0 +1,199 @@
+// `pikv needles`: a table of which presses find a needle in 20 generated haystacks. Each case is
+// prefilled once (SharedPrefill) and every press is replayed on that prefill.
+#include "cli.h"
+
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#ifndef PIKV_DEFAULT_HAYSTACK
+#define PIKV_DEFAULT_HAYSTACK "models/haystack.txt"
+#endif
+
+namespace pikv::cli {
+
+std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec) {
+  const auto colon = spec.find(':');
+  std::pair<std::string, std::map<std::string, std::string>> out;
+  out.first = spec.substr(0, colon);
+  if (colon == std::string::npos) return out;
+  std::stringstream ss(spec.substr(colon + 1));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      usage_error(fmt::format("press spec '{}': '{}' is not KEY=VALUE (form: NAME:KEY=VALUE,KEY=VALUE)", spec, item));
+    }
+    out.second[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+namespace {
+
+// The presses kvpress's leaderboard ranks well first, then the rest of the catalogue.
+const std::vector<std::string> kDefaultPresses = {
+    "adakv:press=expected_attention,inner.epsilon=0.01",
+    "snapkv",
+    "keydiff",
+    "pyramidkv",
+    "expected_attention",
+    "criticaladakv:press=expected_attention,inner.use_vnorm=false",
+    "tova",
+    "observed_attention",
+    "knorm",
+    "streaming_llm",
+    "lagkv",
+    "chunkkv:press=snapkv",
+    "key_rerotation:press=keydiff",
+    "random:seed=0",
+};
+
+struct NeedleCase {
+  std::string context, question, prefix, code;
+  double depth;
+};
+
+std::vector<NeedleCase> make_cases(const std::string& haystack, const Tokenizer& tok, int64_t tokens, int64_t count,
+                                   uint64_t seed) {
+  static const char* kSubjects[] = {"vault",       "locker",     "server room", "safe",       "archive",
+                                    "garage",      "laboratory", "greenhouse",  "observatory", "boathouse",
+                                    "warehouse",   "library",    "chapel",      "workshop",   "cellar",
+                                    "lighthouse",  "studio",     "hangar",      "bunker",     "clinic"};
+  const std::vector<int64_t> ids = tok.encode(haystack);
+  std::mt19937_64 rng(seed);
+  std::vector<NeedleCase> cases;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t room = static_cast<int64_t>(ids.size()) - tokens;
+    PIKV_CHECK(room >= 0, "the haystack has {} tokens, fewer than --tokens {}", ids.size(), tokens);
+    const int64_t offset = count > 1 ? room * i / (count - 1) : 0;
+    std::vector<int64_t> window(ids.begin() + offset, ids.begin() + offset + tokens);
+    std::string text = tok.decode(window);
+    // Start and end on whole characters and sentences.
+    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();
+    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+    const size_t first = text.find(". ");
+    if (first != std::string::npos && first < text.size() / 10) text = text.substr(first + 2);
+    NeedleCase c;
+    c.depth = (static_cast<double>(i) + 0.5) / static_cast<double>(count);
+    c.code = std::to_string(1000 + rng() % 9000);
+    const std::string subject = kSubjects[i % 20];
+    const std::string needle = fmt::format(" The secret code for the {} is {}. ", subject, c.code);
+    size_t at = text.find(". ", static_cast<size_t>(c.depth * static_cast<double>(text.size())));
+    at = at == std::string::npos ? text.size() : at + 1;
+    c.context = text.substr(0, at) + needle + text.substr(at);
+    c.question = fmt::format("What is the secret code for the {}?", subject);
+    c.prefix = fmt::format("The secret code for the {} is", subject);
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+}  // namespace
+
+int run_needles(const std::vector<std::string>& args) {
+  ModelArgs m;
+  int64_t tokens = 1000, count = 20;
+  uint64_t seed = 0;
+  double ratio = 0.5;
+  std::vector<std::string> specs;
+  std::string out_path;
+  std::string haystack_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK") : PIKV_DEFAULT_HAYSTACK;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", usage_text());
+      return 0;
+    }
+    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
+    const std::string& value = args[++i];
+    if (model_flag(m, flag, value)) continue;
+    if (flag == "--tokens") {
+      tokens = parse_int(flag, value, 64);
+    } else if (flag == "--cases") {
+      count = parse_int(flag, value, 1);
+    } else if (flag == "--seed") {
+      seed = static_cast<uint64_t>(parse_int(flag, value, 0));
+    } else if (flag == "--ratio") {
+      ratio = parse_ratio(flag, value);
+    } else if (flag == "--press") {
+      specs.push_back(value);
+    } else if (flag == "--haystack") {
+      haystack_path = value;
+    } else if (flag == "--out") {
+      out_path = value;
+    } else {
+      usage_error(fmt::format("unknown option '{}' for needles", flag));
+    }
+  }
+  if (specs.empty()) specs = kDefaultPresses;
+  // Build every press first: a bad name or option fails before the model loads.
+  std::vector<std::shared_ptr<Press>> presses;
+  bool need_weights = false;
+  for (const auto& spec : specs) {
+    auto [name, options] = parse_press_spec(spec);
+    presses.push_back(build_press(name, options, ratio, true));
+    need_weights |= presses.back()->requirements().attention_weights;
+  }
+  std::ifstream in(haystack_path, std::ios::binary);
+  PIKV_CHECK(in.good(), "cannot read the haystack text '{}' (scripts/setup.sh makes models/haystack.txt)", haystack_path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  auto model = load_model(m);
+  auto tokenizer = Tokenizer::load(m.model);
+  Pipeline pipeline(*model, *tokenizer);
+  const auto cases = make_cases(buffer.str(), *tokenizer, tokens, count, seed);
+
+  std::vector<std::string> labels = {"none (full cache)"};
+  for (size_t i = 0; i < presses.size(); ++i) labels.push_back(specs[i]);
+  std::vector<std::vector<bool>> found(labels.size(), std::vector<bool>(cases.size(), false));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t ci = 0; ci < cases.size(); ++ci) {
+    const NeedleCase& c = cases[ci];
+    const auto ids = pipeline.context_ids(c.context);
+    SharedPrefill prefill(*model, at::tensor(ids, at::kLong).unsqueeze(0), need_weights);
+    const auto options = PipelineOptions().max_new_tokens(8).answer_prefix(c.prefix);
+    for (size_t pi = 0; pi < labels.size(); ++pi) {
+      Press* press = pi == 0 ? nullptr : presses[pi - 1].get();
+      KVCache cache = prefill.compress(press);
+      const std::string answer = pipeline.answer_cached(cache, {c.question}, options).front();
+      found[pi][ci] = answer.find(c.code) != std::string::npos;
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double eta = secs / static_cast<double>(ci + 1) * static_cast<double>(cases.size() - ci - 1);
+    fmt::print(stderr, "{}case {}/{} ({} tokens, needle at {:.0f}%) done, {:.0f}s elapsed, ETA {:.0f}s{}",
+               ::isatty(2) ? "\r" : "", ci + 1, cases.size(), ids.size(), 100 * c.depth, secs, eta,
+               ::isatty(2) ? "   " : "\n");
+  }
+  if (::isatty(2)) fmt::print(stderr, "\n");
+
+  std::string table = fmt::format(
+      "Needle in a haystack, {} cases of ~{} tokens ({}), compression ratio {}, model {}.\n"
+      "Each column is one case (needle depth in %); y = the answer contains the code.\n\n| press | found |",
+      cases.size(), tokens, haystack_path, ratio, m.model);
+  for (const auto& c : cases) table += fmt::format(" {:.0f} |", 100 * c.depth);
+  table += "\n|---|---|";
+  for (size_t i = 0; i < cases.size(); ++i) table += "---|";
+  table += "\n";
+  for (size_t pi = 0; pi < labels.size(); ++pi) {
+    const auto hits = std::count(found[pi].begin(), found[pi].end(), true);
+    table += fmt::format("| {} | {}/{} |", labels[pi], hits, cases.size());
+    for (bool f : found[pi]) table += f ? " y |" : " . |";
+    table += "\n";
+  }
+  fmt::print("{}", table);
+  if (!out_path.empty()) {
+    std::ofstream out(out_path);
+    PIKV_CHECK(out.good(), "cannot write '{}'", out_path);
+    out << table;
+    fmt::print(stderr, "wrote {}\n", out_path);
+  }
+  return 0;
+}
+
+}  // namespace pikv::cli
