@@ -175,3 +175,28 @@ TEST(CatalogueParity, SharedPrefillReplaysExactlyWhatALivePrefillKeeps) {
     }
   }
 }
+
+TEST(CatalogueParity, DecodingPressAnswersEveryQuestionFromTheSameContext) {
+  // A decoding press compresses the context cache while answering; every question must still start
+  // from the same (prefilled) context: answering q2 after q1 == answering q2 alone.
+  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  auto tokenizer = Tokenizer::load(PIKV_DEFAULT_MODEL);
+  Pipeline pipeline(*model, *tokenizer);
+  const std::string context =
+      "The lighthouse keeper, Mira, logs every ship that passes. On Tuesday the cargo ship Albatross passed at "
+      "dawn, and on Wednesday the ferry Lark passed at noon. The keeper's cat is called Pepper.";
+  auto press = make_press("decoding", {{"press", "knorm"}, {"compression_interval", "2"}, {"target_size", "40"}});
+  const auto options = PipelineOptions().max_new_tokens(12);
+  PipelineStats stats;
+  const auto both = pipeline.answer(context, {"Who keeps the lighthouse?", "What is the cat called?"}, press.get(),
+                                    options, &stats);
+  const auto alone = pipeline.answer(context, {"What is the cat called?"}, press.get(), options);
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1], alone[0]);
+  EXPECT_GT(stats.context_tokens, 40) << "the context is longer than the decoding target";
+  // The press really compressed during decoding (its compressions are recorded after the prefill's).
+  bool compressed = false;
+  for (const auto& s : model->compression_stats().layers) compressed |= s.tokens_after == 40;
+  EXPECT_TRUE(compressed);
+  std::printf("  decoding(knorm, target 40): '%s' / '%s'\n", both[0].c_str(), both[1].c_str());
+}
