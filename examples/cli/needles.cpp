@@ -175,7 +175,8 @@ int run_needles(const std::vector<std::string>& args) {
   std::string table = fmt::format(
       "Needle in a haystack, {} cases of ~{} tokens ({}), compression ratio {}, model {}.\n"
       "Each column is one case (needle depth in %); y = the answer contains the code.\n\n| press | found |",
-      cases.size(), tokens, haystack_path, ratio, m.model);
+      cases.size(), tokens, haystack_path.substr(haystack_path.find_last_of('/') + 1), ratio,
+      m.model.substr(m.model.find_last_of('/') + 1));
   for (const auto& c : cases) table += fmt::format(" {:.0f} |", 100 * c.depth);
   table += "\n|---|---|";
   for (size_t i = 0; i < cases.size(); ++i) table += "---|";
