@@ -45,6 +45,7 @@ std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(cons
 
 int run_score(const std::vector<std::string>& args);
 int run_needles(const std::vector<std::string>& args);
+int run_eval(const std::vector<std::string>& args);
 int run_synthetic_demo(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_needle_demo(const std::vector<std::string>& args);

@@ -30,6 +30,7 @@ Usage:
                             UTF-8 lines on stdin -> one line of space-separated token ids per line
                             (--decode: ids -> text)
   pikv logits [options]     run a model on token ids and write the logits of every position
+  pikv eval [options]       quality under compression: RULER-style tasks x presses x ratios x lengths
   pikv needles [options]    which presses find a needle in 20 generated haystacks (a table)
   pikv score [options]      prefill token ids under a press; write what every layer kept (and scores)
   pikv synthetic [options]  every press on a synthetic random-weight attention model (mechanics only)
@@ -62,6 +63,19 @@ demo options:
 logits options:
   --tokens "ID ID ..."      token ids, space-separated (required)
   --out FILE                safetensors file to write: tensor `logits`, float32 [1, T, vocab] (required)
+
+eval options:
+  --out DIR                 results.jsonl (appended; finished cells are skipped on restart), results.csv,
+                            summary.md (required unless --export-tasks)
+  --tasks LIST              passkey,multikey,multivalue,variable_tracking,common_words (default: all)
+  --lengths LIST            context lengths in tokens (default 1024)
+  --samples N               samples per task and length (default 4)
+  --press SPEC              repeatable, NAME or NAME:KEY=VALUE,... without compression_ratio
+                            (default: knorm, snapkv, adakv:press=expected_attention,inner.epsilon=0.01)
+  --ratios LIST             compression ratios (default 0.25,0.5,0.75); ratio 0 (no press) always runs
+  --seed S (0)  --continuation N (32 tokens, the KL metric)  --corpus FILE (default models/haystack.txt)
+  --export-tasks FILE       write the generated samples as JSON lines (for the kvpress reference)
+  --measure-reprefill       also report the time a grid without the shared prefill would take
 
 needles options:
   --cases N (20)  --tokens N (1000)  --ratio R (0.5)  --seed S (0)  --haystack FILE  --out FILE.md
@@ -197,6 +211,7 @@ int main(int argc, char** argv) {
     if (command == "logits") return run_logits(args);
     if (command == "score") return run_score(args);
     if (command == "needles") return run_needles(args);
+    if (command == "eval") return run_eval(args);
     if (command == "tokenize") return run_tokenize(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");

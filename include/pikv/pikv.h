@@ -10,6 +10,8 @@
 #include <pikv/core/press.h>
 #include <pikv/core/stats.h>
 #include <pikv/core/tensor_checks.h>
+#include <pikv/eval/evaluator.h>
+#include <pikv/eval/tasks.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/io/tokenizer.h>

@@ -70,6 +70,16 @@ expect 2 "expected_attention needs more cached tokens than n_sink=4" -- score --
 expect 2 "adakv needs a scorer press" -- score --tokens "1 2 3" --press adakv --option press=think --out "$tmp/s.safetensors"
 expect 2 "press 'adakv' needs the option press=NAME" -- score --tokens "1 2 3" --press adakv --out "$tmp/s.safetensors"
 expect 2 "is not KEY=VALUE" -- needles --press "snapkv:window_size" --cases 1
+expect 2 "unknown task 'sudoku'" -- eval --tasks sudoku --out "$tmp/ev"
+expect 2 "--ratios must be in [0, 1), got 1" -- eval --ratios 0.5,1 --out "$tmp/ev"
+expect 2 "the grid sets compression_ratio" -- eval --press knorm:compression_ratio=0.5 --out "$tmp/ev"
+expect 2 "context length 9000 is outside" -- eval --lengths 9000 --out "$tmp/ev"
+expect 2 "eval needs --out DIR" -- eval --lengths 512
+mkdir -p "$tmp/foreign"
+printf '{"some": "other file"}\n' > "$tmp/foreign/results.jsonl"
+expect 2 "not ours" -- eval --lengths 256 --samples 1 --tasks passkey --press knorm --ratios 0.5 --out "$tmp/foreign"
+expect 0 "Context length 256 tokens" -- eval --lengths 256 --samples 1 --tasks passkey,multikey --press knorm \
+  --ratios 0.5 --out "$tmp/evok"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,0 +1,84 @@
+#pragma once
+// The evaluation grid: tasks x context lengths x samples x presses x ratios on one model. Each sample
+// is prefilled ONCE (SharedPrefill) and every (press, ratio) of the grid is replayed on that prefill;
+// only the question, the answer and the KL continuation run per cell. Results go to a JSON-lines file
+// that is appended to and skipped on restart.
+
+#include <pikv/eval/tasks.h>
+#include <pikv/io/tokenizer.h>
+#include <pikv/models/decoder.h>
+
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace pikv::eval {
+
+struct GridConfig {
+  std::vector<std::string> tasks = task_names();
+  std::vector<int64_t> lengths = {1024};
+  int64_t samples = 4;  // per (task, length)
+  // Press specs "NAME" or "NAME:KEY=VALUE,..." (no compression_ratio: the grid sets it).
+  std::vector<std::string> presses = {"knorm", "snapkv"};
+  std::vector<double> ratios = {0.25, 0.5, 0.75};  // ratio 0 is the uncompressed baseline, run once
+  uint64_t seed = 0;
+  int64_t continuation_tokens = 32;  // KL metric, teacher-forced
+  std::string model_path;            // recorded in the results header
+  std::string corpus_name;           // idem
+};
+
+// One (sample, press, ratio) cell.
+struct Record {
+  std::string task, press;
+  int64_t length = 0, sample = 0;
+  double ratio = 0.0;
+  int64_t context_tokens = 0;
+  double score = 0.0;       // RULER string match in [0, 1]
+  double kl = 0.0;          // mean KL(full || compressed) over the continuation's next-token distributions
+  std::string answer;
+  double compress_ms = 0.0, answer_ms = 0.0;
+  int64_t kv_bytes = 0;     // context cache after compression
+  std::string to_json() const;                       // one JSON line
+  static Record from_json(const std::string& line);  // throws for a malformed line
+  std::string key() const;  // identifies the cell for resuming
+};
+
+struct GridTiming {
+  double prefill_ms = 0.0;  // shared prefills (one per sample)
+  double cells_ms = 0.0;    // compress + answer + KL for all cells
+  int64_t cells = 0, prefills = 0, skipped = 0;
+};
+
+class Evaluator {
+ public:
+  Evaluator(DecoderModel& model, const Tokenizer& tokenizer, const Corpus& corpus);
+
+  // Runs the grid, appending every new record to `results_path` (created with a header line when
+  // absent). Cells already in the file are skipped. Throws before any work when the file's header was
+  // written by another configuration (model, corpus, seed, continuation) or a line is corrupted; the
+  // file is never rewritten. progress(done, total, eta_seconds) after each cell.
+  std::vector<Record> run(const GridConfig& config, const std::string& results_path,
+                          const std::function<void(int64_t, int64_t, double)>& progress = {},
+                          GridTiming* timing = nullptr);
+
+  // The samples of a grid, in run order (for exporting to the kvpress reference).
+  std::vector<Sample> samples(const GridConfig& config) const;
+
+  // Reads a results file: header and records. Throws naming the line for corrupted content.
+  // `header` (may be null) receives the header line.
+  static std::vector<Record> read_results(const std::string& path, std::string* header = nullptr);
+
+ private:
+  DecoderModel& model_;
+  const Tokenizer& tokenizer_;
+  const Corpus& corpus_;
+};
+
+// Summary markdown: mean score (and KL) per task x press x ratio, one table per context length.
+std::string summary_markdown(const std::vector<Record>& records);
+// CSV of every record (header row first).
+std::string records_csv(const std::vector<Record>& records);
+
+}  // namespace pikv::eval

@@ -1,0 +1,134 @@
+// The evaluation harness on the default model: generated tasks, RULER scoring, the grid runner's
+// resume and its refusals. (Its agreement with kvpress's pipeline is the eval.kvpress_smoke test.)
+#include <pikv/pikv.h>
+
+#include <gtest/gtest.h>
+
+#include "helpers.h"
+
+#include <fstream>
+#include <sstream>
+
+using namespace pikv;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Fixture {
+  std::unique_ptr<DecoderModel> model = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(PIKV_DEFAULT_MODEL);
+  eval::Corpus corpus{slurp(PIKV_DEFAULT_HAYSTACK), *tokenizer};
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+}  // namespace
+
+TEST(EvalTasks, SamplesAreDeterministicContainTheirAnswersAndHitTheLength) {
+  auto& f = fixture();
+  for (const auto& task : eval::task_names()) {
+    for (int64_t length : {512, 2048}) {
+      SCOPED_TRACE(task + " @ " + std::to_string(length));
+      const eval::Sample a = eval::make_sample(task, 0, length, 7, f.corpus, *f.tokenizer);
+      const eval::Sample b = eval::make_sample(task, 0, length, 7, f.corpus, *f.tokenizer);
+      const eval::Sample c = eval::make_sample(task, 1, length, 7, f.corpus, *f.tokenizer);
+      EXPECT_EQ(a.context, b.context);
+      EXPECT_EQ(a.references, b.references);
+      EXPECT_NE(a.context, c.context);
+      ASSERT_FALSE(a.references.empty());
+      for (const auto& r : a.references) EXPECT_NE(a.context.find(r), std::string::npos) << r;
+      const auto tokens = static_cast<double>(f.tokenizer->encode(a.context).size());
+      EXPECT_GT(tokens, 0.75 * length);
+      EXPECT_LT(tokens, 1.4 * length) << "whole sentences fill the haystack: one can overshoot";
+      EXPECT_FALSE(a.continuation.empty());
+      EXPECT_EQ(a.context.find(a.continuation.substr(0, 40)), std::string::npos) << "the continuation is held out";
+    }
+  }
+  EXPECT_PIKV_ERROR(eval::make_sample("needle", 0, 512, 0, f.corpus, *f.tokenizer), "unknown task 'needle'", "passkey");
+  EXPECT_PIKV_ERROR(eval::make_sample("passkey", 0, 64, 0, f.corpus, *f.tokenizer), "at least 128");
+}
+
+TEST(EvalTasks, ScoringIsRulersStringMatch) {
+  eval::Sample s;
+  s.references = {"1234", "Apple"};
+  s.metric = "all";
+  EXPECT_DOUBLE_EQ(eval::score_answer(s, "the numbers are 1234 and apple."), 1.0);
+  EXPECT_DOUBLE_EQ(eval::score_answer(s, "only 1234"), 0.5);
+  s.metric = "any";
+  EXPECT_DOUBLE_EQ(eval::score_answer(s, "only 1234"), 1.0);
+  EXPECT_DOUBLE_EQ(eval::score_answer(s, "nothing"), 0.0);
+}
+
+TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
+  auto& f = fixture();
+  eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);
+  eval::GridConfig g;
+  g.tasks = {"passkey"};
+  g.lengths = {256};
+  g.samples = 1;
+  g.presses = {"knorm"};
+  g.ratios = {0.5};
+  g.model_path = "default";
+  g.corpus_name = "haystack.txt";
+  const std::string dir = pikv::test::temp_dir("eval_grid");
+  const std::string path = dir + "/results.jsonl";
+  eval::GridTiming t;
+  const auto records = ev.run(g, path, {}, &t);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(t.prefills, 1);
+  for (const auto& r : records) {
+    if (r.press == "none") {
+      EXPECT_EQ(r.kl, 0.0) << "the uncompressed cache is the reference";
+    } else {
+      EXPECT_GT(r.kl, 0.0);
+      EXPECT_LT(r.kv_bytes, records[0].kv_bytes);
+    }
+  }
+  // Resume: nothing left to do, no prefill.
+  const std::string before = slurp(path);
+  const auto again = ev.run(g, path, {}, &t);
+  EXPECT_EQ(t.cells, 0);
+  EXPECT_EQ(t.prefills, 0);
+  EXPECT_EQ(again.size(), 2u);
+  EXPECT_EQ(slurp(path), before);
+  // A grid that grows only runs the new cells.
+  g.ratios = {0.5, 0.75};
+  ev.run(g, path, {}, &t);
+  EXPECT_EQ(t.cells, 1);
+  // Another configuration: refused, file untouched.
+  const std::string grown = slurp(path);
+  eval::GridConfig other = g;
+  other.seed = 9;
+  EXPECT_PIKV_ERROR(ev.run(other, path), "seed", "use another --out");
+  EXPECT_EQ(slurp(path), grown);
+  // A broken line (a run killed mid-write): refused, file untouched.
+  { std::ofstream(path, std::ios::app) << "{\"task\": \"passkey\", \"len"; }
+  const std::string broken = slurp(path);
+  EXPECT_PIKV_ERROR(ev.run(g, path), "line 5", "left untouched");
+  EXPECT_EQ(slurp(path), broken);
+  // Not ours at all.
+  { std::ofstream(dir + "/foreign.jsonl") << "{\"hello\": 1}\n"; }
+  EXPECT_PIKV_ERROR(ev.run(g, dir + "/foreign.jsonl"), "not ours");
+  // Bad grids, before any work.
+  eval::GridConfig bad = g;
+  bad.tasks = {"sudoku"};
+  EXPECT_PIKV_ERROR(ev.run(bad, dir + "/x.jsonl"), "unknown task 'sudoku'");
+  bad = g;
+  bad.lengths = {100000};
+  EXPECT_PIKV_ERROR(ev.run(bad, dir + "/x.jsonl"), "context length 100000");
+  bad = g;
+  bad.ratios = {1.0};
+  EXPECT_PIKV_ERROR(ev.run(bad, dir + "/x.jsonl"), "ratio");
+  bad = g;
+  bad.presses = {"decoding:press=knorm"};
+  EXPECT_PIKV_ERROR(ev.run(bad, dir + "/x.jsonl"), "compression_ratio");
+}
