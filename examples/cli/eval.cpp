@@ -63,6 +63,10 @@ int run_eval(const std::vector<std::string>& args) {
       measure = true;
       continue;
     }
+    if (flag == "--no-batch") {
+      grid.batch_cells = false;
+      continue;
+    }
     if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
     const std::string& value = args[++i];
     if (model_flag(m, flag, value)) continue;

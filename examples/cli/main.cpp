@@ -75,7 +75,9 @@ eval options:
   --ratios LIST             compression ratios (default 0.25,0.5,0.75); ratio 0 (no press) always runs
   --seed S (0)  --continuation N (32 tokens, the KL metric)  --corpus FILE (default models/haystack.txt)
   --export-tasks FILE       write the generated samples as JSON lines (for the kvpress reference)
-  --measure-reprefill       also report the time a grid without the shared prefill would take
+  --measure-reprefill       also time one sample with a live prefill per press (vs the shared prefill)
+  --no-batch                answer every cell alone (default: cells of one sample and ratio whose caches
+                            have the same shape are answered as one batch)
 
 needles options:
   --cases N (20)  --tokens N (1000)  --ratio R (0.5)  --seed S (0)  --haystack FILE  --out FILE.md

@@ -168,6 +168,39 @@ void KVCache::apply(int64_t layer, const CompressedKV& result) {
   L.logical_at_apply = L.logical;
 }
 
+KVCache KVCache::concat_batch(const std::vector<const KVCache*>& caches) {
+  PIKV_CHECK(!caches.empty(), "KVCache::concat_batch needs at least one cache");
+  const KVCache& first = *caches.front();
+  KVCache out(first.num_layers());
+  for (size_t l = 0; l < first.layers_.size(); ++l) {
+    const Layer& f = first.layers_[l];
+    std::vector<at::Tensor> keys, values, kept;
+    for (size_t c = 0; c < caches.size(); ++c) {
+      PIKV_CHECK(caches[c]->num_layers() == first.num_layers(), "KVCache::concat_batch: cache {} has {} layers, not {}",
+                 c, caches[c]->num_layers(), first.num_layers());
+      const Layer& L = caches[c]->layers_[l];
+      PIKV_CHECK(!L.ragged() && L.logical == f.logical && L.logical_at_apply == f.logical_at_apply &&
+                     L.keys.defined() == f.keys.defined() && L.kept.defined() == f.kept.defined() &&
+                     (!L.keys.defined() || L.keys.size(2) == f.keys.size(2)),
+                 "KVCache::concat_batch: cache {} layer {} differs in lengths or layout from cache 0", c, l);
+      if (!L.keys.defined()) continue;
+      keys.push_back(L.keys);
+      values.push_back(L.values);
+      if (L.kept.defined()) kept.push_back(L.kept);
+    }
+    Layer& O = out.layers_[l];
+    O.logical = f.logical;
+    O.logical_at_apply = f.logical_at_apply;
+    if (keys.empty()) continue;
+    O.keys = at::cat(keys, 0);
+    O.values = at::cat(values, 0);
+    if (!kept.empty()) O.kept = at::cat(kept, 0);
+    O.batch = O.keys.size(0);
+    O.kv_heads = O.keys.size(1);
+  }
+  return out;
+}
+
 KVCache KVCache::clone() const {
   KVCache out(num_layers());
   for (size_t i = 0; i < layers_.size(); ++i) {

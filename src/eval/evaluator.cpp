@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <sys/stat.h>
 
@@ -251,31 +252,79 @@ std::vector<Record> Evaluator::run(const GridConfig& c, const std::string& resul
           full_lp = continuation_logprobs(full);
         }
         const auto options = PipelineOptions().max_new_tokens(s.max_new_tokens).answer_prefix(s.answer_prefix);
-        for (const auto& [spec, ratio] : todo) {
-          auto c0 = std::chrono::steady_clock::now();
-          Record r = key(spec, ratio);
-          r.context_tokens = static_cast<int64_t>(ctx.size());
-          std::shared_ptr<Press> press = spec == "none" ? nullptr : press_at(spec, ratio);
-          CompressionStats stats;
-          KVCache cache = shared.compress(press.get(), &stats);
-          r.compress_ms = stats.compress_ms();
-          r.kv_bytes = cache.bytes();
-          const at::Tensor lp = continuation_logprobs(cache);
-          r.kl = (full_lp.exp() * (full_lp - lp)).sum(-1).mean().item<double>();
-          const auto a0 = std::chrono::steady_clock::now();
-          r.answer = pipeline.answer_cached(cache, {s.question}, options).front();
-          r.answer_ms = ms_since(a0);
-          r.score = score_answer(s, r.answer);
-          out << r.to_json() << "\n";
-          out.flush();
-          records.push_back(r);
-          t.cells_ms += ms_since(c0);
-          ++t.cells;
-          ++finished;
-          ++run_cells;
-          if (progress) {
-            const double secs = ms_since(run_start) / 1000.0;
-            progress(finished, total, secs / static_cast<double>(run_cells) * static_cast<double>(total - finished));
+        // Cells of one ratio are built together; those whose caches have the same shape are answered
+        // as one batch.
+        std::map<double, std::vector<std::string>> by_ratio;
+        for (const auto& [spec, ratio] : todo) by_ratio[ratio].push_back(spec);
+        for (const auto& [ratio, specs] : by_ratio) {
+          struct Cell {
+            Record r;
+            std::optional<KVCache> cache;
+            std::string shape;
+          };
+          std::vector<Cell> cells;
+          for (const auto& spec : specs) {
+            Cell cell;
+            cell.r = key(spec, ratio);
+            cell.r.context_tokens = static_cast<int64_t>(ctx.size());
+            std::shared_ptr<Press> press = spec == "none" ? nullptr : press_at(spec, ratio);
+            CompressionStats stats;
+            cell.cache.emplace(shared.compress(press.get(), &stats));
+            const KVCache& cc = *cell.cache;
+            cell.r.compress_ms = stats.compress_ms();
+            cell.r.kv_bytes = cc.bytes();
+            cell.shape = fmt::format("{}", cc.logical_length(0));
+            for (int64_t l = 0; l < cc.num_layers(); ++l) {
+              if (cc.is_ragged(l)) cell.shape = "ragged:" + spec;  // alone
+              cell.shape += fmt::format(",{}", cc.physical_length(l));
+            }
+            if (!c.batch_cells) cell.shape = "single:" + spec;
+            cells.push_back(std::move(cell));
+          }
+          std::map<std::string, std::vector<size_t>> groups;
+          for (size_t k = 0; k < cells.size(); ++k) groups[cells[k].shape].push_back(k);
+          for (const auto& [shape, members] : groups) {
+            auto g0 = std::chrono::steady_clock::now();
+            std::vector<double> kl(members.size());
+            std::vector<std::string> answers;
+            if (members.size() == 1) {
+              KVCache& cache = *cells[members[0]].cache;
+              const at::Tensor lp = continuation_logprobs(cache);
+              kl[0] = (full_lp.exp() * (full_lp - lp)).sum(-1).mean().item<double>();
+              answers = pipeline.answer_cached(cache, {s.question}, options);
+            } else {
+              std::vector<const KVCache*> parts;
+              for (size_t m : members) parts.push_back(&*cells[m].cache);
+              KVCache batch = KVCache::concat_batch(parts);
+              for (size_t m : members) cells[m].cache.reset();  // free the singles
+              const int64_t B = static_cast<int64_t>(members.size());
+              const int64_t before = batch.logical_length(0);
+              at::Tensor lp = at::log_softmax(
+                  model_.forward(cont_ids.expand({B, -1}).contiguous(), batch).to(at::kDouble), -1);  // [B, m, V]
+              batch.truncate(before);
+              const at::Tensor per_row = (full_lp.exp() * (full_lp - lp)).sum(-1).mean(-1);  // [B]
+              for (int64_t b = 0; b < B; ++b) kl[static_cast<size_t>(b)] = per_row[b].item<double>();
+              answers = pipeline.answer_cached_batch(batch, s.question, options);
+            }
+            const double each_ms = ms_since(g0) / static_cast<double>(members.size());
+            for (size_t k = 0; k < members.size(); ++k) {
+              Record& r = cells[members[k]].r;
+              r.kl = kl[k];
+              r.answer = answers[k];
+              r.answer_ms = each_ms;
+              r.score = score_answer(s, r.answer);
+              out << r.to_json() << "\n";
+              out.flush();
+              records.push_back(r);
+              t.cells_ms += each_ms + r.compress_ms;
+              ++t.cells;
+              ++finished;
+              ++run_cells;
+              if (progress) {
+                const double secs = ms_since(run_start) / 1000.0;
+                progress(finished, total, secs / static_cast<double>(run_cells) * static_cast<double>(total - finished));
+              }
+            }
           }
         }
       }

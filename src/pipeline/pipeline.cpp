@@ -186,4 +186,41 @@ std::vector<std::string> Pipeline::answer_cached(KVCache& cache, const std::vect
   return answers;
 }
 
+std::vector<std::string> Pipeline::answer_cached_batch(KVCache& cache, const std::string& question,
+                                                       const PipelineOptions& options) const {
+  PIKV_CHECK(!cache.empty(0), "answer_cached_batch needs a prefilled context cache");
+  PIKV_CHECK(!question.empty(), "the question is empty");
+  c10::InferenceMode inference;
+  const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
+  const int64_t B = cache.batch_size(0), context_length = cache.logical_length(0);
+  const std::vector<int64_t> q = question_ids(question, options.answer_prefix());
+  PIKV_CHECK(context_length + static_cast<int64_t>(q.size()) + options.max_new_tokens() <=
+                 model_.config().max_position_embeddings,
+             "the question ({} tokens) and {} new tokens do not fit after a {}-token context", q.size(),
+             options.max_new_tokens(), context_length);
+  const std::vector<int64_t>& stops = tokenizer_.stop_ids();
+  cache.reserve(static_cast<int64_t>(q.size()) + options.max_new_tokens());
+  at::Tensor logits = model_.forward(at::tensor(q, ids_opts).unsqueeze(0).expand({B, -1}).contiguous(), cache);
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
+  std::vector<bool> stopped(static_cast<size_t>(B), false);
+  for (int64_t step = 0; step < options.max_new_tokens(); ++step) {
+    const at::Tensor next = logits.select(1, logits.size(1) - 1).argmax(-1).to(at::kCPU);  // [B]
+    bool all = true;
+    for (int64_t b = 0; b < B; ++b) {
+      if (stopped[static_cast<size_t>(b)]) continue;
+      const int64_t t = next[b].item<int64_t>();
+      out[static_cast<size_t>(b)].push_back(t);
+      if (std::find(stops.begin(), stops.end(), t) != stops.end()) stopped[static_cast<size_t>(b)] = true;
+      all = all && stopped[static_cast<size_t>(b)];
+    }
+    if (all || step + 1 == options.max_new_tokens()) break;
+    // Rows that stopped keep decoding (their tokens are ignored): the batch stays rectangular.
+    logits = model_.forward(next.to(at::kLong).view({B, 1}), cache);
+  }
+  cache.truncate(context_length);
+  std::vector<std::string> answers;
+  for (const auto& ids : out) answers.push_back(tokenizer_.decode(ids, /*skip_special=*/true));
+  return answers;
+}
+
 }  // namespace pikv

@@ -132,3 +132,31 @@ TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
   bad.presses = {"decoding:press=knorm"};
   EXPECT_PIKV_ERROR(ev.run(bad, dir + "/x.jsonl"), "compression_ratio");
 }
+
+TEST(EvalGrid, BatchedCellsAnswerLikeSingleCells) {
+  // Presses of one ratio whose caches have the same shape are answered as one batch; the rows must
+  // give the answers single-row runs give (only float rounding of the batched products differs).
+  auto& f = fixture();
+  eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);
+  eval::GridConfig g;
+  g.tasks = {"passkey", "multikey"};
+  g.lengths = {384};
+  g.samples = 1;
+  g.presses = {"knorm", "keydiff", "streaming_llm", "snapkv", "adakv:press=snapkv"};
+  g.ratios = {0.5};
+  g.model_path = "default";
+  g.corpus_name = "haystack.txt";
+  const std::string dir = pikv::test::temp_dir("eval_batch");
+  const auto batched = ev.run(g, dir + "/batched.jsonl");
+  g.batch_cells = false;
+  const auto single = ev.run(g, dir + "/single.jsonl");
+  ASSERT_EQ(batched.size(), single.size());
+  std::map<std::string, eval::Record> by_key;
+  for (const auto& r : single) by_key[r.key()] = r;
+  for (const auto& r : batched) {
+    SCOPED_TRACE(r.key());
+    ASSERT_TRUE(by_key.count(r.key()));
+    EXPECT_EQ(r.answer, by_key[r.key()].answer);
+    EXPECT_NEAR(r.kl, by_key[r.key()].kl, 1e-5);
+  }
+}

@@ -52,6 +52,12 @@ class KVCache {
   // appends or presses on either cache cannot touch.
   KVCache clone() const;
 
+  // Several single-request caches as one batch (rows in the given order), e.g. to answer the same
+  // question on several compressed versions of one context at once. Every cache must have the same
+  // layers, per-layer stored and logical lengths and compression history length, dense layers only
+  // (no head-wise budgets). Throws otherwise. Copies the tensors.
+  static KVCache concat_batch(const std::vector<const KVCache*>& caches);
+
   // ---- reads ----
 
   bool empty(int64_t layer) const;

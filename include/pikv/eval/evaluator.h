@@ -27,6 +27,10 @@ struct GridConfig {
   int64_t continuation_tokens = 32;  // KL metric, teacher-forced
   std::string model_path;            // recorded in the results header
   std::string corpus_name;           // idem
+  // Answer the cells of one sample and ratio whose caches have the same shape as one batch (uniform
+  // presses at one ratio keep the same lengths): one decode for many presses. Rows are independent;
+  // only the float rounding of batched matrix products differs from single-row runs.
+  bool batch_cells = true;
 };
 
 // One (sample, press, ratio) cell.

@@ -68,6 +68,12 @@ class Pipeline {
                                          const PipelineOptions& options = {}, PipelineStats* stats = nullptr,
                                          const TokenCallback& on_token = {}, Press* press = nullptr) const;
 
+  // One question for every row of a batched context cache (e.g. KVCache::concat_batch of several
+  // compressed versions of one context): greedy answers per row, each stopping at its own
+  // end-of-sequence; the cache is restored to the context afterwards. Prefill presses only.
+  std::vector<std::string> answer_cached_batch(KVCache& cache, const std::string& question,
+                                               const PipelineOptions& options = {}) const;
+
   // The token ids the pipeline feeds: the context part and each question part.
   std::vector<int64_t> context_ids(const std::string& context) const;
   std::vector<int64_t> question_ids(const std::string& question, const std::string& answer_prefix) const;
