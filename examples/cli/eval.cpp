@@ -126,7 +126,7 @@ int run_eval(const std::vector<std::string>& args) {
       out << nlohmann::json{{"task", s.task},         {"length", s.target_tokens}, {"sample", s.index},
                             {"context", s.context},   {"question", s.question},   {"answer_prefix", s.answer_prefix},
                             {"references", s.references}, {"metric", s.metric},  {"max_new_tokens", s.max_new_tokens}}
-                 .dump()
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
           << "\n";
       ++n;
     }

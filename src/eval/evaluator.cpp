@@ -76,7 +76,9 @@ std::string Record::to_json() const {
   return nlohmann::json{{"task", task},       {"length", length},   {"sample", sample},
           {"press", press},     {"ratio", ratio},     {"context_tokens", context_tokens},
           {"score", score},     {"kl", kl},           {"answer", answer},
-          {"compress_ms", compress_ms}, {"answer_ms", answer_ms}, {"kv_bytes", kv_bytes}}.dump();
+          {"compress_ms", compress_ms}, {"answer_ms", answer_ms}, {"kv_bytes", kv_bytes}}
+      // An answer cut after max_new_tokens can end inside a UTF-8 sequence: replace, do not fail.
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Record Record::from_json(const std::string& line) {
