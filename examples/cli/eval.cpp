@@ -52,7 +52,7 @@ int run_eval(const std::vector<std::string>& args) {
   grid.presses.clear();
   std::string out_dir, export_path, corpus_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK")
                                                                                 : PIKV_DEFAULT_HAYSTACK;
-  bool measure = false;
+  bool measure = false, report_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
     if (flag == "--help" || flag == "-h") {
@@ -65,6 +65,10 @@ int run_eval(const std::vector<std::string>& args) {
     }
     if (flag == "--no-batch") {
       grid.batch_cells = false;
+      continue;
+    }
+    if (flag == "--report-only") {
+      report_only = true;
       continue;
     }
     if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
@@ -149,7 +153,7 @@ int run_eval(const std::vector<std::string>& args) {
   };
   eval::GridTiming timing;
   const auto t0 = std::chrono::steady_clock::now();
-  evaluator.run(grid, results, progress, &timing);
+  if (!report_only) evaluator.run(grid, results, progress, &timing);
   if (tty) fmt::print(stderr, "\n");
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto records = eval::Evaluator::read_results(results);
@@ -166,7 +170,7 @@ int run_eval(const std::vector<std::string>& args) {
              "wrote {}/results.jsonl, results.csv, summary.md (plots: .venv/bin/python scripts/plot_eval.py {})\n",
              timing.cells, timing.skipped, timing.prefills, timing.prefill_ms / 1000, timing.cells_ms / 1000, wall,
              out_dir, out_dir);
-  if (measure) {
+  if (measure && !report_only) {
     // Measured on one sample: every press of the grid at its first ratio, (a) replayed on one shared
     // prefill as the grid does, (b) with a live prefill per press as a grid without sharing would.
     const eval::Sample s = eval::make_sample(grid.tasks.front(), 0, grid.lengths.front(), grid.seed, corpus, *tokenizer);

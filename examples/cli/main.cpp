@@ -76,6 +76,7 @@ eval options:
   --seed S (0)  --continuation N (32 tokens, the KL metric)  --corpus FILE (default models/haystack.txt)
   --export-tasks FILE       write the generated samples as JSON lines (for the kvpress reference)
   --measure-reprefill       also time one sample with a live prefill per press (vs the shared prefill)
+  --report-only             only rewrite results.csv and summary.md from the results file in --out
   --no-batch                answer every cell alone (default: cells of one sample and ratio whose caches
                             have the same shape are answered as one batch)
 
