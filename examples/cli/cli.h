@@ -34,14 +34,26 @@ std::unique_ptr<DecoderModel> load_model(const ModelArgs& m);
 // Space-separated non-negative token ids; on failure `bad` holds the offending word.
 bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad);
 
+// --press / --ratio / --option, shared by the commands that build one press.
+struct PressArgs {
+  std::string name;
+  std::map<std::string, std::string> options;
+  double ratio = 0.5;
+  bool ratio_given = false;
+};
+// Takes --press/--ratio/--option (validating the value); returns false for other flags.
+bool press_flag(PressArgs& p, const std::string& flag, const std::string& value);
+
 // Builds a press from --press/--ratio/--option: the ratio goes to the press's compression_ratio option
 // when it has one and none was given as --option (an explicit --ratio for a press without one is an
 // error naming the press's options).
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given);
 
-// "NAME" or "NAME:KEY=VALUE,KEY=VALUE" -> press name and options.
-std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec);
+// Token ids -> text, dropping a multi-byte character cut at the end.
+std::string decode_whole_chars(const Tokenizer& tokenizer, const std::vector<int64_t>& ids);
+// `text` with `sentence` inserted at the first sentence end (". ") after fraction `depth` of it.
+std::string insert_at_depth(const std::string& text, const std::string& sentence, double depth);
 
 int run_score(const std::vector<std::string>& args);
 int run_needles(const std::vector<std::string>& args);

@@ -81,6 +81,35 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
   return true;
 }
 
+std::string decode_whole_chars(const Tokenizer& tokenizer, const std::vector<int64_t>& ids) {
+  std::string text = tokenizer.decode(ids);
+  while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();
+  if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+  return text;
+}
+
+std::string insert_at_depth(const std::string& text, const std::string& sentence, double depth) {
+  size_t at = text.find(". ", static_cast<size_t>(depth * static_cast<double>(text.size())));
+  at = at == std::string::npos ? text.size() : at + 1;
+  return text.substr(0, at) + sentence + text.substr(at);
+}
+
+bool press_flag(PressArgs& p, const std::string& flag, const std::string& value) {
+  if (flag == "--press") {
+    p.name = value;
+  } else if (flag == "--ratio") {
+    p.ratio = parse_ratio(flag, value);
+    p.ratio_given = true;
+  } else if (flag == "--option") {
+    const auto eq = value.find('=');
+    if (eq == std::string::npos || eq == 0) usage_error(fmt::format("--option needs KEY=VALUE, got '{}'", value));
+    p.options[value.substr(0, eq)] = value.substr(eq + 1);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given) {
   const PressInfo* info = nullptr;

@@ -65,11 +65,10 @@ nlohmann::json stats_json(const PipelineStats& s) {
 
 int run_generate(const std::vector<std::string>& args) {
   ModelArgs m;
-  std::string context, press_name, chat_template, answer_prefix;
+  PressArgs pa;
+  std::string context, chat_template, answer_prefix;
   std::vector<std::string> questions;
-  std::map<std::string, std::string> press_options;
-  double ratio = 0.5;
-  bool ratio_given = false, json = false;
+  bool json = false;
   int64_t max_new_tokens = 50, max_context = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
@@ -83,22 +82,13 @@ int run_generate(const std::vector<std::string>& args) {
     }
     if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
     const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
+    if (model_flag(m, flag, value) || press_flag(pa, flag, value)) continue;
     if (flag == "--context") {
       context = value;
     } else if (flag == "--context-file") {
       context = read_file(value, "context file");
     } else if (flag == "--question") {
       questions.push_back(value);
-    } else if (flag == "--press") {
-      press_name = value;
-    } else if (flag == "--ratio") {
-      ratio = parse_ratio(flag, value);
-      ratio_given = true;
-    } else if (flag == "--option") {
-      const auto eq = value.find('=');
-      if (eq == std::string::npos || eq == 0) usage_error(fmt::format("--option needs KEY=VALUE, got '{}'", value));
-      press_options[value.substr(0, eq)] = value.substr(eq + 1);
     } else if (flag == "--max-new-tokens") {
       max_new_tokens = parse_int(flag, value, 1);
     } else if (flag == "--max-context-length") {
@@ -113,12 +103,12 @@ int run_generate(const std::vector<std::string>& args) {
   }
   if (context.empty()) usage_error("generate needs a non-empty --context or --context-file");
   if (questions.empty()) usage_error("generate needs at least one --question");
-  if (press_name.empty() && (ratio_given || !press_options.empty())) usage_error("--ratio and --option need --press");
+  if (pa.name.empty() && (pa.ratio_given || !pa.options.empty())) usage_error("--ratio and --option need --press");
   check_utf8(context, "the context");
   // Build the press before loading the model: a typo fails fast, listing the valid names.
   std::shared_ptr<Press> press;
-  if (!press_name.empty()) {
-    press = build_press(press_name, press_options, ratio, ratio_given);
+  if (!pa.name.empty()) {
+    press = build_press(pa.name, pa.options, pa.ratio, pa.ratio_given);
   }
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
@@ -197,13 +187,9 @@ int run_needle_demo(const std::vector<std::string>& args) {
   PIKV_CHECK(static_cast<int64_t>(ids.size()) >= tokens, "the haystack has only {} tokens, fewer than --tokens {}",
              ids.size(), tokens);
   ids.resize(static_cast<size_t>(tokens));
-  std::string text = tokenizer->decode(ids);
-  while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();
-  if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+  const std::string text = decode_whole_chars(*tokenizer, ids);
   const std::string needle = " The secret code for the vault is 7319. ";
-  size_t at = text.find(". ", static_cast<size_t>(depth * static_cast<double>(text.size())));
-  at = at == std::string::npos ? text.size() : at + 1;
-  const std::string context = text.substr(0, at) + needle + text.substr(at);
+  const std::string context = insert_at_depth(text, needle, depth);
   const std::string question = "What is the secret code for the vault?";
   // The answer prefix makes a 135M-parameter model state the code instead of chatting around it.
   const std::string prefix = "The secret code for the vault is";

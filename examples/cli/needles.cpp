@@ -17,23 +17,6 @@
 
 namespace pikv::cli {
 
-std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec) {
-  const auto colon = spec.find(':');
-  std::pair<std::string, std::map<std::string, std::string>> out;
-  out.first = spec.substr(0, colon);
-  if (colon == std::string::npos) return out;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    const auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      usage_error(fmt::format("press spec '{}': '{}' is not KEY=VALUE (form: NAME:KEY=VALUE,KEY=VALUE)", spec, item));
-    }
-    out.second[item.substr(0, eq)] = item.substr(eq + 1);
-  }
-  return out;
-}
-
 namespace {
 
 // The presses kvpress's leaderboard ranks well first, then the rest of the catalogue.
@@ -73,10 +56,8 @@ std::vector<NeedleCase> make_cases(const std::string& haystack, const Tokenizer&
     PIKV_CHECK(room >= 0, "the haystack has {} tokens, fewer than --tokens {}", ids.size(), tokens);
     const int64_t offset = count > 1 ? room * i / (count - 1) : 0;
     std::vector<int64_t> window(ids.begin() + offset, ids.begin() + offset + tokens);
-    std::string text = tok.decode(window);
-    // Start and end on whole characters and sentences.
-    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();
-    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+    std::string text = decode_whole_chars(tok, window);
+    // Start on a sentence.
     const size_t first = text.find(". ");
     if (first != std::string::npos && first < text.size() / 10) text = text.substr(first + 2);
     NeedleCase c;
@@ -84,9 +65,7 @@ std::vector<NeedleCase> make_cases(const std::string& haystack, const Tokenizer&
     c.code = std::to_string(1000 + rng() % 9000);
     const std::string subject = kSubjects[i % 20];
     const std::string needle = fmt::format(" The secret code for the {} is {}. ", subject, c.code);
-    size_t at = text.find(". ", static_cast<size_t>(c.depth * static_cast<double>(text.size())));
-    at = at == std::string::npos ? text.size() : at + 1;
-    c.context = text.substr(0, at) + needle + text.substr(at);
+    c.context = insert_at_depth(text, needle, c.depth);
     c.question = fmt::format("What is the secret code for the {}?", subject);
     c.prefix = fmt::format("The secret code for the {} is", subject);
     cases.push_back(std::move(c));

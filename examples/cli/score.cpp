@@ -7,10 +7,9 @@ namespace pikv::cli {
 
 int run_score(const std::vector<std::string>& args) {
   ModelArgs m;
-  std::string tokens, decode_tokens, out, press_name;
-  std::map<std::string, std::string> press_options;
-  double ratio = 0.5;
-  bool ratio_given = false, save_kv = false;
+  PressArgs pa;
+  std::string tokens, decode_tokens, out;
+  bool save_kv = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
     if (flag == "--help" || flag == "-h") {
@@ -23,28 +22,19 @@ int run_score(const std::vector<std::string>& args) {
     }
     if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
     const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
+    if (model_flag(m, flag, value) || press_flag(pa, flag, value)) continue;
     if (flag == "--tokens") {
       tokens = value;
     } else if (flag == "--decode-tokens") {
       decode_tokens = value;
     } else if (flag == "--out") {
       out = value;
-    } else if (flag == "--press") {
-      press_name = value;
-    } else if (flag == "--ratio") {
-      ratio = parse_ratio(flag, value);
-      ratio_given = true;
-    } else if (flag == "--option") {
-      const auto eq = value.find('=');
-      if (eq == std::string::npos || eq == 0) usage_error(fmt::format("--option needs KEY=VALUE, got '{}'", value));
-      press_options[value.substr(0, eq)] = value.substr(eq + 1);
     } else {
       usage_error(fmt::format("unknown option '{}' for score", flag));
     }
   }
   if (tokens.empty()) usage_error("score needs --tokens \"ID ID ...\"");
-  if (press_name.empty()) usage_error("score needs --press NAME (see `pikv presses`)");
+  if (pa.name.empty()) usage_error("score needs --press NAME (see `pikv presses`)");
   if (out.empty()) usage_error("score needs --out FILE");
   std::vector<int64_t> ids, decode_ids;
   std::string bad;
@@ -53,7 +43,7 @@ int run_score(const std::vector<std::string>& args) {
   if (!parse_token_ids(decode_tokens, decode_ids, bad)) {
     usage_error(fmt::format("--decode-tokens must be non-negative integers, got '{}'", bad));
   }
-  auto press = build_press(press_name, press_options, ratio, ratio_given);
+  auto press = build_press(pa.name, pa.options, pa.ratio, pa.ratio_given);
   auto model = load_model(m);
   PressRecordOptions options;
   options.save_kv = save_kv;

@@ -26,22 +26,8 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 std::string ratio_text(double r) { return fmt::format("{:.4g}", r); }
 
-std::pair<std::string, std::map<std::string, std::string>> split_spec(const std::string& spec) {
-  const auto colon = spec.find(':');
-  std::pair<std::string, std::map<std::string, std::string>> out{spec.substr(0, colon), {}};
-  if (colon == std::string::npos) return out;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    const auto eq = item.find('=');
-    PIKV_CHECK(eq != std::string::npos && eq > 0, "press spec '{}': '{}' is not KEY=VALUE", spec, item);
-    out.second[item.substr(0, eq)] = item.substr(eq + 1);
-  }
-  return out;
-}
-
 std::shared_ptr<Press> press_at(const std::string& spec, double ratio) {
-  auto [name, options] = split_spec(spec);
+  auto [name, options] = parse_press_spec(spec);
   PIKV_CHECK(!options.count("compression_ratio"), "press spec '{}': the grid sets compression_ratio itself", spec);
   bool has_ratio = false;
   for (const auto& info : press_catalog()) {

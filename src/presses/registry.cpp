@@ -408,6 +408,22 @@ const std::vector<Entry>& entries() {
 
 }  // namespace
 
+std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec) {
+  const auto colon = spec.find(':');
+  std::pair<std::string, std::map<std::string, std::string>> out{spec.substr(0, colon), {}};
+  PIKV_CHECK(!out.first.empty(), "press spec '{}' has no press name (form: NAME:KEY=VALUE,KEY=VALUE)", spec);
+  if (colon == std::string::npos) return out;
+  std::stringstream ss(spec.substr(colon + 1));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto eq = item.find('=');
+    PIKV_CHECK(eq != std::string::npos && eq > 0,
+               "press spec '{}': '{}' is not KEY=VALUE (form: NAME:KEY=VALUE,KEY=VALUE)", spec, item);
+    out.second[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
 const std::vector<PressInfo>& press_catalog() {
   static const std::vector<PressInfo> infos = [] {
     std::vector<PressInfo> out;

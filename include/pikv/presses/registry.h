@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pikv {
@@ -23,6 +24,10 @@ struct PressInfo {
   std::string summary;
   std::vector<PressOptionInfo> options;
 };
+
+// "NAME" or "NAME:KEY=VALUE,KEY=VALUE" (the CLI's and evaluation grids' press specs) -> name and
+// options. Throws pikv::Error for an item that is not KEY=VALUE.
+std::pair<std::string, std::map<std::string, std::string>> parse_press_spec(const std::string& spec);
 
 // Every press that make_press() can build, in a stable order.
 const std::vector<PressInfo>& press_catalog();
