@@ -50,6 +50,9 @@ bool press_flag(PressArgs& p, const std::string& flag, const std::string& value)
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given);
 
+// A whole file; `what` names it in the error ("context file").
+std::string read_file(const std::string& path, const char* what);
+
 // Token ids -> text, dropping a multi-byte character cut at the end.
 std::string decode_whole_chars(const Tokenizer& tokenizer, const std::vector<int64_t>& ids);
 // `text` with `sentence` inserted at the first sentence end (". ") after fraction `depth` of it.

@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 namespace pikv::cli {
@@ -79,6 +80,14 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
     ids.push_back(v);
   }
   return true;
+}
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  PIKV_CHECK(in.good(), "cannot read {} '{}'", what, path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string decode_whole_chars(const Tokenizer& tokenizer, const std::vector<int64_t>& ids) {

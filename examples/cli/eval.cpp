@@ -28,13 +28,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  PIKV_CHECK(in.good(), "cannot read the corpus '{}' (scripts/setup.sh makes models/haystack.txt)", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path);
@@ -118,7 +111,7 @@ int run_eval(const std::vector<std::string>& args) {
   grid.corpus_name = basename(corpus_path);
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
-  const eval::Corpus corpus(read_text(corpus_path), *tokenizer);
+  const eval::Corpus corpus(read_file(corpus_path, "corpus (scripts/setup.sh makes models/haystack.txt)"), *tokenizer);
   eval::Evaluator evaluator(*model, *tokenizer, corpus);
 
   if (!export_path.empty()) {

@@ -24,13 +24,6 @@
 namespace pikv::cli {
 namespace {
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  PIKV_CHECK(in.good(), "cannot read {} '{}'", what, path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A prefill progress display: a bar on a terminal, a few plain lines otherwise (logs, CI).
 std::function<void(int64_t, int64_t)> progress(const std::string& label) {

@@ -119,14 +119,11 @@ int run_needles(const std::vector<std::string>& args) {
     presses.push_back(build_press(name, options, ratio, true));
     need_weights |= presses.back()->requirements().attention_weights;
   }
-  std::ifstream in(haystack_path, std::ios::binary);
-  PIKV_CHECK(in.good(), "cannot read the haystack text '{}' (scripts/setup.sh makes models/haystack.txt)", haystack_path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string haystack = read_file(haystack_path, "haystack text (scripts/setup.sh makes models/haystack.txt)");
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
   Pipeline pipeline(*model, *tokenizer);
-  const auto cases = make_cases(buffer.str(), *tokenizer, tokens, count, seed);
+  const auto cases = make_cases(haystack, *tokenizer, tokens, count, seed);
 
   std::vector<std::string> labels = {"none (full cache)"};
   for (size_t i = 0; i < presses.size(); ++i) labels.push_back(specs[i]);

@@ -354,15 +354,9 @@ std::string summary_markdown(const std::vector<Record>& records) {
     for (const auto& name : names) {
       s += fmt::format("| {} |", name);
       for (double r : ratios) {
-        const auto& cells = rows.at(name);
-        auto it = cells.find(r);
-        if (it == cells.end() && name != "none" && r == 0.0 && rows.count("none") && rows.at("none").count(0.0)) {
-          it = rows.at("none").find(0.0);  // ratio 0 is the baseline for every press
-        }
-        if (it == cells.end() && !(r == 0.0 && rows.count("none"))) {
-          s += " |";
-          continue;
-        }
+        // Ratio 0 is the uncompressed baseline, shared by every press.
+        const auto& cells = (r == 0.0 && rows.count("none")) ? rows.at("none") : rows.at(name);
+        const auto it = cells.find(r);
         if (it == cells.end()) {
           s += " |";
           continue;
