@@ -90,6 +90,28 @@ print(" ".join(out))
 PY
 fi
 
+# --- the router's calibration text -------------------------------------------------------------------
+# Other packages' descriptions (never the evaluation haystack above): pikv calibrate-router learns the
+# moe_router gate on tasks built from this text.
+if [ ! -s models/calibration.txt ]; then
+  mkdir -p models
+  .venv/bin/python - <<'PY' > models/calibration.txt
+import importlib.metadata as md, re
+out = []
+for pkg in ["tqdm", "torch", "sympy", "regex", "fonttools", "dill", "xxhash", "psutil", "numpy", "pandas"]:
+    try:
+        text = md.metadata(pkg).get_payload() or ""
+    except md.PackageNotFoundError:
+        continue
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or re.search(r"<|>|\]\(|```|https?:|^[#|!\-*=]", line):
+            continue
+        out.append(line)
+print(" ".join(out))
+PY
+fi
+
 # --- real tokenizer vocabularies for the tokenizer tests ---------------------------------------------
 # llama.cpp's vocabulary-only GGUF files (Llama-3, Qwen2, GPT-2, Llama-2 SentencePiece) with their
 # test inputs, from the llama-cpp-python 0.3.36 source package on PyPI (MIT), into models/vocab/.

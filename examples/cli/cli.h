@@ -61,6 +61,7 @@ std::string insert_at_depth(const std::string& text, const std::string& sentence
 int run_score(const std::vector<std::string>& args);
 int run_needles(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
+int run_calibrate_router(const std::vector<std::string>& args);
 int run_synthetic_demo(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_needle_demo(const std::vector<std::string>& args);

@@ -33,6 +33,8 @@ Usage:
   pikv eval [options]       quality under compression: RULER-style tasks x presses x ratios x lengths
   pikv needles [options]    which presses find a needle in 20 generated haystacks (a table)
   pikv score [options]      prefill token ids under a press; write what every layer kept (and scores)
+  pikv calibrate-router [options]
+                            learn the moe_router press's gate on calibration text (writes a weights file)
   pikv synthetic [options]  every press on a synthetic random-weight attention model (mechanics only)
   pikv --help | --version
 
@@ -98,6 +100,15 @@ score options:
                             (kept positions, ascending; head-wise presses pad with -1), and for
                             scorers layer{l}.scores float32 [B, Hkv, n]; ThinK: layer{l}.pruned_channels
   The model runs in float32 on the CPU unless --dtype / --device say otherwise.
+
+calibrate-router options:
+  --out FILE                gate weights to write (JSON; load with --press moe_router --option weights=FILE)
+  --report FILE.md          also write the held-out recall table
+  --corpus FILE             calibration text (default models/calibration.txt; must differ from the
+                            evaluation haystack)
+  --tasks LIST  --samples N (8 per task)  --length N (1024 tokens)  --seed S (7)
+  --ratios LIST             ratios the experts' kept sets are measured at (default 0.5,0.75)
+  --epochs N (400)  --lr X (0.05)  --holdout F (0.25: share of samples held out for the report)
 
 synthetic options:
   --tokens N (1024)  --ratio R (0.5)  --layers N (8)  --seed S (0)  --device D  --dtype T
@@ -215,6 +226,7 @@ int main(int argc, char** argv) {
     if (command == "score") return run_score(args);
     if (command == "needles") return run_needles(args);
     if (command == "eval") return run_eval(args);
+    if (command == "calibrate-router") return run_calibrate_router(args);
     if (command == "tokenize") return run_tokenize(args);
     if (command == "presses") {
       if (!args.empty()) usage_error("`pikv presses` takes no arguments");

@@ -43,3 +43,7 @@
 #include <pikv/presses/streaming_llm.h>
 #include <pikv/presses/think.h>
 #include <pikv/presses/tova.h>
+#include <pikv/routing/calibration.h>
+#include <pikv/routing/experts.h>
+#include <pikv/routing/moe_router.h>
+#include <pikv/routing/router.h>

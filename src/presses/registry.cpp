@@ -18,6 +18,7 @@
 #include <pikv/presses/registry.h>
 #include <pikv/presses/snapkv.h>
 #include <pikv/presses/streaming_llm.h>
+#include <pikv/routing/moe_router.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -401,6 +402,97 @@ const std::vector<Entry>& entries() {
          auto inner = std::dynamic_pointer_cast<ScorerPress>(make_press(*inner_name, o.inner()));
          PIKV_CHECK(inner != nullptr, "per_layer_compression needs a scorer press, '{}' is not one", *inner_name);
          return std::make_shared<PerLayerPress>(inner, o.reals("compression_ratios"));
+       }},
+      {{"moe_router",
+        "mixture of scoring experts routed per (layer, head) from attention statistics (spec/routers.md)",
+        {{"compression_ratio", "0", kRatioHelp},
+         {"router_type", "pikv", "pikv | topk_balanced | adaptive | eplb | hierarchical"},
+         {"experts", "streaming+key_norm+window_attention+value_attention",
+          "'+'-separated expert names (built-in experts or scorer presses)"},
+         {"num_experts", "", "must equal the number of experts when given"},
+         {"top_k", "2", "experts mixed per head"},
+         {"temperature", "1", "gate softmax temperature"},
+         {"importance_threshold", "0.5", "adaptive, pikv: one expert when its gate probability reaches this"},
+         {"adaptive_top_k", "true", "pikv: choose k per head by confidence"},
+         {"cache_aware", "true", "pikv: bias the gate by each expert's observed attention recall"},
+         {"cache_aware_gamma", "1", "pikv: strength of that bias"},
+         {"recall_momentum", "0.9", "pikv: moving-average momentum of the observed recall"},
+         {"capacity_factor", "1", "eplb: heads an expert may serve per layer, x heads / experts"},
+         {"balance_mode", "entropy", "topk_balanced: entropy | variance | gini (the reported balance loss)"},
+         {"num_groups", "", "hierarchical: must equal the number of groups"},
+         {"group_top_k", "1", "hierarchical: groups kept per head"},
+         {"groups", "streaming|key_norm+window_attention+value_attention",
+          "hierarchical: '|'-separated groups of '+'-separated expert names or indices"},
+         {"window_size", "64", "observation window of the gate and the attention experts"},
+         {"kernel_size", "5", "pooling kernel of the window attention (odd)"},
+         {"n_sink", "4", "sink tokens of the streaming expert and the sink-mass feature"},
+         {"weights", "", "gate weights file from pikv calibrate-router (default: the spec's table)"}}},
+       [](OptionReader& o) -> std::shared_ptr<Press> {
+         for (const char* gone : {"dropout", "aux_loss_weight"}) {
+           PIKV_CHECK(o.raw(gone) == nullptr,
+                      "press 'moe_router': option {} does not exist here: routing is deterministic and nothing is "
+                      "trained inside the press (pikv calibrate-router learns the gate)",
+                      gone);
+         }
+         auto split = [](const std::string& text, char sep) {
+           std::vector<std::string> out;
+           std::stringstream ss(text);
+           std::string item;
+           while (std::getline(ss, item, sep)) out.push_back(item);
+           return out;
+         };
+         std::vector<std::shared_ptr<routing::Expert>> experts;
+         std::vector<std::string> names;
+         if (const std::string* e = o.raw("experts")) {
+           for (const auto& name : split(*e, '+')) {
+             experts.push_back(routing::make_expert(name));
+             names.push_back(name);
+           }
+         } else {
+           experts = routing::default_experts();
+           names = routing::builtin_expert_names();
+         }
+         routing::MoERouterOptions m;
+         m.compression_ratio(o.real("compression_ratio", 0.0));
+         m.router_type(o.raw("router_type") ? *o.raw("router_type") : std::string("pikv"));
+         if (o.raw("num_experts")) m.num_experts(o.integer("num_experts", 0));
+         m.top_k(o.integer("top_k", 2));
+         m.temperature(o.real("temperature", 1.0));
+         if (o.raw("importance_threshold")) m.importance_threshold(o.real("importance_threshold", 0.5));
+         if (o.raw("adaptive_top_k")) m.adaptive_top_k(o.boolean("adaptive_top_k", true));
+         if (o.raw("cache_aware")) m.cache_aware(o.boolean("cache_aware", true));
+         if (o.raw("cache_aware_gamma")) m.cache_aware_gamma(o.real("cache_aware_gamma", 1.0));
+         if (o.raw("recall_momentum")) m.recall_momentum(o.real("recall_momentum", 0.9));
+         if (o.raw("capacity_factor")) m.capacity_factor(o.real("capacity_factor", 1.0));
+         if (const std::string* b = o.raw("balance_mode")) m.balance_mode(*b);
+         if (o.raw("num_groups")) m.num_groups(o.integer("num_groups", 0));
+         if (o.raw("group_top_k")) m.group_top_k(o.integer("group_top_k", 1));
+         if (const std::string* g = o.raw("groups")) {
+           std::vector<std::vector<int64_t>> groups;
+           for (const auto& group : split(*g, '|')) {
+             groups.emplace_back();
+             for (const auto& item : split(group, '+')) {
+               auto it = std::find(names.begin(), names.end(), item);
+               if (it != names.end()) {
+                 groups.back().push_back(it - names.begin());
+                 continue;
+               }
+               char* end = nullptr;
+               const long long idx = std::strtoll(item.c_str(), &end, 10);
+               PIKV_CHECK(!item.empty() && end == item.c_str() + item.size() && idx >= 0 &&
+                              idx < static_cast<long long>(names.size()),
+                          "press 'moe_router': groups entry '{}' is neither an expert name ({}) nor an index below {}",
+                          item, fmt::join(names, ", "), names.size());
+               groups.back().push_back(idx);
+             }
+           }
+           m.groups(groups);
+         }
+         m.window_size(o.integer("window_size", 64));
+         m.kernel_size(o.integer("kernel_size", 5));
+         m.n_sink(o.integer("n_sink", 4));
+         if (const std::string* w = o.raw("weights")) m.weights_path(*w);
+         return std::make_shared<routing::MoERouterPress>(m, experts);
        }},
   };
   return all;

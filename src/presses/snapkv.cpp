@@ -26,9 +26,9 @@ PressRequirements SnapKVPress::requirements() const {
   return r;
 }
 
-at::Tensor SnapKVPress::window_attention(const AttentionContext& ctx, int64_t w) {
+at::Tensor SnapKVPress::window_attention_full(const AttentionContext& ctx, int64_t w) {
   const int64_t n = ctx.length(), q_len = ctx.hidden_states.size(1);
-  if (ctx.attention_weights) return ctx.attention_weights->narrow(2, q_len - w, w).narrow(3, 0, n - w);
+  if (ctx.attention_weights) return ctx.attention_weights->narrow(2, q_len - w, w);
   const AttentionLayerView& view = *ctx.layer_view;
   const int64_t G = view.num_heads() / view.num_kv_heads();
   at::Tensor q = rotated_queries(ctx, q_len - w, w);  // [B, H, w, d]
@@ -38,8 +38,18 @@ at::Tensor SnapKVPress::window_attention(const AttentionContext& ctx, int64_t w)
   auto lopts = at::TensorOptions().dtype(at::kLong).device(q.device());
   at::Tensor future = at::arange(n, lopts).unsqueeze(0) > (at::arange(w, lopts) + (n - w)).unsqueeze(1);  // [w, n]
   logits = logits.masked_fill(future, -std::numeric_limits<double>::infinity());
-  at::Tensor attn = at::softmax(logits, -1, at::kFloat).to(q.scalar_type());
-  return attn.narrow(-1, 0, n - w);
+  return at::softmax(logits, -1, at::kFloat).to(q.scalar_type());
+}
+
+at::Tensor SnapKVPress::window_attention(const AttentionContext& ctx, int64_t w) {
+  return window_attention_full(ctx, w).narrow(-1, 0, ctx.length() - w);
+}
+
+at::Tensor SnapKVPress::pooled_scores(const at::Tensor& attn, int64_t kernel_size, int64_t kv_heads) {
+  const int64_t B = attn.size(0), m = attn.size(3);
+  at::Tensor s = attn.mean(-2);  // [B, H, m]
+  s = at::avg_pool1d(s, {kernel_size}, {1}, {kernel_size / 2}, /*ceil_mode=*/false, /*count_include_pad=*/true);
+  return s.view({B, kv_heads, -1, m}).mean(2);  // [B, Hkv, m]
 }
 
 at::Tensor SnapKVPress::score(const AttentionContext& ctx, double) const {
@@ -49,12 +59,8 @@ at::Tensor SnapKVPress::score(const AttentionContext& ctx, double) const {
              w, ctx.layer, q_len);
   PIKV_CHECK(n > w, "snapkv needs more cached tokens than its window: window_size={}, n={}", w, n);
   const int64_t B = ctx.batch(), Hkv = ctx.kv_heads();
-  at::Tensor attn = window_attention(ctx, w);                          // [B, H, w, n - w]
-  at::Tensor s = attn.mean(-2);                                        // [B, H, n - w]
-  const int64_t k = options_.kernel_size();
-  s = at::avg_pool1d(s, {k}, {1}, {k / 2}, /*ceil_mode=*/false, /*count_include_pad=*/true);
-  s = s.view({B, Hkv, -1, n - w}).mean(2);                             // [B, Hkv, n - w]
-  return at::cat({s, protected_score(s).expand({B, Hkv, w})}, 2);     // the window always stays
+  at::Tensor s = pooled_scores(window_attention(ctx, w), options_.kernel_size(), Hkv);  // [B, Hkv, n - w]
+  return at::cat({s, protected_score(s).expand({B, Hkv, w})}, 2);  // the window always stays
 }
 
 }  // namespace pikv

@@ -29,6 +29,11 @@ class SnapKVPress : public ScorerPress {
   // Attention of the last w queries over the keys before the window, causal inside the window:
   // [B, H, w, n - w]. From ctx.attention_weights when present, else recomputed from hidden states.
   static at::Tensor window_attention(const AttentionContext& ctx, int64_t w);
+  // The same over every cached key (the in-window causal part included): [B, H, w, n]. Rows sum to 1.
+  static at::Tensor window_attention_full(const AttentionContext& ctx, int64_t w);
+  // SnapKV's score of the keys before the window from that attention: mean over the window, avg-pooled
+  // with `kernel_size`, mean over each KV head's query group. attn [B, H, w, m] -> [B, Hkv, m].
+  static at::Tensor pooled_scores(const at::Tensor& attn, int64_t kernel_size, int64_t kv_heads);
 
  private:
   SnapKVOptions options_;

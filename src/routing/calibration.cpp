@@ -1,0 +1,248 @@
+#include <pikv/core/budget.h>
+#include <pikv/core/error.h>
+#include <pikv/core/hookable_model.h>
+#include <pikv/pipeline/pipeline.h>
+#include <pikv/routing/calibration.h>
+
+#include <ATen/ATen.h>
+#include <torch/optim/adam.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+namespace pikv::routing {
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Records, per layer, the gate features and every expert's solo kept set during the prefill, then the
+// recall of those sets against the attention of the question forward. Compresses nothing.
+class CalibrationProbe : public Press {
+ public:
+  CalibrationProbe(const std::vector<std::shared_ptr<Expert>>& experts, const std::vector<double>& ratios,
+                   const CalibrationOptions& o)
+      : experts_(experts), ratios_(ratios), o_(o) {}
+  std::string name() const override { return "calibration_probe"; }
+  double compression_ratio() const override { return 0.0; }
+  PressRequirements requirements() const override {
+    PressRequirements r;
+    r.hidden_states = true;
+    r.layer_view = true;
+    return r;
+  }
+  bool should_compress(const AttentionContext&) const override { return true; }
+
+  CompressedKV compress(const AttentionContext& ctx) override {
+    Layer& l = layers_[ctx.layer];
+    if (ctx.is_prefill) {
+      const LayerSignals s = compute_signals(ctx, o_.window_size, o_.kernel_size, o_.n_sink);
+      l.features = gate_features(s, ctx.layer, ctx.num_layers).cpu();  // [B, Hkv, F]
+      l.n = ctx.length();
+      l.kept.clear();
+      for (const auto& e : experts_) {
+        at::Tensor scores = solo_keep_scores(*e, ctx, s, ratios_.front());
+        for (double r : ratios_) {
+          // Every built-in expert's order is independent of the ratio; a scorer expert may differ.
+          if (r != ratios_.front()) scores = solo_keep_scores(*e, ctx, s, r);
+          at::Tensor mask = at::zeros(scores.sizes(), scores.options().dtype(at::kFloat));
+          mask.scatter_(2, top_k_positions(scores, n_kept(l.n, r)), 1.0);
+          l.kept.push_back(mask);  // index e * R + ratio
+        }
+      }
+    } else {
+      PIKV_CHECK(ctx.attention_weights, "calibration probe: the question forward must materialise attention weights");
+      const at::Tensor& w = *ctx.attention_weights;  // [B, H, q, n_total]
+      const int64_t B = ctx.batch(), Hkv = ctx.kv_heads();
+      at::Tensor a = w.narrow(3, 0, l.n).to(at::kFloat).mean(2);  // [B, H, n]
+      a = a.view({B, Hkv, -1, l.n}).mean(2);
+      a = a / a.sum(-1, true).clamp_min(1e-30);
+      std::vector<at::Tensor> rec;
+      for (const at::Tensor& mask : l.kept) rec.push_back((a * mask).sum(-1));  // [B, Hkv]
+      l.recall = at::stack(rec, -1).cpu();  // [B, Hkv, E * R]
+    }
+    CompressedKV skip;
+    skip.skipped = true;
+    return skip;
+  }
+
+  struct Layer {
+    at::Tensor features;           // [B, Hkv, F]
+    std::vector<at::Tensor> kept;  // E * R masks [B, Hkv, n]
+    at::Tensor recall;             // [B, Hkv, E * R]
+    int64_t n = 0;
+  };
+  std::map<int64_t, Layer> layers_;
+
+ private:
+  const std::vector<std::shared_ptr<Expert>>& experts_;
+  const std::vector<double>& ratios_;
+  const CalibrationOptions& o_;
+};
+
+// Mean recall of a top-1 choice per row: recall [N, E], choice int64 [N].
+double chosen_recall(const at::Tensor& recall, const at::Tensor& choice) {
+  return recall.gather(1, choice.unsqueeze(1)).mean().item<double>();
+}
+
+}  // namespace
+
+std::string CalibrationReport::markdown() const {
+  std::string out = fmt::format(
+      "Held-out mean attention recall (share of the later queries' attention on the kept tokens), {} samples, {} "
+      "training rows, {} held-out rows; rows are (sample, layer, KV head).\n\n| ratio |",
+      samples, train_rows, holdout_rows);
+  for (const auto& e : experts) out += fmt::format(" {} alone |", e);
+  out += " default table (top-1) | learned (top-1) | oracle (best expert per head) |\n|---|";
+  for (size_t e = 0; e < experts.size() + 3; ++e) out += "---|";
+  out += "\n";
+  for (size_t r = 0; r < ratios.size(); ++r) {
+    out += fmt::format("| {} |", ratios[r]);
+    for (double x : expert_recall[r]) out += fmt::format(" {:.4f} |", x);
+    out += fmt::format(" {:.4f} | {:.4f} | {:.4f} |\n", default_recall[r], learned_recall[r], oracle_recall[r]);
+  }
+  out += "\nLearned gate's top-1 expert on held-out rows:";
+  for (size_t e = 0; e < experts.size(); ++e) out += fmt::format(" {} {}{}", experts[e], learned_choice[e], e + 1 < experts.size() ? "," : "");
+  out += "\n";
+  return out;
+}
+
+CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
+                                   const CalibrationOptions& o, const CalibrationProgress& progress) {
+  PIKV_CHECK(!o.tasks.empty() && o.samples >= 1, "calibrate-router needs at least one task and one sample per task");
+  PIKV_CHECK(!o.ratios.empty(), "calibrate-router needs at least one compression ratio");
+  for (double r : o.ratios) {
+    PIKV_CHECK(r > 0.0 && r < 1.0, "calibrate-router: ratios must be in (0, 1), got {}", r);
+  }
+  const int64_t limit = model.config().max_position_embeddings;
+  PIKV_CHECK(o.length >= 128 && (limit <= 0 || o.length + 64 <= limit),
+             "calibrate-router: length must be in [128, {}] for this model (its limit, minus room for the question), "
+             "got {}",
+             limit > 0 ? limit - 64 : int64_t{1} << 40, o.length);
+  PIKV_CHECK(o.holdout >= 0.0 && o.holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", o.holdout);
+  PIKV_CHECK(o.epochs >= 1 && o.learning_rate > 0, "calibrate-router: epochs >= 1 and learning_rate > 0 required");
+
+  const auto experts = default_experts();
+  const int64_t E = static_cast<int64_t>(experts.size()), R = static_cast<int64_t>(o.ratios.size());
+  Pipeline pipeline(model, tokenizer);
+  CalibrationReport report;
+  report.experts = builtin_expert_names();
+  report.ratios = o.ratios;
+
+  // Rows of (features, recall per expert) per sample and ratio.
+  std::vector<at::Tensor> feats, recalls, ratio_of;  // [N, F], [N, E], [N]
+  std::vector<int64_t> sample_of;
+  const int64_t total = static_cast<int64_t>(o.tasks.size()) * o.samples;
+  int64_t done = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& task : o.tasks) {
+    for (int64_t i = 0; i < o.samples; ++i) {
+      const eval::Sample s = eval::make_sample(task, i, o.length, o.seed, corpus, tokenizer);
+      const auto ids = at::TensorOptions().dtype(at::kLong).device(model.options().device());
+      const std::vector<int64_t> ctx_ids = pipeline.context_ids(s.context);
+      std::vector<int64_t> later = pipeline.question_ids(s.question, s.answer_prefix);
+      const std::vector<int64_t> answer = tokenizer.encode(s.references.front());
+      later.insert(later.end(), answer.begin(), answer.end());
+      CalibrationProbe probe(experts, o.ratios, o);
+      {
+        PressGuard guard(model, probe);
+        KVCache cache(model.num_layers());
+        model.forward(at::tensor(ctx_ids, ids).unsqueeze(0), cache);
+        model.forward(at::tensor(later, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
+      }
+      for (auto& [layer, l] : probe.layers_) {
+        PIKV_CHECK(l.recall.defined(), "calibration: layer {} saw no question forward", layer);
+        const int64_t rows = l.features.size(0) * l.features.size(1);
+        at::Tensor f = l.features.reshape({rows, kNumFeatures});
+        at::Tensor rec = l.recall.reshape({rows, E, R});
+        for (int64_t r = 0; r < R; ++r) {
+          feats.push_back(f);
+          recalls.push_back(rec.select(2, r).to(at::kFloat));
+          ratio_of.push_back(at::full({rows}, r, at::kLong));
+          for (int64_t k = 0; k < rows; ++k) sample_of.push_back(done);
+        }
+      }
+      ++done;
+      if (progress) progress("samples", done, total);
+    }
+  }
+  report.prefill_ms = ms_since(t0);
+  report.samples = total;
+
+  at::Tensor F = at::cat(feats), Rc = at::cat(recalls), Ri = at::cat(ratio_of);
+  // Held-out samples: every k-th sample, spread across tasks.
+  const int64_t every = o.holdout > 0 ? std::max<int64_t>(2, static_cast<int64_t>(std::llround(1.0 / o.holdout))) : 0;
+  std::vector<int64_t> train_idx, hold_idx;
+  for (size_t k = 0; k < sample_of.size(); ++k) {
+    ((every > 0 && sample_of[k] % every == every - 1) ? hold_idx : train_idx).push_back(static_cast<int64_t>(k));
+  }
+  if (hold_idx.empty()) hold_idx = train_idx;  // no holdout: report on the training rows
+  at::Tensor ti = at::tensor(train_idx, at::kLong), hi = at::tensor(hold_idx, at::kLong);
+  report.train_rows = ti.numel();
+  report.holdout_rows = static_cast<int64_t>(hold_idx.size()) == static_cast<int64_t>(train_idx.size()) && o.holdout == 0
+                            ? 0
+                            : hi.numel();
+
+  // Train: maximise the expected recall under the gate, from the default table.
+  GateWeights init = GateWeights::default_table();
+  at::Tensor W = init.W.clone().set_requires_grad(true), b = init.b.clone().set_requires_grad(true);
+  torch::optim::Adam opt({W, b}, torch::optim::AdamOptions(o.learning_rate));
+  at::Tensor Ft = F.index_select(0, ti), Rt = Rc.index_select(0, ti);
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    opt.zero_grad();
+    at::Tensor pi = at::softmax(at::matmul(Ft, W.t()) + b, -1);
+    at::Tensor loss = -(pi * Rt).sum(-1).mean() + o.weight_decay * W.pow(2).sum();
+    loss.backward();
+    opt.step();
+    if (progress && ((epoch + 1) % 20 == 0 || epoch + 1 == o.epochs)) progress("epochs", epoch + 1, o.epochs);
+  }
+  report.train_ms = ms_since(t1);
+
+  GateWeights learned;
+  learned.experts = builtin_expert_names();
+  learned.W = W.detach().clone();
+  learned.b = b.detach().clone();
+  learned.num_layers = model.num_layers();
+  learned.num_kv_heads = model.config().num_kv_heads;
+  learned.head_dim = model.config().head_dim;
+  learned.source = "calibration";
+
+  // Report on held-out rows, per ratio.
+  at::Tensor Fh = F.index_select(0, hi), Rh = Rc.index_select(0, hi), Ih = Ri.index_select(0, hi);
+  at::Tensor learned_top = learned.logits(Fh).argmax(-1), default_top = init.logits(Fh).argmax(-1);
+  report.learned_choice.assign(static_cast<size_t>(E), 0);
+  for (int64_t e = 0; e < E; ++e) report.learned_choice[e] = (learned_top == e).sum().item<int64_t>() / R;
+  for (int64_t r = 0; r < R; ++r) {
+    at::Tensor sel = (Ih == r).nonzero().squeeze(1);
+    at::Tensor rr = Rh.index_select(0, sel);
+    std::vector<double> per;
+    for (int64_t e = 0; e < E; ++e) per.push_back(rr.select(1, e).mean().item<double>());
+    report.expert_recall.push_back(per);
+    report.default_recall.push_back(chosen_recall(rr, default_top.index_select(0, sel)));
+    report.learned_recall.push_back(chosen_recall(rr, learned_top.index_select(0, sel)));
+    report.oracle_recall.push_back(std::get<0>(rr.max(1)).mean().item<double>());
+  }
+
+  nlohmann::json cal = {{"samples", total},
+                        {"tasks", o.tasks},
+                        {"length", o.length},
+                        {"ratios", o.ratios},
+                        {"seed", o.seed},
+                        {"epochs", o.epochs},
+                        {"learning_rate", o.learning_rate},
+                        {"train_rows", report.train_rows},
+                        {"holdout_rows", report.holdout_rows},
+                        {"holdout_learned_recall", report.learned_recall},
+                        {"holdout_default_recall", report.default_recall},
+                        {"holdout_oracle_recall", report.oracle_recall},
+                        {"holdout_expert_recall", report.expert_recall}};
+  learned.calibration = cal.dump();
+  report.weights = learned;
+  return report;
+}
+
+}  // namespace pikv::routing
