@@ -2,7 +2,10 @@
 # The committed evaluation run (docs/results/eval/): every prefill press of the catalogue at ratios
 # 0.25-0.875 (and the uncompressed baseline), 4 context lengths, 5 RULER-style tasks x 4 samples = 20
 # samples per (length, press, ratio) cell, on the default model. Resumable: rerunning continues where
-# an interrupted run stopped (results.jsonl is appended to). Then the plots.
+# an interrupted run stopped (results.jsonl is appended to). Then the plots. Extra arguments go to
+# `pikv eval`: `./scripts/eval_default.sh --device cuda` runs it on a GPU. The committed results came
+# from this machine's CPU (512-2048 tokens) and one H200 (4096 tokens: --device cuda --lengths 4096,
+# appended to the same file); on 683 cells run on both, the answers agreed on 681 (README, Evaluation).
 # chunk wraps KeyDiff: a query-based scorer fails on a last chunk shorter than its window.
 # ObservedAttention is left out (its attention weights at 4096 tokens need ~18 GiB); ThinK prunes
 # channels, not tokens, and the decoding presses act after the context, so neither fits a ratio grid.

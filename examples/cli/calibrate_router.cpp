@@ -72,6 +72,13 @@ int run_calibrate_router(const std::vector<std::string>& args) {
       if (!(o.learning_rate > 0)) usage_error(fmt::format("--lr must be > 0, got '{}'", value));
     } else if (flag == "--seed") {
       o.seed = static_cast<uint64_t>(parse_int(flag, value, 0));
+    } else if (flag == "--objective") {
+      if (value != "best" && value != "recall") usage_error(fmt::format("--objective must be best or recall, got '{}'", value));
+      o.objective = value;
+    } else if (flag == "--threshold") {
+      o.importance_threshold = parse_ratio(flag, value);
+    } else if (flag == "--continuation") {
+      o.continuation_tokens = parse_int(flag, value, 0);
     } else if (flag == "--holdout") {
       o.holdout = parse_ratio(flag, value);
     } else {
@@ -117,10 +124,11 @@ int run_calibrate_router(const std::vector<std::string>& args) {
   const routing::CalibrationReport report = routing::calibrate_router(*model, *tokenizer, corpus, o, progress);
   report.weights.save(out_path);
   const std::string md = fmt::format(
-      "# Router calibration\n\nCommand: `pikv calibrate-router --samples {} --length {} --ratios {} --epochs {} --seed {}`"
+      "# Router calibration\n\nCommand: `pikv calibrate-router --samples {} --length {} --ratios {} --epochs {} --seed {} "
+      "--objective {} --continuation {}`"
       " on {} with calibration text {} (the evaluation uses models/haystack.txt and seed 0).\n"
       "Recording took {:.1f} s, training {:.1f} s.\n\n{}",
-      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, m.model.substr(m.model.find_last_of('/') + 1),
+      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, o.objective, o.continuation_tokens, m.model.substr(m.model.find_last_of('/') + 1),
       corpus_path.substr(corpus_path.find_last_of('/') + 1), report.prefill_ms / 1000.0, report.train_ms / 1000.0,
       report.markdown());
   fmt::print("{}", md);

@@ -137,6 +137,10 @@ int run_generate(const std::vector<std::string>& args) {
              "compressing) | decode {:.1f} tokens/s\n",
              press ? press->describe() : "none", stats.context_tokens, kept, format_bytes(stats.kv_bytes_before),
              format_bytes(stats.kv_bytes_after), stats.prefill_ms, stats.compression_ms, stats.decode_tokens_per_s);
+  // The router says what it did: experts per layer, attention recall, balance.
+  if (const auto* router = dynamic_cast<const routing::MoERouterPress*>(press.get())) {
+    fmt::print(stderr, "{}\n", router->get_stats());
+  }
   return 0;
 }
 

@@ -109,6 +109,12 @@ calibrate-router options:
   --tasks LIST  --samples N (8 per task)  --length N (1024 tokens)  --seed S (7)
   --ratios LIST             ratios the experts' kept sets are measured at (default 0.5,0.75)
   --epochs N (400)  --lr X (0.05)  --holdout F (0.25: share of samples held out for the report)
+  --objective best|recall   best (default): cross-entropy towards each head's best outcome, one expert or
+                            two mixed; recall: maximise the expected recall of single experts
+  --continuation N (32)     also measure recall for N tokens of the text after the context (0: only
+                            the question and its answer)
+  --threshold T (0.75)      the confidence threshold the report routes with (use it as the press's
+                            importance_threshold)
 
 synthetic options:
   --tokens N (1024)  --ratio R (0.5)  --layers N (8)  --seed S (0)  --device D  --dtype T

@@ -8,6 +8,7 @@
 #include <torch/optim/adam.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -43,14 +44,22 @@ class CalibrationProbe : public Press {
       l.features = gate_features(s, ctx.layer, ctx.num_layers).cpu();  // [B, Hkv, F]
       l.n = ctx.length();
       l.kept.clear();
-      for (const auto& e : experts_) {
-        at::Tensor scores = solo_keep_scores(*e, ctx, s, ratios_.front());
+      // The built-in experts' orders do not depend on the ratio: one score per expert.
+      std::vector<at::Tensor> solo;
+      for (const auto& e : experts_) solo.push_back(solo_keep_scores(*e, ctx, s, ratios_.front()));
+      auto keep = [&](const at::Tensor& scores) {
         for (double r : ratios_) {
-          // Every built-in expert's order is independent of the ratio; a scorer expert may differ.
-          if (r != ratios_.front()) scores = solo_keep_scores(*e, ctx, s, r);
           at::Tensor mask = at::zeros(scores.sizes(), scores.options().dtype(at::kFloat));
           mask.scatter_(2, top_k_positions(scores, n_kept(l.n, r)), 1.0);
-          l.kept.push_back(mask);  // index e * R + ratio
+          l.kept.push_back(mask);
+        }
+      };
+      for (const at::Tensor& scores : solo) keep(scores);  // index e * R + ratio
+      // Diagnostics: every pair of experts mixed with equal weights, as a top_k = 2 router would.
+      for (size_t a = 0; a < solo.size(); ++a) {
+        for (size_t b = a + 1; b < solo.size(); ++b) {
+          at::Tensor mix = 0.5 * solo[a] + 0.5 * solo[b];
+          keep(mix.masked_fill((solo[a] >= 2.0).logical_or(solo[b] >= 2.0), 2.0));  // protected by either
         }
       }
     } else {
@@ -62,7 +71,10 @@ class CalibrationProbe : public Press {
       a = a / a.sum(-1, true).clamp_min(1e-30);
       std::vector<at::Tensor> rec;
       for (const at::Tensor& mask : l.kept) rec.push_back((a * mask).sum(-1));  // [B, Hkv]
-      l.recall = at::stack(rec, -1).cpu();  // [B, Hkv, E * R]
+      // Several later forwards (question, continuation): their recalls are averaged.
+      at::Tensor r = at::stack(rec, -1).cpu();  // [B, Hkv, E * R]
+      l.recall = l.recall.defined() ? l.recall + r : r;
+      ++l.later;
     }
     CompressedKV skip;
     skip.skipped = true;
@@ -72,8 +84,8 @@ class CalibrationProbe : public Press {
   struct Layer {
     at::Tensor features;           // [B, Hkv, F]
     std::vector<at::Tensor> kept;  // E * R masks [B, Hkv, n]
-    at::Tensor recall;             // [B, Hkv, E * R]
-    int64_t n = 0;
+    at::Tensor recall;             // [B, Hkv, E * R], summed over `later` forwards
+    int64_t n = 0, later = 0;
   };
   std::map<int64_t, Layer> layers_;
 
@@ -104,6 +116,24 @@ std::string CalibrationReport::markdown() const {
     for (double x : expert_recall[r]) out += fmt::format(" {:.4f} |", x);
     out += fmt::format(" {:.4f} | {:.4f} | {:.4f} |\n", default_recall[r], learned_recall[r], oracle_recall[r]);
   }
+  out += "\nEvery head mixing two experts with equal weights (what a top_k = 2 router does when unsure):\n\n| ratio |";
+  for (const auto& p : pairs) out += fmt::format(" {} |", p);
+  out += "\n|---|";
+  for (size_t k = 0; k < pairs.size(); ++k) out += "---|";
+  out += "\n";
+  for (size_t r = 0; r < ratios.size() && r < pair_recall.size(); ++r) {
+    out += fmt::format("| {} |", ratios[r]);
+    for (double x : pair_recall[r]) out += fmt::format(" {:.4f} |", x);
+    out += "\n";
+  }
+  out += fmt::format("\nAs routed by a top_k = 2 router (one expert when its gate probability reaches the threshold, else "
+                     "its two best mixed; pairs measured at equal weights):\n\n| ratio | default table, threshold 0.5 | "
+                     "learned, threshold {} | best single expert |\n|---|---|---|---|\n",
+                     importance_threshold);
+  for (size_t r = 0; r < ratios.size() && r < learned_routed_recall.size(); ++r) {
+    out += fmt::format("| {} | {:.4f} | {:.4f} | {:.4f} |\n", ratios[r], default_routed_recall[r], learned_routed_recall[r],
+                       *std::max_element(expert_recall[r].begin(), expert_recall[r].end()));
+  }
   out += "\nLearned gate's top-1 expert on held-out rows:";
   for (size_t e = 0; e < experts.size(); ++e) out += fmt::format(" {} {}{}", experts[e], learned_choice[e], e + 1 < experts.size() ? "," : "");
   out += "\n";
@@ -131,9 +161,12 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
   CalibrationReport report;
   report.experts = builtin_expert_names();
   report.ratios = o.ratios;
+  report.importance_threshold = o.importance_threshold;
+  PIKV_CHECK(o.objective == "best" || o.objective == "recall",
+             "calibrate-router: objective must be 'best' or 'recall', got '{}'", o.objective);
 
   // Rows of (features, recall per expert) per sample and ratio.
-  std::vector<at::Tensor> feats, recalls, ratio_of;  // [N, F], [N, E], [N]
+  std::vector<at::Tensor> feats, recalls, ratio_of, pair_recalls;  // [N, F], [N, E], [N], [N, pairs]
   std::vector<int64_t> sample_of;
   const int64_t total = static_cast<int64_t>(o.tasks.size()) * o.samples;
   int64_t done = 0;
@@ -152,13 +185,24 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
         KVCache cache(model.num_layers());
         model.forward(at::tensor(ctx_ids, ids).unsqueeze(0), cache);
         model.forward(at::tensor(later, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
+        if (o.continuation_tokens > 0) {
+          // The text that follows the context, as the KL metric of the evaluation reads it.
+          std::vector<int64_t> cont = tokenizer.encode(" " + s.continuation);
+          if (static_cast<int64_t>(cont.size()) > o.continuation_tokens) cont.resize(static_cast<size_t>(o.continuation_tokens));
+          cache.truncate(static_cast<int64_t>(ctx_ids.size()));
+          model.forward(at::tensor(cont, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
+        }
       }
       for (auto& [layer, l] : probe.layers_) {
         PIKV_CHECK(l.recall.defined(), "calibration: layer {} saw no question forward", layer);
+        l.recall = l.recall / static_cast<double>(l.later);
         const int64_t rows = l.features.size(0) * l.features.size(1);
         at::Tensor f = l.features.reshape({rows, kNumFeatures});
-        at::Tensor rec = l.recall.reshape({rows, E, R});
+        const int64_t P = l.recall.size(2) / R - E;  // expert pairs
+        at::Tensor all = l.recall.reshape({rows, E + P, R});
+        at::Tensor rec = all.narrow(1, 0, E);
         for (int64_t r = 0; r < R; ++r) {
+          pair_recalls.push_back(all.narrow(1, E, P).select(2, r).to(at::kFloat));
           feats.push_back(f);
           recalls.push_back(rec.select(2, r).to(at::kFloat));
           ratio_of.push_back(at::full({rows}, r, at::kLong));
@@ -186,16 +230,50 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
                             ? 0
                             : hi.numel();
 
-  // Train: maximise the expected recall under the gate, from the default table.
+  // Pair index of experts a < b, in the order the pairs were recorded.
+  auto pair_index = [E](int64_t a, int64_t b) {
+    if (a > b) std::swap(a, b);
+    int64_t k = 0;
+    for (int64_t i = 0; i < a; ++i) k += E - 1 - i;
+    return k + (b - a - 1);
+  };
+  at::Tensor Pc = at::cat(pair_recalls);  // [N, pairs]
+
+  // Train from the default table. "best": cross-entropy towards the best outcome of each row -- one
+  // expert (one-hot target) or an equal-weight pair (0.5 / 0.5 target, which a top_k = 2 router with
+  // importance_threshold above 0.5 turns into that mixture). "recall": maximise the expected recall
+  // sum_e pi_e recall_e of single experts.
   GateWeights init = GateWeights::default_table();
   at::Tensor W = init.W.clone().set_requires_grad(true), b = init.b.clone().set_requires_grad(true);
   torch::optim::Adam opt({W, b}, torch::optim::AdamOptions(o.learning_rate));
-  at::Tensor Ft = F.index_select(0, ti), Rt = Rc.index_select(0, ti);
+  at::Tensor Ft = F.index_select(0, ti), Rt = Rc.index_select(0, ti), Pt = Pc.index_select(0, ti);
+  at::Tensor target = at::zeros_like(Rt);
+  {
+    auto [best_single, single_arg] = Rt.max(1);
+    auto [best_pair, pair_arg] = Pt.max(1);
+    auto sa = single_arg.accessor<int64_t, 1>();
+    auto pa = pair_arg.accessor<int64_t, 1>();
+    auto bs = best_single.accessor<float, 1>();
+    auto bp = best_pair.accessor<float, 1>();
+    for (int64_t row = 0; row < Rt.size(0); ++row) {
+      if (bs[row] >= bp[row]) {
+        target[row][sa[row]] = 1.0;
+        continue;
+      }
+      for (int64_t a = 0; a < E; ++a) {
+        for (int64_t c = a + 1; c < E; ++c) {
+          if (pair_index(a, c) == pa[row]) target[row][a] = target[row][c] = 0.5;
+        }
+      }
+    }
+  }
   const auto t1 = std::chrono::steady_clock::now();
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     opt.zero_grad();
-    at::Tensor pi = at::softmax(at::matmul(Ft, W.t()) + b, -1);
-    at::Tensor loss = -(pi * Rt).sum(-1).mean() + o.weight_decay * W.pow(2).sum();
+    at::Tensor z = at::matmul(Ft, W.t()) + b;
+    at::Tensor loss = o.objective == "recall" ? -(at::softmax(z, -1) * Rt).sum(-1).mean()
+                                              : -(target * at::log_softmax(z, -1)).sum(-1).mean();
+    loss = loss + o.weight_decay * W.pow(2).sum();
     loss.backward();
     opt.step();
     if (progress && ((epoch + 1) % 20 == 0 || epoch + 1 == o.epochs)) progress("epochs", epoch + 1, o.epochs);
@@ -213,6 +291,10 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
 
   // Report on held-out rows, per ratio.
   at::Tensor Fh = F.index_select(0, hi), Rh = Rc.index_select(0, hi), Ih = Ri.index_select(0, hi);
+  at::Tensor Ph = at::cat(pair_recalls).index_select(0, hi);
+  for (int64_t a = 0; a < E; ++a) {
+    for (int64_t b = a + 1; b < E; ++b) report.pairs.push_back(report.experts[a] + "+" + report.experts[b]);
+  }
   at::Tensor learned_top = learned.logits(Fh).argmax(-1), default_top = init.logits(Fh).argmax(-1);
   report.learned_choice.assign(static_cast<size_t>(E), 0);
   for (int64_t e = 0; e < E; ++e) report.learned_choice[e] = (learned_top == e).sum().item<int64_t>() / R;
@@ -225,6 +307,25 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
     report.default_recall.push_back(chosen_recall(rr, default_top.index_select(0, sel)));
     report.learned_recall.push_back(chosen_recall(rr, learned_top.index_select(0, sel)));
     report.oracle_recall.push_back(std::get<0>(rr.max(1)).mean().item<double>());
+    at::Tensor pr = Ph.index_select(0, sel);
+    std::vector<double> pairs;
+    for (int64_t k = 0; k < pr.size(1); ++k) pairs.push_back(pr.select(1, k).mean().item<double>());
+    report.pair_recall.push_back(pairs);
+    // As a top_k = 2 router with a confidence threshold routes: one expert when max pi >= threshold,
+    // else its two best mixed (measured with equal weights).
+    auto routed = [&](const GateWeights& g, double threshold) {
+      at::Tensor pi = at::softmax(g.logits(Fh.index_select(0, sel)), -1);
+      auto top = pi.topk(2, -1);
+      at::Tensor p = std::get<0>(top), idx = std::get<1>(top);
+      double sum = 0.0;
+      for (int64_t row = 0; row < rr.size(0); ++row) {
+        const int64_t a = idx[row][0].item<int64_t>(), c = idx[row][1].item<int64_t>();
+        sum += p[row][0].item<double>() >= threshold ? rr[row][a].item<double>() : pr[row][pair_index(a, c)].item<double>();
+      }
+      return sum / static_cast<double>(rr.size(0));
+    };
+    report.learned_routed_recall.push_back(routed(learned, o.importance_threshold));
+    report.default_routed_recall.push_back(routed(init, 0.5));
   }
 
   nlohmann::json cal = {{"samples", total},
@@ -239,6 +340,10 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
                         {"holdout_learned_recall", report.learned_recall},
                         {"holdout_default_recall", report.default_recall},
                         {"holdout_oracle_recall", report.oracle_recall},
+                        {"objective", o.objective},
+                        {"continuation_tokens", o.continuation_tokens},
+                        {"importance_threshold", o.importance_threshold},
+                        {"holdout_learned_routed_recall", report.learned_routed_recall},
                         {"holdout_expert_recall", report.expert_recall}};
   learned.calibration = cal.dump();
   report.weights = learned;

@@ -46,6 +46,18 @@ GateWeights GateWeights::default_table() {
   return g;
 }
 
+GateWeights GateWeights::for_experts(const std::vector<std::shared_ptr<Expert>>& experts) {
+  std::vector<std::string> names;
+  for (const auto& e : experts) names.push_back(e ? e->name() : std::string("(null)"));
+  if (names == builtin_expert_names()) return default_table();
+  GateWeights g;
+  g.experts = names;
+  g.W = at::zeros({static_cast<int64_t>(names.size()), kNumFeatures}, at::kFloat);
+  g.b = at::zeros({static_cast<int64_t>(names.size())}, at::kFloat);
+  g.source = "uniform gate";
+  return g;
+}
+
 at::Tensor GateWeights::logits(const at::Tensor& features) const {
   PIKV_CHECK(features.size(-1) == W.size(1), "gate weights from {} take {} features, got {}", source, W.size(1),
              features.size(-1));
@@ -212,7 +224,7 @@ MoERouterPress::MoERouterPress(const MoERouterOptions& options) : MoERouterPress
 
 MoERouterPress::MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts)
     : MoERouterPress(options, experts, make_router(options, static_cast<int64_t>(experts.size())),
-                     options.weights_path().empty() ? GateWeights::default_table()
+                     options.weights_path().empty() ? GateWeights::for_experts(experts)
                                                     : GateWeights::load(options.weights_path())) {}
 
 MoERouterPress::MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts,

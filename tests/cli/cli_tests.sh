@@ -81,5 +81,27 @@ expect 2 "not ours" -- eval --lengths 256 --samples 1 --tasks passkey --press kn
 expect 0 "Context length 256 tokens" -- eval --lengths 256 --samples 1 --tasks passkey,multikey --press knorm \
   --ratios 0.5 --out "$tmp/evok"
 
+# The router: calibration on the default model, its weights file, and its errors.
+expect 2 "calibrate-router needs --out FILE" -- calibrate-router --samples 1
+expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
+expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
+  --out "$tmp/g.json"
+expect 0 "learned (top-1)" -- calibrate-router --tasks passkey,multikey --samples 2 --length 256 --epochs 30 \
+  --out "$tmp/gate.json" --report "$tmp/calibration.md"
+grep -q '"format": "pikv-router-weights"' "$tmp/gate.json" || { echo "FAIL: no weights file"; fails=$((fails + 1)); }
+expect 0 "gate=$tmp/gate.json" -- score --tokens "$ids" --press moe_router --option "weights=$tmp/gate.json" \
+  --option window_size=16 --out "$tmp/s.safetensors"
+sed 's/"num_kv_heads": 3/"num_kv_heads": 5/' "$tmp/gate.json" > "$tmp/gate5.json"
+expect 2 "calibrated on a model with 5 KV heads" -- score --tokens "$ids" --press moe_router \
+  --option "weights=$tmp/gate5.json" --option window_size=16 --out "$tmp/s.safetensors"
+expect 0 "mean attention recall" -- generate --context "The meeting is on Friday at noon. $(seq 1 60 | tr '\n' ' ')" \
+  --question "When is the meeting?" --press moe_router --option window_size=8 --max-new-tokens 4
+expect 2 "unknown router_type 'magic'" -- score --tokens "$ids" --press moe_router --option router_type=magic \
+  --out "$tmp/s.safetensors"
+expect 2 "capacity_factor has no effect with router_type=pikv" -- score --tokens "$ids" --press moe_router \
+  --option capacity_factor=1.5 --out "$tmp/s.safetensors"
+expect 2 "top_k must be in 1..num_experts (4), got 5" -- score --tokens "$ids" --press moe_router --option top_k=5 \
+  --out "$tmp/s.safetensors"
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

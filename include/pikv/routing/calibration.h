@@ -2,8 +2,9 @@
 // Learned routing (spec/routers.md, "Learned routing"): fits MoERouterPress's gate W, b on calibration
 // text with the real model. For every calibration sample the context is prefilled once; per (layer,
 // KV head) the gate features and, per expert and ratio, the set that expert alone would keep are
-// recorded; then the question and its answer run over the full cache with attention weights, and each
-// kept set's recall of that true later attention is measured. The gate is trained with LibTorch
+// recorded; then the question and its answer (and, separately, the text that follows the context) run
+// over the full cache with attention weights, and each kept set's recall of that true later attention
+// is measured. The gate is trained with LibTorch
 // autograd to maximise the expected recall sum_e softmax(W f + b)_e * recall_e.
 
 #include <pikv/eval/tasks.h>
@@ -25,8 +26,15 @@ struct CalibrationOptions {
   uint64_t seed = 7;                       // task generation seed (the evaluation grid uses 0)
   int64_t epochs = 400;                    // full-batch Adam steps
   double learning_rate = 0.05;
-  double weight_decay = 1e-3;              // L2 on W
+  double weight_decay = 0.0;              // L2 on W (Adam rescales steps, so even a small one dominates)
   double holdout = 0.25;                   // share of samples held out for the report
+  // "best": cross-entropy towards each row's best outcome (one expert, or two mixed at equal weights);
+  // "recall": maximise the expected single-expert recall.
+  std::string objective = "best";
+  // Later queries: the question and its answer, and (when > 0) this many tokens of the text that
+  // follows the context (what the evaluation's KL metric reads); recalls are averaged over both.
+  int64_t continuation_tokens = 32;
+  double importance_threshold = 0.75;      // the routed report's confidence threshold (use it in the press)
   int64_t window_size = 64, kernel_size = 5, n_sink = 4;
 };
 
@@ -41,6 +49,11 @@ struct CalibrationReport {
   std::vector<double> learned_recall;              // the learned gate's top-1 expert per head
   std::vector<double> oracle_recall;               // the best expert per head (upper bound of top-1)
   std::vector<int64_t> learned_choice;             // [E] held-out rows per top-1 expert of the learned gate
+  std::vector<std::string> pairs;                  // "a+b" for every pair of experts
+  std::vector<std::vector<double>> pair_recall;    // [ratio][pair]: every head mixing the pair 50/50
+  double importance_threshold = 0.75;
+  std::vector<double> learned_routed_recall;       // [ratio] as a top_k = 2 router routes with the threshold
+  std::vector<double> default_routed_recall;       // [ratio] the default table, threshold 0.5
   double prefill_ms = 0.0, train_ms = 0.0;
   std::string markdown() const;
 };

@@ -42,6 +42,9 @@ struct GateWeights {
   // The spec's table for the four default experts: z_stream = 4(f2 + f3) - 2, z_knorm = 4 f4 - 1,
   // z_attn = 4(1 - f1) - 1, z_vattn = 4(1 - f1) - 1.5.
   static GateWeights default_table();
+  // The default table for the default experts; for any other expert list a uniform gate (W = 0, b = 0:
+  // every expert equally trusted, so top_k of them mixed at equal weights; one expert alone is that expert).
+  static GateWeights for_experts(const std::vector<std::shared_ptr<Expert>>& experts);
   // features [..., F] -> logits [..., E] (float32, on the features' device).
   at::Tensor logits(const at::Tensor& features) const;
   // JSON file: {"format": "pikv-router-weights", "version": 1, experts, features, W, b, model, calibration}.
