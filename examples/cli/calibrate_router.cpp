@@ -77,6 +77,9 @@ int run_calibrate_router(const std::vector<std::string>& args) {
       o.objective = value;
     } else if (flag == "--threshold") {
       o.importance_threshold = parse_ratio(flag, value);
+    } else if (flag == "--queries") {
+      if (value != "all" && value != "answer") usage_error(fmt::format("--queries must be all or answer, got '{}'", value));
+      o.queries = value;
     } else if (flag == "--continuation") {
       o.continuation_tokens = parse_int(flag, value, 0);
     } else if (flag == "--holdout") {
@@ -125,10 +128,10 @@ int run_calibrate_router(const std::vector<std::string>& args) {
   report.weights.save(out_path);
   const std::string md = fmt::format(
       "# Router calibration\n\nCommand: `pikv calibrate-router --samples {} --length {} --ratios {} --epochs {} --seed {} "
-      "--objective {} --continuation {}`"
+      "--objective {} --continuation {} --queries {}`"
       " on {} with calibration text {} (the evaluation uses models/haystack.txt and seed 0).\n"
       "Recording took {:.1f} s, training {:.1f} s.\n\n{}",
-      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, o.objective, o.continuation_tokens, m.model.substr(m.model.find_last_of('/') + 1),
+      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, o.objective, o.continuation_tokens, o.queries, m.model.substr(m.model.find_last_of('/') + 1),
       corpus_path.substr(corpus_path.find_last_of('/') + 1), report.prefill_ms / 1000.0, report.train_ms / 1000.0,
       report.markdown());
   fmt::print("{}", md);

@@ -113,6 +113,8 @@ calibrate-router options:
                             two mixed; recall: maximise the expected recall of single experts
   --continuation N (32)     also measure recall for N tokens of the text after the context (0: only
                             the question and its answer)
+  --queries all|answer      whose attention the recall measures: every later query (default) or only
+                            the answer's tokens (the queries that read the needle)
   --threshold T (0.75)      the confidence threshold the report routes with (use it as the press's
                             importance_threshold)
 

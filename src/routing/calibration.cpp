@@ -66,7 +66,9 @@ class CalibrationProbe : public Press {
       PIKV_CHECK(ctx.attention_weights, "calibration probe: the question forward must materialise attention weights");
       const at::Tensor& w = *ctx.attention_weights;  // [B, H, q, n_total]
       const int64_t B = ctx.batch(), Hkv = ctx.kv_heads();
-      at::Tensor a = w.narrow(3, 0, l.n).to(at::kFloat).mean(2);  // [B, H, n]
+      // Only the last `last_queries` rows when set (the answer tokens of the question forward).
+      const int64_t q = w.size(2), rows = last_queries > 0 ? std::min(last_queries, q) : q;
+      at::Tensor a = w.narrow(2, q - rows, rows).narrow(3, 0, l.n).to(at::kFloat).mean(2);  // [B, H, n]
       a = a.view({B, Hkv, -1, l.n}).mean(2);
       a = a / a.sum(-1, true).clamp_min(1e-30);
       std::vector<at::Tensor> rec;
@@ -87,6 +89,7 @@ class CalibrationProbe : public Press {
     at::Tensor recall;             // [B, Hkv, E * R], summed over `later` forwards
     int64_t n = 0, later = 0;
   };
+  int64_t last_queries = 0;  // 0: every query of a later forward
   std::map<int64_t, Layer> layers_;
 
  private:
@@ -162,6 +165,8 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
   report.experts = builtin_expert_names();
   report.ratios = o.ratios;
   report.importance_threshold = o.importance_threshold;
+  PIKV_CHECK(o.queries == "all" || o.queries == "answer",
+             "calibrate-router: queries must be 'all' or 'answer', got '{}'", o.queries);
   PIKV_CHECK(o.objective == "best" || o.objective == "recall",
              "calibrate-router: objective must be 'best' or 'recall', got '{}'", o.objective);
 
@@ -180,12 +185,13 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
       const std::vector<int64_t> answer = tokenizer.encode(s.references.front());
       later.insert(later.end(), answer.begin(), answer.end());
       CalibrationProbe probe(experts, o.ratios, o);
+      if (o.queries == "answer") probe.last_queries = static_cast<int64_t>(answer.size());
       {
         PressGuard guard(model, probe);
         KVCache cache(model.num_layers());
         model.forward(at::tensor(ctx_ids, ids).unsqueeze(0), cache);
         model.forward(at::tensor(later, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
-        if (o.continuation_tokens > 0) {
+        if (o.continuation_tokens > 0 && o.queries == "all") {
           // The text that follows the context, as the KL metric of the evaluation reads it.
           std::vector<int64_t> cont = tokenizer.encode(" " + s.continuation);
           if (static_cast<int64_t>(cont.size()) > o.continuation_tokens) cont.resize(static_cast<size_t>(o.continuation_tokens));
@@ -342,6 +348,7 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
                         {"holdout_oracle_recall", report.oracle_recall},
                         {"objective", o.objective},
                         {"continuation_tokens", o.continuation_tokens},
+                        {"queries", o.queries},
                         {"importance_threshold", o.importance_threshold},
                         {"holdout_learned_routed_recall", report.learned_routed_recall},
                         {"holdout_expert_recall", report.expert_recall}};

@@ -34,6 +34,9 @@ struct CalibrationOptions {
   // Later queries: the question and its answer, and (when > 0) this many tokens of the text that
   // follows the context (what the evaluation's KL metric reads); recalls are averaged over both.
   int64_t continuation_tokens = 32;
+  // "all": every later query; "answer": only the answer's tokens (the queries that read the needle; the
+  // continuation is then not used).
+  std::string queries = "all";
   double importance_threshold = 0.75;      // the routed report's confidence threshold (use it in the press)
   int64_t window_size = 64, kernel_size = 5, n_sink = 4;
 };
