@@ -27,6 +27,6 @@ presses=("moe_router:experts=streaming,top_k=1" "moe_router:experts=key_norm,top
   "moe_router" "moe_router:weights=$weights,importance_threshold=0.75" "moe_router:weights=$recall_weights")
 args=()
 for p in "${presses[@]}"; do args+=(--press "$p"); done
-build/bin/pikv eval --out "$out/eval" --lengths 1024,2048 --samples 4 --ratios 0.5,0.75 "${args[@]}" "$@"
+build/bin/pikv eval --out "$out/eval" --lengths 1024 --samples 4 --ratios 0.5,0.75 "${args[@]}" "$@"
 .venv/bin/python scripts/plot_eval.py "$out/eval"
 .venv/bin/python scripts/router_table.py "$out/eval" "$out/comparison.md"

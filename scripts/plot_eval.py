@@ -5,6 +5,7 @@ the KL metric), one PNG per context length. Reads DIR/results.csv, writes DIR/sc
 Usage: .venv/bin/python scripts/plot_eval.py DIR
 """
 import csv
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -55,7 +56,8 @@ def main():
                     if vals:
                         xs.append(ratio)
                         ys.append(sum(vals) / len(vals) * (1 if panel.startswith("KL") else 100))
-                ax.plot(xs, ys, marker="o", label=press)
+                # Weights files by name only: the folder makes legends unreadable.
+                ax.plot(xs, ys, marker="o", label=re.sub(r"weights=[^,]*/", "weights=", press))
             ax.set_title(panel)
             ax.set_xlabel("compression ratio")
             ax.set_ylabel("KL (nats)" if panel.startswith("KL") else "score (%)")
