@@ -19,16 +19,6 @@
 namespace pikv::cli {
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 bool readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
 
 }  // namespace
@@ -135,11 +125,7 @@ int run_calibrate_router(const std::vector<std::string>& args) {
       corpus_path.substr(corpus_path.find_last_of('/') + 1), report.prefill_ms / 1000.0, report.train_ms / 1000.0,
       report.markdown());
   fmt::print("{}", md);
-  if (!report_path.empty()) {
-    std::ofstream out(report_path);
-    PIKV_CHECK(out.good(), "cannot write '{}'", report_path);
-    out << md;
-  }
+  if (!report_path.empty()) write_text_file(report_path, md);
   fmt::print(stderr, "wrote gate weights to {}\n", out_path);
   return 0;
 }

@@ -50,6 +50,10 @@ bool press_flag(PressArgs& p, const std::string& flag, const std::string& value)
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given);
 
+// "a,b,,c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> split_list(const std::string& text, char sep = ',');
+// Writes `text` to `path` (replacing it); throws pikv::Error when the file cannot be written.
+void write_text_file(const std::string& path, const std::string& text);
 // A whole file; `what` names it in the error ("context file").
 std::string read_file(const std::string& path, const char* what);
 

@@ -82,6 +82,23 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
   return true;
 }
 
+std::vector<std::string> split_list(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, sep)) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  PIKV_CHECK(out.good(), "cannot write '{}'", path);
+  out << text;
+  PIKV_CHECK(out.good(), "writing '{}' failed", path);
+}
+
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   PIKV_CHECK(in.good(), "cannot read {} '{}'", what, path);

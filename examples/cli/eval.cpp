@@ -18,23 +18,6 @@
 namespace pikv::cli {
 namespace {
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, sep)) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  PIKV_CHECK(out.good(), "cannot write '{}'", path);
-  out << text;
-}
-
 std::string basename(const std::string& p) { return p.substr(p.find_last_of('/') + 1); }
 
 }  // namespace
@@ -68,17 +51,17 @@ int run_eval(const std::vector<std::string>& args) {
     const std::string& value = args[++i];
     if (model_flag(m, flag, value)) continue;
     if (flag == "--tasks") {
-      grid.tasks = split(value, ',');
+      grid.tasks = split_list(value);
     } else if (flag == "--lengths") {
       grid.lengths.clear();
-      for (const auto& v : split(value, ',')) grid.lengths.push_back(parse_int(flag, v, 1));
+      for (const auto& v : split_list(value)) grid.lengths.push_back(parse_int(flag, v, 1));
     } else if (flag == "--samples") {
       grid.samples = parse_int(flag, value, 1);
     } else if (flag == "--press") {
       grid.presses.push_back(value);
     } else if (flag == "--ratios") {
       grid.ratios.clear();
-      for (const auto& v : split(value, ',')) grid.ratios.push_back(parse_ratio(flag, v));
+      for (const auto& v : split_list(value)) grid.ratios.push_back(parse_ratio(flag, v));
     } else if (flag == "--seed") {
       grid.seed = static_cast<uint64_t>(parse_int(flag, value, 0));
     } else if (flag == "--continuation") {
@@ -150,13 +133,13 @@ int run_eval(const std::vector<std::string>& args) {
   if (tty) fmt::print(stderr, "\n");
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto records = eval::Evaluator::read_results(results);
-  write_text(out_dir + "/results.csv", eval::records_csv(records));
+  write_text_file(out_dir + "/results.csv", eval::records_csv(records));
   std::string summary = fmt::format("# pikv eval: {} on {}\n\nTasks {}, lengths {}, {} samples per task and length, seed "
                                     "{}, corpus {}.\n\n",
                                     grid.model_path, grid.corpus_name, fmt::join(grid.tasks, ", "),
                                     fmt::join(grid.lengths, ", "), grid.samples, grid.seed, grid.corpus_name);
   summary += eval::summary_markdown(records);
-  write_text(out_dir + "/summary.md", summary);
+  write_text_file(out_dir + "/summary.md", summary);
   fmt::print("{}", summary);
   fmt::print(stderr,
              "\nthis run: {} cells ({} already in the file), {} shared prefills {:.1f}s, cells {:.1f}s, wall {:.1f}s\n"
@@ -197,7 +180,7 @@ int run_eval(const std::vector<std::string>& args) {
                         {"live_s", live_s},          {"speedup", live_s / shared_s},
                         {"run_prefills", timing.prefills}, {"run_prefill_ms", timing.prefill_ms},
                         {"run_cells", timing.cells},       {"run_cells_ms", timing.cells_ms}};
-    write_text(out_dir + "/timing.json", j.dump(1) + "\n");
+    write_text_file(out_dir + "/timing.json", j.dump(1) + "\n");
   }
   return 0;
 }

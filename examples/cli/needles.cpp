@@ -165,9 +165,7 @@ int run_needles(const std::vector<std::string>& args) {
   }
   fmt::print("{}", table);
   if (!out_path.empty()) {
-    std::ofstream out(out_path);
-    PIKV_CHECK(out.good(), "cannot write '{}'", out_path);
-    out << table;
+    write_text_file(out_path, table);
     fmt::print(stderr, "wrote {}\n", out_path);
   }
   return 0;
