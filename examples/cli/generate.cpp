@@ -24,7 +24,6 @@
 namespace pikv::cli {
 namespace {
 
-
 // A prefill progress display: a bar on a terminal, a few plain lines otherwise (logs, CI).
 std::function<void(int64_t, int64_t)> progress(const std::string& label) {
   const bool tty = ::isatty(2) != 0;

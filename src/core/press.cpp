@@ -88,4 +88,8 @@ at::Tensor protected_score(const at::Tensor& scores) {
   return (scores.max().to(at::kDouble) + 1.0).to(scores.scalar_type());
 }
 
+at::Tensor append_protected(const at::Tensor& scores, int64_t count) {
+  return at::cat({scores, protected_score(scores).expand({scores.size(0), scores.size(1), count})}, 2);
+}
+
 }  // namespace pikv

@@ -31,7 +31,7 @@ at::Tensor TOVAPress::score(const AttentionContext& ctx, double) const {
   at::Tensor attn = SnapKVPress::window_attention(ctx, 1);                       // [B, H, 1, n - 1]
   at::Tensor s = attn.mean(1);                                                   // [B, 1, n - 1], all heads
   s = s.expand({ctx.batch(), ctx.kv_heads(), n - 1});
-  return at::cat({s, protected_score(s).expand({ctx.batch(), ctx.kv_heads(), 1})}, 2);  // last token stays
+  return append_protected(s, 1);  // the last token stays
 }
 
 // ---- ObservedAttention ----

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -31,6 +32,15 @@ namespace pikv {
 namespace {
 
 const char* kRatioHelp = "fraction of tokens removed, in [0, 1)";
+
+// "a,b,,c" -> {"a", "b", "", "c"}: empty items stay, so the option parsers can name them.
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, sep)) out.push_back(item);
+  return out;
+}
 
 // Reads options of one press, remembering which were used so unknown ones are reported.
 class OptionReader {
@@ -65,10 +75,23 @@ class OptionReader {
     const std::string* v = raw(key);
     PIKV_CHECK(v != nullptr, "press '{}' needs the option {} (comma-separated numbers)", info_.name, key);
     std::vector<double> out;
-    std::stringstream ss(*v);
-    std::string item;
-    while (std::getline(ss, item, ',')) out.push_back(parse_double(key, item));
+    for (const auto& item : split(*v, ',')) out.push_back(parse_double(key, item));
     return out;
+  }
+
+  // The option's value when it was given, else nullopt (options whose absence means "not set").
+  std::optional<double> maybe_real(const std::string& key) {
+    return raw(key) ? std::optional<double>(real(key, 0.0)) : std::nullopt;
+  }
+  std::optional<int64_t> maybe_integer(const std::string& key) {
+    return raw(key) ? std::optional<int64_t>(integer(key, 0)) : std::nullopt;
+  }
+  std::optional<bool> maybe_boolean(const std::string& key) {
+    return raw(key) ? std::optional<bool>(boolean(key, false)) : std::nullopt;
+  }
+  std::optional<std::string> maybe_text(const std::string& key) {
+    const std::string* v = raw(key);
+    return v ? std::optional<std::string>(*v) : std::nullopt;
   }
 
   bool boolean(const std::string& key, bool fallback) {
@@ -434,39 +457,29 @@ const std::vector<Entry>& entries() {
                       "trained inside the press (pikv calibrate-router learns the gate)",
                       gone);
          }
-         auto split = [](const std::string& text, char sep) {
-           std::vector<std::string> out;
-           std::stringstream ss(text);
-           std::string item;
-           while (std::getline(ss, item, sep)) out.push_back(item);
-           return out;
-         };
-         std::vector<std::shared_ptr<routing::Expert>> experts;
-         std::vector<std::string> names;
+         std::vector<std::shared_ptr<routing::Expert>> experts = routing::default_experts();
          if (const std::string* e = o.raw("experts")) {
-           for (const auto& name : split(*e, '+')) {
-             experts.push_back(routing::make_expert(name));
-             names.push_back(name);
-           }
-         } else {
-           experts = routing::default_experts();
-           names = routing::builtin_expert_names();
+           experts.clear();
+           for (const auto& name : split(*e, '+')) experts.push_back(routing::make_expert(name));
          }
+         std::vector<std::string> names;
+         for (const auto& e : experts) names.push_back(e->name());
+         // Defaults come from MoERouterOptions; router-specific options stay unset unless given.
          routing::MoERouterOptions m;
-         m.compression_ratio(o.real("compression_ratio", 0.0));
-         m.router_type(o.raw("router_type") ? *o.raw("router_type") : std::string("pikv"));
-         if (o.raw("num_experts")) m.num_experts(o.integer("num_experts", 0));
-         m.top_k(o.integer("top_k", 2));
-         m.temperature(o.real("temperature", 1.0));
-         if (o.raw("importance_threshold")) m.importance_threshold(o.real("importance_threshold", 0.5));
-         if (o.raw("adaptive_top_k")) m.adaptive_top_k(o.boolean("adaptive_top_k", true));
-         if (o.raw("cache_aware")) m.cache_aware(o.boolean("cache_aware", true));
-         if (o.raw("cache_aware_gamma")) m.cache_aware_gamma(o.real("cache_aware_gamma", 1.0));
-         if (o.raw("recall_momentum")) m.recall_momentum(o.real("recall_momentum", 0.9));
-         if (o.raw("capacity_factor")) m.capacity_factor(o.real("capacity_factor", 1.0));
-         if (const std::string* b = o.raw("balance_mode")) m.balance_mode(*b);
-         if (o.raw("num_groups")) m.num_groups(o.integer("num_groups", 0));
-         if (o.raw("group_top_k")) m.group_top_k(o.integer("group_top_k", 1));
+         m.compression_ratio(o.real("compression_ratio", m.compression_ratio()));
+         m.router_type(o.maybe_text("router_type").value_or(m.router_type()));
+         m.num_experts(o.maybe_integer("num_experts"));
+         m.top_k(o.integer("top_k", m.top_k()));
+         m.temperature(o.real("temperature", m.temperature()));
+         m.importance_threshold(o.maybe_real("importance_threshold"));
+         m.adaptive_top_k(o.maybe_boolean("adaptive_top_k"));
+         m.cache_aware(o.maybe_boolean("cache_aware"));
+         m.cache_aware_gamma(o.maybe_real("cache_aware_gamma"));
+         m.recall_momentum(o.maybe_real("recall_momentum"));
+         m.capacity_factor(o.maybe_real("capacity_factor"));
+         m.balance_mode(o.maybe_text("balance_mode"));
+         m.num_groups(o.maybe_integer("num_groups"));
+         m.group_top_k(o.maybe_integer("group_top_k"));
          if (const std::string* g = o.raw("groups")) {
            std::vector<std::vector<int64_t>> groups;
            for (const auto& group : split(*g, '|')) {
@@ -488,10 +501,10 @@ const std::vector<Entry>& entries() {
            }
            m.groups(groups);
          }
-         m.window_size(o.integer("window_size", 64));
-         m.kernel_size(o.integer("kernel_size", 5));
-         m.n_sink(o.integer("n_sink", 4));
-         if (const std::string* w = o.raw("weights")) m.weights_path(*w);
+         m.window_size(o.integer("window_size", m.window_size()));
+         m.kernel_size(o.integer("kernel_size", m.kernel_size()));
+         m.n_sink(o.integer("n_sink", m.n_sink()));
+         m.weights_path(o.maybe_text("weights").value_or(""));
          return std::make_shared<routing::MoERouterPress>(m, experts);
        }},
   };

@@ -58,9 +58,8 @@ at::Tensor SnapKVPress::score(const AttentionContext& ctx, double) const {
   PIKV_CHECK(q_len > w, "snapkv needs a prefill longer than its window: window_size={} but layer {} saw {} tokens",
              w, ctx.layer, q_len);
   PIKV_CHECK(n > w, "snapkv needs more cached tokens than its window: window_size={}, n={}", w, n);
-  const int64_t B = ctx.batch(), Hkv = ctx.kv_heads();
-  at::Tensor s = pooled_scores(window_attention(ctx, w), options_.kernel_size(), Hkv);  // [B, Hkv, n - w]
-  return at::cat({s, protected_score(s).expand({B, Hkv, w})}, 2);  // the window always stays
+  at::Tensor s = pooled_scores(window_attention(ctx, w), options_.kernel_size(), ctx.kv_heads());  // [B, Hkv, n - w]
+  return append_protected(s, w);  // the window always stays
 }
 
 }  // namespace pikv

@@ -20,6 +20,15 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Every pair of experts a < b, in one order that the probe, the training targets and the report share.
+std::vector<std::pair<int64_t, int64_t>> expert_pairs(int64_t experts) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t a = 0; a < experts; ++a) {
+    for (int64_t b = a + 1; b < experts; ++b) out.emplace_back(a, b);
+  }
+  return out;
+}
+
 // Records, per layer, the gate features and every expert's solo kept set during the prefill, then the
 // recall of those sets against the attention of the question forward. Compresses nothing.
 class CalibrationProbe : public Press {
@@ -56,11 +65,9 @@ class CalibrationProbe : public Press {
       };
       for (const at::Tensor& scores : solo) keep(scores);  // index e * R + ratio
       // Diagnostics: every pair of experts mixed with equal weights, as a top_k = 2 router would.
-      for (size_t a = 0; a < solo.size(); ++a) {
-        for (size_t b = a + 1; b < solo.size(); ++b) {
-          at::Tensor mix = 0.5 * solo[a] + 0.5 * solo[b];
-          keep(mix.masked_fill((solo[a] >= 2.0).logical_or(solo[b] >= 2.0), 2.0));  // protected by either
-        }
+      for (const auto& [a, b] : expert_pairs(static_cast<int64_t>(solo.size()))) {
+        at::Tensor mix = 0.5 * solo[a] + 0.5 * solo[b];
+        keep(mix.masked_fill((solo[a] >= 2.0).logical_or(solo[b] >= 2.0), 2.0));  // protected by either
       }
     } else {
       PIKV_CHECK(ctx.attention_weights, "calibration probe: the question forward must materialise attention weights");
@@ -160,6 +167,11 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
 
   const auto experts = default_experts();
   const int64_t E = static_cast<int64_t>(experts.size()), R = static_cast<int64_t>(o.ratios.size());
+  const auto pairs = expert_pairs(E);
+  std::vector<std::vector<int64_t>> pair_of(static_cast<size_t>(E), std::vector<int64_t>(static_cast<size_t>(E), -1));
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    pair_of[pairs[k].first][pairs[k].second] = pair_of[pairs[k].second][pairs[k].first] = static_cast<int64_t>(k);
+  }
   Pipeline pipeline(model, tokenizer);
   CalibrationReport report;
   report.experts = builtin_expert_names();
@@ -204,7 +216,7 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
         l.recall = l.recall / static_cast<double>(l.later);
         const int64_t rows = l.features.size(0) * l.features.size(1);
         at::Tensor f = l.features.reshape({rows, kNumFeatures});
-        const int64_t P = l.recall.size(2) / R - E;  // expert pairs
+        const int64_t P = static_cast<int64_t>(pairs.size());
         at::Tensor all = l.recall.reshape({rows, E + P, R});
         at::Tensor rec = all.narrow(1, 0, E);
         for (int64_t r = 0; r < R; ++r) {
@@ -232,17 +244,7 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
   if (hold_idx.empty()) hold_idx = train_idx;  // no holdout: report on the training rows
   at::Tensor ti = at::tensor(train_idx, at::kLong), hi = at::tensor(hold_idx, at::kLong);
   report.train_rows = ti.numel();
-  report.holdout_rows = static_cast<int64_t>(hold_idx.size()) == static_cast<int64_t>(train_idx.size()) && o.holdout == 0
-                            ? 0
-                            : hi.numel();
-
-  // Pair index of experts a < b, in the order the pairs were recorded.
-  auto pair_index = [E](int64_t a, int64_t b) {
-    if (a > b) std::swap(a, b);
-    int64_t k = 0;
-    for (int64_t i = 0; i < a; ++i) k += E - 1 - i;
-    return k + (b - a - 1);
-  };
+  report.holdout_rows = o.holdout > 0 ? hi.numel() : 0;
   at::Tensor Pc = at::cat(pair_recalls);  // [N, pairs]
 
   // Train from the default table. "best": cross-entropy towards the best outcome of each row -- one
@@ -264,12 +266,9 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
     for (int64_t row = 0; row < Rt.size(0); ++row) {
       if (bs[row] >= bp[row]) {
         target[row][sa[row]] = 1.0;
-        continue;
-      }
-      for (int64_t a = 0; a < E; ++a) {
-        for (int64_t c = a + 1; c < E; ++c) {
-          if (pair_index(a, c) == pa[row]) target[row][a] = target[row][c] = 0.5;
-        }
+      } else {
+        const auto [a, c] = pairs[static_cast<size_t>(pa[row])];
+        target[row][a] = target[row][c] = 0.5;
       }
     }
   }
@@ -297,10 +296,8 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
 
   // Report on held-out rows, per ratio.
   at::Tensor Fh = F.index_select(0, hi), Rh = Rc.index_select(0, hi), Ih = Ri.index_select(0, hi);
-  at::Tensor Ph = at::cat(pair_recalls).index_select(0, hi);
-  for (int64_t a = 0; a < E; ++a) {
-    for (int64_t b = a + 1; b < E; ++b) report.pairs.push_back(report.experts[a] + "+" + report.experts[b]);
-  }
+  at::Tensor Ph = Pc.index_select(0, hi);
+  for (const auto& [a, c] : pairs) report.pairs.push_back(report.experts[a] + "+" + report.experts[c]);
   at::Tensor learned_top = learned.logits(Fh).argmax(-1), default_top = init.logits(Fh).argmax(-1);
   report.learned_choice.assign(static_cast<size_t>(E), 0);
   for (int64_t e = 0; e < E; ++e) report.learned_choice[e] = (learned_top == e).sum().item<int64_t>() / R;
@@ -314,9 +311,9 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
     report.learned_recall.push_back(chosen_recall(rr, learned_top.index_select(0, sel)));
     report.oracle_recall.push_back(std::get<0>(rr.max(1)).mean().item<double>());
     at::Tensor pr = Ph.index_select(0, sel);
-    std::vector<double> pairs;
-    for (int64_t k = 0; k < pr.size(1); ++k) pairs.push_back(pr.select(1, k).mean().item<double>());
-    report.pair_recall.push_back(pairs);
+    std::vector<double> pair_means;
+    for (int64_t k = 0; k < pr.size(1); ++k) pair_means.push_back(pr.select(1, k).mean().item<double>());
+    report.pair_recall.push_back(pair_means);
     // As a top_k = 2 router with a confidence threshold routes: one expert when max pi >= threshold,
     // else its two best mixed (measured with equal weights).
     auto routed = [&](const GateWeights& g, double threshold) {
@@ -326,7 +323,7 @@ CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokeniz
       double sum = 0.0;
       for (int64_t row = 0; row < rr.size(0); ++row) {
         const int64_t a = idx[row][0].item<int64_t>(), c = idx[row][1].item<int64_t>();
-        sum += p[row][0].item<double>() >= threshold ? rr[row][a].item<double>() : pr[row][pair_index(a, c)].item<double>();
+        sum += p[row][0].item<double>() >= threshold ? rr[row][a].item<double>() : pr[row][pair_of[a][c]].item<double>();
       }
       return sum / static_cast<double>(rr.size(0));
     };

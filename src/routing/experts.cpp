@@ -71,8 +71,7 @@ class WindowAttentionExpert : public Expert {
   std::string name() const override { return "window_attention"; }
   PressRequirements requirements() const override { return needs_queries(); }
   at::Tensor score(const AttentionContext& ctx, const LayerSignals& s, double) const override {
-    const at::Tensor& a = s.window_scores;  // [B, Hkv, n - w]
-    return at::cat({a, protected_score(a).expand({ctx.batch(), ctx.kv_heads(), s.window})}, 2);
+    return append_protected(s.window_scores, s.window);  // [B, Hkv, n - w] + the window
   }
   int64_t protected_tail(const AttentionContext&, const LayerSignals& s) const override { return s.window; }
 };
@@ -84,8 +83,7 @@ class ValueAttentionExpert : public Expert {
   at::Tensor score(const AttentionContext& ctx, const LayerSignals& s, double) const override {
     const int64_t n = ctx.length(), w = s.window;
     at::Tensor vnorm = at::linalg_vector_norm(ctx.values.narrow(2, 0, n - w), 2, at::IntArrayRef{-1}, false, at::kFloat);
-    at::Tensor a = s.window_scores.to(at::kFloat) * vnorm;
-    return at::cat({a, protected_score(a).expand({ctx.batch(), ctx.kv_heads(), w})}, 2);
+    return append_protected(s.window_scores.to(at::kFloat) * vnorm, w);
   }
   int64_t protected_tail(const AttentionContext&, const LayerSignals& s) const override { return s.window; }
 };

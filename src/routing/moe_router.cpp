@@ -275,11 +275,14 @@ PressRequirements MoERouterPress::requirements() const {
   return r;
 }
 
-void MoERouterPress::on_attach(const HookableModel& model) {
-  PIKV_CHECK(gate_.num_layers == 0 || gate_.num_layers == model.num_layers(),
+void MoERouterPress::check_gate_layers(int64_t num_layers) const {
+  // 0 on either side: unknown (a table for any model, or a runner that does not say).
+  PIKV_CHECK(gate_.num_layers == 0 || num_layers == 0 || gate_.num_layers == num_layers,
              "moe_router: the gate weights from {} were calibrated on a model with {} layers, this model has {}",
-             gate_.source, gate_.num_layers, model.num_layers());
+             gate_.source, gate_.num_layers, num_layers);
 }
+
+void MoERouterPress::on_attach(const HookableModel& model) { check_gate_layers(model.num_layers()); }
 
 const RouterDecision* MoERouterPress::last_decision(int64_t layer) const {
   auto it = layers_.find(layer);
@@ -291,9 +294,7 @@ at::Tensor MoERouterPress::score(const AttentionContext& ctx, double ratio) cons
              "moe_router: the gate weights from {} were calibrated on a model with {} KV heads of dimension {}, layer "
              "{} has {} of dimension {}",
              gate_.source, gate_.num_kv_heads, gate_.head_dim, ctx.layer, ctx.kv_heads(), ctx.head_dim());
-  PIKV_CHECK(gate_.num_layers == 0 || ctx.num_layers == 0 || gate_.num_layers == ctx.num_layers,
-             "moe_router: the gate weights from {} were calibrated on a model with {} layers, this one has {}",
-             gate_.source, gate_.num_layers, ctx.num_layers);
+  check_gate_layers(ctx.num_layers);  // runners that call compress() directly never attach
   const int64_t B = ctx.batch(), Hkv = ctx.kv_heads(), n = ctx.length(), E = static_cast<int64_t>(experts_.size());
   const LayerSignals signals = compute_signals(ctx, options_.window_size(), options_.kernel_size(), options_.n_sink());
   const at::Tensor features = gate_features(signals, ctx.layer, ctx.num_layers);  // [B, Hkv, F]

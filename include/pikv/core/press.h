@@ -133,4 +133,8 @@ CompressedKV keep_top_k(const at::Tensor& keys, const at::Tensor& values, const 
 // scores' dtype; a 0-d tensor on scores' device (no host synchronisation).
 at::Tensor protected_score(const at::Tensor& scores);
 
+// `scores` followed by `count` protected positions (a window that always stays, e.g. SnapKV's last
+// queries): [B, Hkv, m] -> [B, Hkv, m + count].
+at::Tensor append_protected(const at::Tensor& scores, int64_t count);
+
 }  // namespace pikv

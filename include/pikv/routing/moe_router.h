@@ -152,6 +152,9 @@ class MoERouterPress : public ScorerPress {
     RouterDecision last;
   };
 
+  // Throws when the gate was calibrated on a model with another layer count.
+  void check_gate_layers(int64_t num_layers) const;
+
   MoERouterOptions options_;
   std::vector<std::shared_ptr<Expert>> experts_;
   std::shared_ptr<Router> router_;
