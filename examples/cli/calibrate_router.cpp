@@ -1,6 +1,8 @@
 // `pikv calibrate-router`: learns MoERouterPress's gate on calibration text with a real model.
 #include "cli.h"
 
+#include "args.h"
+
 #include <pikv/routing/calibration.h>
 
 #include <unistd.h>
@@ -21,64 +23,20 @@ namespace {
 
 bool readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
 
-}  // namespace
-
-int run_calibrate_router(const std::vector<std::string>& args) {
-  ModelArgs m;
+struct CalibrateArgs {
+  ModelArgs model;
   routing::CalibrationOptions o;
   std::string out_path, report_path, corpus_path = PIKV_DEFAULT_CALIBRATION;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
-    if (flag == "--out") {
-      out_path = value;
-    } else if (flag == "--report") {
-      report_path = value;
-    } else if (flag == "--corpus") {
-      corpus_path = value;
-    } else if (flag == "--tasks") {
-      o.tasks = split_list(value);
-    } else if (flag == "--samples") {
-      o.samples = parse_int(flag, value, 1);
-    } else if (flag == "--length") {
-      o.length = parse_int(flag, value, 128);
-    } else if (flag == "--ratios") {
-      o.ratios.clear();
-      for (const auto& v : split_list(value)) {
-        const double r = parse_ratio(flag, v);
-        if (r == 0.0) usage_error("--ratios: every ratio must be > 0 (nothing to choose at ratio 0)");
-        o.ratios.push_back(r);
-      }
-    } else if (flag == "--epochs") {
-      o.epochs = parse_int(flag, value, 1);
-    } else if (flag == "--lr") {
-      o.learning_rate = std::stod(value);
-      if (!(o.learning_rate > 0)) usage_error(fmt::format("--lr must be > 0, got '{}'", value));
-    } else if (flag == "--seed") {
-      o.seed = static_cast<uint64_t>(parse_int(flag, value, 0));
-    } else if (flag == "--objective") {
-      if (value != "best" && value != "recall") usage_error(fmt::format("--objective must be best or recall, got '{}'", value));
-      o.objective = value;
-    } else if (flag == "--threshold") {
-      o.importance_threshold = parse_ratio(flag, value);
-    } else if (flag == "--queries") {
-      if (value != "all" && value != "answer") usage_error(fmt::format("--queries must be all or answer, got '{}'", value));
-      o.queries = value;
-    } else if (flag == "--continuation") {
-      o.continuation_tokens = parse_int(flag, value, 0);
-    } else if (flag == "--holdout") {
-      o.holdout = parse_ratio(flag, value);
-    } else {
-      usage_error(fmt::format("unknown calibrate-router option '{}'", flag));
-    }
-  }
+};
+
+int run_calibrate_router(const CalibrateArgs& a) {
+  const ModelArgs& m = a.model;
+  const routing::CalibrationOptions& o = a.o;
+  const std::string &out_path = a.out_path, &report_path = a.report_path, &corpus_path = a.corpus_path;
   if (out_path.empty()) usage_error("calibrate-router needs --out FILE (the gate weights, JSON)");
+  for (double r : o.ratios) {
+    if (r == 0.0) usage_error("--ratios: every ratio must be > 0 (nothing to choose at ratio 0)");
+  }
   for (const auto& t : o.tasks) {
     bool known = false;
     for (const auto& k : eval::task_names()) known |= k == t;
@@ -128,6 +86,44 @@ int run_calibrate_router(const std::vector<std::string>& args) {
   if (!report_path.empty()) write_text_file(report_path, md);
   fmt::print(stderr, "wrote gate weights to {}\n", out_path);
   return 0;
+}
+
+}  // namespace
+
+args::Action declare_calibrate_router(args::Flags& f) {
+  auto a = std::make_shared<CalibrateArgs>();
+  routing::CalibrationOptions& o = a->o;
+  f = {
+      args::path("--out", "FILE", &a->out_path,
+                 "gate weights to write (JSON; load with --press moe_router --option weights=FILE)"),
+      args::path("--report", "FILE.md", &a->report_path, "also write the held-out recall table"),
+      args::path("--corpus", "FILE", &a->corpus_path,
+                 "calibration text (default models/calibration.txt; must differ from the\nevaluation haystack)"),
+      args::words("--tasks", "LIST", &o.tasks).as_brief(),
+      args::integer("--samples", "N", &o.samples, 1, args::kMaxCount).with_note("{default} per task").as_brief(),
+      args::integer("--length", "N", &o.length, 128, args::kMaxTokens).with_note("{default} tokens").as_brief(),
+      args::integer("--seed", "S", &o.seed, 0, args::kMaxSeed).with_note("{default}").as_brief(),
+      args::ratios("--ratios", "LIST", &o.ratios, "ratios the experts' kept sets are measured at (default {default})"),
+      args::integer("--epochs", "N", &o.epochs, 1, args::kMaxCount).with_note("{default}").as_brief(),
+      args::real("--lr", "X", &o.learning_rate, {0.0, HUGE_VAL, true}).with_note("{default}").as_brief(),
+      args::ratio("--holdout", "F", &o.holdout).with_note("{default}: share of samples held out for the report").as_brief(),
+      args::choice("--objective", "best|recall", &o.objective, {"best", "recall"},
+                   "best (default): cross-entropy towards each head's best outcome, one expert or\n"
+                   "two mixed; recall: maximise the expected recall of single experts"),
+      args::integer("--continuation", "N", &o.continuation_tokens, 0, args::kMaxTokens,
+                    "also measure recall for N tokens of the text after the context (0: only\n"
+                    "the question and its answer)")
+          .with_note("{default}"),
+      args::choice("--queries", "all|answer", &o.queries, {"all", "answer"},
+                   "whose attention the recall measures: every later query (default) or only\n"
+                   "the answer's tokens (the queries that read the needle)"),
+      args::ratio("--threshold", "T", &o.importance_threshold,
+                  "the confidence threshold the report routes with (use it as the press's\n"
+                  "importance_threshold)")
+          .with_note("{default}"),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_calibrate_router(*a); };
 }
 
 }  // namespace pikv::cli

@@ -3,6 +3,7 @@
 
 #include <pikv/pikv.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,16 +11,32 @@
 
 namespace pikv::cli {
 
-// The full --help text.
-const char* usage_text();
+namespace args {
+struct Flag;  // args.h: the parser and the flag kinds
+using Flags = std::vector<Flag>;
+using Action = std::function<int()>;
+}  // namespace args
+
+// Each command declares its flags into the list, bound to a fresh set of values, and returns the action
+// that runs it on them (main.cpp's command table names them).
+args::Action declare_demo(args::Flags& flags);
+args::Action declare_generate(args::Flags& flags);
+args::Action declare_presses(args::Flags& flags);
+args::Action declare_tokenize(args::Flags& flags);
+args::Action declare_logits(args::Flags& flags);
+args::Action declare_eval(args::Flags& flags);
+args::Action declare_needles(args::Flags& flags);
+args::Action declare_score(args::Flags& flags);
+args::Action declare_calibrate_router(args::Flags& flags);
+args::Action declare_synthetic(args::Flags& flags);
 
 // Prints "pikv: MESSAGE" and the usage hint, exits with status 2.
 [[noreturn]] void usage_error(const std::string& message);
-int64_t parse_int(const std::string& flag, const std::string& value, int64_t min);
-double parse_ratio(const std::string& flag, const std::string& value);
 at::ScalarType parse_dtype(const std::string& value);
 // $PIKV_MODEL, else the default model scripts/setup.sh fetched.
 std::string default_model();
+// $PIKV_HAYSTACK, else the haystack text scripts/setup.sh made.
+std::string default_haystack();
 
 // --model / --device / --dtype, shared by the commands that load a model.
 struct ModelArgs {
@@ -27,22 +44,23 @@ struct ModelArgs {
   std::string device = "cpu";
   std::string dtype = "float32";
 };
-// Takes --model/--device/--dtype (validating the value); returns false for other flags.
-bool model_flag(ModelArgs& m, const std::string& flag, const std::string& value);
+// Declares --model/--device/--dtype (listed under "Common options").
+void add_model_flags(args::Flags& flags, ModelArgs& m);
 // Loads the model (checks that a CUDA device exists when one is asked for).
 std::unique_ptr<DecoderModel> load_model(const ModelArgs& m);
-// Space-separated non-negative token ids; on failure `bad` holds the offending word.
+
+// The largest token id the tool reads (larger ones are typos, not vocabularies).
+constexpr int64_t kMaxTokenId = 2147483647;
+// Space-separated token ids in [0, kMaxTokenId]; on failure `bad` holds the offending word.
 bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad);
 
-// --press / --ratio / --option, shared by the commands that build one press.
+// --press / --ratio / --option, for the commands that build one press.
 struct PressArgs {
   std::string name;
   std::map<std::string, std::string> options;
   double ratio = 0.5;
   bool ratio_given = false;
 };
-// Takes --press/--ratio/--option (validating the value); returns false for other flags.
-bool press_flag(PressArgs& p, const std::string& flag, const std::string& value);
 
 // Builds a press from --press/--ratio/--option: the ratio goes to the press's compression_ratio option
 // when it has one and none was given as --option (an explicit --ratio for a press without one is an
@@ -61,13 +79,5 @@ std::string read_file(const std::string& path, const char* what);
 std::string decode_whole_chars(const Tokenizer& tokenizer, const std::vector<int64_t>& ids);
 // `text` with `sentence` inserted at the first sentence end (". ") after fraction `depth` of it.
 std::string insert_at_depth(const std::string& text, const std::string& sentence, double depth);
-
-int run_score(const std::vector<std::string>& args);
-int run_needles(const std::vector<std::string>& args);
-int run_eval(const std::vector<std::string>& args);
-int run_calibrate_router(const std::vector<std::string>& args);
-int run_synthetic_demo(const std::vector<std::string>& args);
-int run_generate(const std::vector<std::string>& args);
-int run_needle_demo(const std::vector<std::string>& args);
 
 }  // namespace pikv::cli

@@ -1,23 +1,22 @@
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/Context.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
+#ifndef PIKV_DEFAULT_HAYSTACK
+#define PIKV_DEFAULT_HAYSTACK "models/haystack.txt"
+#endif
+
 namespace pikv::cli {
 
 void usage_error(const std::string& message) {
   fmt::print(stderr, "pikv: {}\nRun `pikv --help` for usage.\n", message);
   std::exit(2);
-}
-
-int64_t parse_int(const std::string& flag, const std::string& value, int64_t min) {
-  char* end = nullptr;
-  const long long v = std::strtoll(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || v < min) usage_error(fmt::format("{} needs an integer >= {}, got '{}'", flag, min, value));
-  return v;
 }
 
 // The default model: $PIKV_MODEL, else the file scripts/setup.sh fetched into the source tree.
@@ -30,13 +29,9 @@ std::string default_model() {
 #endif
 }
 
-
-double parse_ratio(const std::string& flag, const std::string& value) {
-  char* end = nullptr;
-  const double r = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end != '\0') usage_error(fmt::format("{} needs a number, got '{}'", flag, value));
-  pikv::check_compression_ratio(r, flag);
-  return r;
+std::string default_haystack() {
+  const char* env = std::getenv("PIKV_HAYSTACK");
+  return env != nullptr ? env : PIKV_DEFAULT_HAYSTACK;
 }
 
 at::ScalarType parse_dtype(const std::string& value) {
@@ -46,19 +41,15 @@ at::ScalarType parse_dtype(const std::string& value) {
   usage_error(fmt::format("--dtype must be float32, bfloat16 or float16, got '{}'", value));
 }
 
-bool model_flag(ModelArgs& m, const std::string& flag, const std::string& value) {
-  if (flag == "--model") {
-    m.model = value;
-  } else if (flag == "--device") {
-    if (value != "cpu" && value.rfind("cuda", 0) != 0) usage_error(fmt::format("--device must be cpu or cuda, got '{}'", value));
-    m.device = value;
-  } else if (flag == "--dtype") {
-    parse_dtype(value);
-    m.dtype = value;
-  } else {
-    return false;
-  }
-  return true;
+void add_model_flags(args::Flags& flags, ModelArgs& m) {
+  flags.push_back(args::path("--model", "PATH", &m.model,
+                             "Hugging Face checkpoint folder or .gguf file (default: SmolLM2-135M-Instruct,\n"
+                             "fetched into models/ by scripts/setup.sh; or $PIKV_MODEL)")
+                      .as_common());
+  flags.push_back(args::choice("--device", "D", &m.device, {"cpu", "cuda"}, "cpu or cuda (default {default})").as_common());
+  flags.push_back(args::choice("--dtype", "T", &m.dtype, {"float32", "bfloat16", "float16"},
+                               "float32, bfloat16 or float16 (default {default})")
+                      .as_common());
 }
 
 std::unique_ptr<DecoderModel> load_model(const ModelArgs& m) {
@@ -71,11 +62,13 @@ bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::st
   std::istringstream in(text);
   std::string word;
   while (in >> word) {
-    char* end = nullptr;
-    const long long v = std::strtoll(word.c_str(), &end, 10);
-    if (*end != '\0' || v < 0) {
-      bad = word;
-      return false;
+    // Digits only (no sign), at most kMaxTokenId (strtoll would saturate a longer number).
+    int64_t v = 0;
+    for (char c : word) {
+      if (c < '0' || c > '9' || (v = v * 10 + (c - '0')) > kMaxTokenId) {
+        bad = word;
+        return false;
+      }
     }
     ids.push_back(v);
   }
@@ -118,22 +111,6 @@ std::string insert_at_depth(const std::string& text, const std::string& sentence
   size_t at = text.find(". ", static_cast<size_t>(depth * static_cast<double>(text.size())));
   at = at == std::string::npos ? text.size() : at + 1;
   return text.substr(0, at) + sentence + text.substr(at);
-}
-
-bool press_flag(PressArgs& p, const std::string& flag, const std::string& value) {
-  if (flag == "--press") {
-    p.name = value;
-  } else if (flag == "--ratio") {
-    p.ratio = parse_ratio(flag, value);
-    p.ratio_given = true;
-  } else if (flag == "--option") {
-    const auto eq = value.find('=');
-    if (eq == std::string::npos || eq == 0) usage_error(fmt::format("--option needs KEY=VALUE, got '{}'", value));
-    p.options[value.substr(0, eq)] = value.substr(eq + 1);
-  } else {
-    return false;
-  }
-  return true;
 }
 
 std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,

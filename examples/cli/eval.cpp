@@ -1,6 +1,8 @@
 // `pikv eval`: quality under compression on a real model over RULER-style synthetic tasks.
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -11,78 +13,31 @@
 #include <fstream>
 #include <sstream>
 
-#ifndef PIKV_DEFAULT_HAYSTACK
-#define PIKV_DEFAULT_HAYSTACK "models/haystack.txt"
-#endif
-
 namespace pikv::cli {
 namespace {
 
 std::string basename(const std::string& p) { return p.substr(p.find_last_of('/') + 1); }
 
-}  // namespace
-
-int run_eval(const std::vector<std::string>& args) {
-  ModelArgs m;
+struct EvalArgs {
+  ModelArgs model;
   eval::GridConfig grid;
-  grid.presses.clear();
-  std::string out_dir, export_path, corpus_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK")
-                                                                                : PIKV_DEFAULT_HAYSTACK;
+  std::vector<std::string> presses = {"knorm", "snapkv", "adakv:press=expected_attention,inner.epsilon=0.01"};
+  std::string out_dir, export_path, corpus_path = default_haystack();
   bool measure = false, report_only = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (flag == "--measure-reprefill") {
-      measure = true;
-      continue;
-    }
-    if (flag == "--no-batch") {
-      grid.batch_cells = false;
-      continue;
-    }
-    if (flag == "--report-only") {
-      report_only = true;
-      continue;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
-    if (flag == "--tasks") {
-      grid.tasks = split_list(value);
-    } else if (flag == "--lengths") {
-      grid.lengths.clear();
-      for (const auto& v : split_list(value)) grid.lengths.push_back(parse_int(flag, v, 1));
-    } else if (flag == "--samples") {
-      grid.samples = parse_int(flag, value, 1);
-    } else if (flag == "--press") {
-      grid.presses.push_back(value);
-    } else if (flag == "--ratios") {
-      grid.ratios.clear();
-      for (const auto& v : split_list(value)) grid.ratios.push_back(parse_ratio(flag, v));
-    } else if (flag == "--seed") {
-      grid.seed = static_cast<uint64_t>(parse_int(flag, value, 0));
-    } else if (flag == "--continuation") {
-      grid.continuation_tokens = parse_int(flag, value, 1);
-    } else if (flag == "--corpus") {
-      corpus_path = value;
-    } else if (flag == "--out") {
-      out_dir = value;
-    } else if (flag == "--export-tasks") {
-      export_path = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for eval", flag));
-    }
-  }
+};
+
+int run_eval(const EvalArgs& a) {
+  const ModelArgs& m = a.model;
+  eval::GridConfig grid = a.grid;
+  grid.presses = a.presses;
+  const std::string &out_dir = a.out_dir, &export_path = a.export_path, &corpus_path = a.corpus_path;
+  const bool measure = a.measure, report_only = a.report_only;
   if (out_dir.empty() && export_path.empty()) usage_error("eval needs --out DIR (or --export-tasks FILE)");
   for (const auto& t : grid.tasks) {
     if (std::find(eval::task_names().begin(), eval::task_names().end(), t) == eval::task_names().end()) {
       usage_error(fmt::format("unknown task '{}'; tasks: {}", t, fmt::join(eval::task_names(), ", ")));
     }
   }
-  if (grid.presses.empty()) grid.presses = {"knorm", "snapkv", "adakv:press=expected_attention,inner.epsilon=0.01"};
   // Check the press specs before loading anything.
   for (const auto& spec : grid.presses) {
     auto [name, options] = parse_press_spec(spec);
@@ -183,6 +138,40 @@ int run_eval(const std::vector<std::string>& args) {
     write_text_file(out_dir + "/timing.json", j.dump(1) + "\n");
   }
   return 0;
+}
+
+}  // namespace
+
+args::Action declare_eval(args::Flags& f) {
+  auto a = std::make_shared<EvalArgs>();
+  f = {
+      args::path("--out", "DIR", &a->out_dir,
+                 "results.jsonl (appended; finished cells are skipped on restart), results.csv,\n"
+                 "summary.md (required unless --export-tasks)"),
+      args::words("--tasks", "LIST", &a->grid.tasks, fmt::format("{} (default: all)", fmt::join(eval::task_names(), ","))),
+      args::integers("--lengths", "LIST", &a->grid.lengths, 1, args::kMaxTokens, "context lengths in tokens (default {default})"),
+      args::integer("--samples", "N", &a->grid.samples, 1, args::kMaxCount, "samples per task and length (default {default})"),
+      args::repeated("--press", "SPEC", &a->presses,
+                     "repeatable, NAME or NAME:KEY=VALUE,... without compression_ratio\n(default: {default})"),
+      args::ratios("--ratios", "LIST", &a->grid.ratios,
+                   "compression ratios (default {default}); ratio 0 (no press) always runs"),
+      args::integer("--seed", "S", &a->grid.seed, 0, args::kMaxSeed).with_note("{default}").as_brief(),
+      args::integer("--continuation", "N", &a->grid.continuation_tokens, 1, args::kMaxTokens)
+          .with_note("{default} tokens, the KL metric")
+          .as_brief(),
+      args::path("--corpus", "FILE", &a->corpus_path).with_note("default models/haystack.txt").as_brief(),
+      args::path("--export-tasks", "FILE", &a->export_path,
+                 "write the generated samples as JSON lines (for the kvpress reference)"),
+      args::toggle("--measure-reprefill", &a->measure,
+                   "also time one sample with a live prefill per press (vs the shared prefill)"),
+      args::toggle("--report-only", &a->report_only, "only rewrite results.csv and summary.md from the results file in --out"),
+      args::toggle("--no-batch", &a->grid.batch_cells,
+                   "answer every cell alone (default: cells of one sample and ratio whose caches\n"
+                   "have the same shape are answered as one batch)",
+                   false),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_eval(*a); };
 }
 
 }  // namespace pikv::cli

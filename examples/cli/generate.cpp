@@ -2,6 +2,8 @@
 // needle in a haystack, answered without and with compression).
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -16,9 +18,6 @@
 
 #ifndef PIKV_VERSION
 #define PIKV_VERSION "unknown"
-#endif
-#ifndef PIKV_DEFAULT_HAYSTACK
-#define PIKV_DEFAULT_HAYSTACK "models/haystack.txt"
 #endif
 
 namespace pikv::cli {
@@ -53,46 +52,20 @@ nlohmann::json stats_json(const PipelineStats& s) {
   return j;
 }
 
-}  // namespace
-
-int run_generate(const std::vector<std::string>& args) {
-  ModelArgs m;
-  PressArgs pa;
-  std::string context, chat_template, answer_prefix;
+struct GenerateArgs {
+  ModelArgs model;
+  PressArgs press;
+  std::string context, context_file, chat_template, answer_prefix;
   std::vector<std::string> questions;
   bool json = false;
   int64_t max_new_tokens = 50, max_context = 0;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (flag == "--json") {
-      json = true;
-      continue;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value) || press_flag(pa, flag, value)) continue;
-    if (flag == "--context") {
-      context = value;
-    } else if (flag == "--context-file") {
-      context = read_file(value, "context file");
-    } else if (flag == "--question") {
-      questions.push_back(value);
-    } else if (flag == "--max-new-tokens") {
-      max_new_tokens = parse_int(flag, value, 1);
-    } else if (flag == "--max-context-length") {
-      max_context = parse_int(flag, value, 1);
-    } else if (flag == "--answer-prefix") {
-      answer_prefix = value;
-    } else if (flag == "--chat-template") {
-      chat_template = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for generate", flag));
-    }
-  }
+};
+
+int run_generate(const GenerateArgs& a) {
+  const ModelArgs& m = a.model;
+  const PressArgs& pa = a.press;
+  const std::vector<std::string>& questions = a.questions;
+  const std::string context = a.context_file.empty() ? a.context : read_file(a.context_file, "context file");
   if (context.empty()) usage_error("generate needs a non-empty --context or --context-file");
   if (questions.empty()) usage_error("generate needs at least one --question");
   if (pa.name.empty() && (pa.ratio_given || !pa.options.empty())) usage_error("--ratio and --option need --press");
@@ -105,15 +78,15 @@ int run_generate(const std::vector<std::string>& args) {
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
   std::optional<ChatTemplate> tmpl;
-  if (!chat_template.empty()) tmpl = ChatTemplate::custom(chat_template);
+  if (!a.chat_template.empty()) tmpl = ChatTemplate::custom(a.chat_template);
   Pipeline pipeline(*model, *tokenizer, tmpl);
-  auto options = PipelineOptions().max_new_tokens(max_new_tokens).answer_prefix(answer_prefix).max_context_length(
-      max_context);
+  auto options = PipelineOptions().max_new_tokens(a.max_new_tokens).answer_prefix(a.answer_prefix).max_context_length(
+      a.max_context);
   options.on_prefill_progress(progress("prefill"));
   PipelineStats stats;
   size_t current = SIZE_MAX;
   TokenCallback stream;
-  if (!json) {
+  if (!a.json) {
     stream = [&](size_t q, const std::string& piece) {
       if (q != current) {
         fmt::print("{}Q: {}\nA: ", current == SIZE_MAX ? "" : "\n\n", questions[q]);
@@ -124,7 +97,7 @@ int run_generate(const std::vector<std::string>& args) {
     };
   }
   const auto answers = pipeline.answer(context, questions, press.get(), options, &stats, stream);
-  if (json) {
+  if (a.json) {
     nlohmann::json out = {{"model", m.model}, {"press", press ? press->describe() : "none"},
                           {"questions", questions}, {"answers", answers}, {"stats", stats_json(stats)}};
     fmt::print("{}\n", out.dump(1));
@@ -143,37 +116,22 @@ int run_generate(const std::vector<std::string>& args) {
   return 0;
 }
 
-int run_needle_demo(const std::vector<std::string>& args) {
-  ModelArgs m;
+struct DemoArgs {
+  ModelArgs model;
   int64_t tokens = 1500;
   double ratio = 0.5, depth = 0.4;
-  std::vector<std::string> presses = {"knorm", "streaming_llm", "keydiff", "snapkv"};
-  std::string haystack_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK") : PIKV_DEFAULT_HAYSTACK;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
-    if (flag == "--tokens") {
-      tokens = parse_int(flag, value, 64);
-    } else if (flag == "--ratio") {
-      ratio = parse_ratio(flag, value);
-    } else if (flag == "--press") {
-      make_press(value);  // validates the name
-      presses = {value};
-    } else if (flag == "--depth") {
-      depth = std::atof(value.c_str());
-      if (depth < 0 || depth > 1) usage_error(fmt::format("--depth must be in [0, 1], got '{}'", value));
-    } else if (flag == "--haystack") {
-      haystack_path = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for demo", flag));
-    }
-  }
+  std::string press;  // empty: kDemoPresses
+  std::string haystack = default_haystack();
+};
+const std::vector<std::string> kDemoPresses = {"knorm", "streaming_llm", "keydiff", "snapkv"};
+
+int run_needle_demo(const DemoArgs& a) {
+  const ModelArgs& m = a.model;
+  const int64_t tokens = a.tokens;
+  const double ratio = a.ratio, depth = a.depth;
+  const std::string& haystack_path = a.haystack;
+  if (!a.press.empty()) make_press(a.press);  // validates the name before anything loads
+  const std::vector<std::string> presses = a.press.empty() ? kDemoPresses : std::vector<std::string>{a.press};
   const std::string raw = read_file(haystack_path, "haystack text (made by scripts/setup.sh)");
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
@@ -218,6 +176,45 @@ int run_needle_demo(const std::vector<std::string>& args) {
              "('KV after'). `pikv generate --help` runs your own context and questions; `pikv presses` lists presses.\n",
              100 * (1 - ratio));
   return 0;
+}
+
+}  // namespace
+
+args::Action declare_generate(args::Flags& f) {
+  auto a = std::make_shared<GenerateArgs>();
+  f = {
+      args::text("--context", "TEXT", &a->context, "the context (required)"),
+      args::path("--context-file", "FILE", &a->context_file).excluding("--context"),
+      args::repeated("--question", "Q", &a->questions, "a question about it (repeatable; at least one)"),
+      args::text("--press", "NAME", &a->press.name, "a press from `pikv presses` (default: none)"),
+      args::ratio("--ratio", "R", &a->press.ratio, "its compression ratio, in [0, 1) (default {default})")
+          .record_given(&a->press.ratio_given),
+      args::key_values("--option", "KEY=VALUE", &a->press.options, "a press option (repeatable), e.g. --option n_sink=8"),
+      args::integer("--max-new-tokens", "N", &a->max_new_tokens, 1, args::kMaxTokens, "tokens per answer (default {default})"),
+      args::integer("--max-context-length", "N", &a->max_context, 1, args::kMaxTokens,
+                    "cut longer contexts, with a warning (default: the model's limit)"),
+      args::text("--answer-prefix", "TEXT", &a->answer_prefix, "text after each question, e.g. \"Answer:\""),
+      args::text("--chat-template", "FORMAT", &a->chat_template, "a template with one {content}, instead of the model's own"),
+      args::toggle("--json", &a->json, "print answers and statistics as one JSON object"),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_generate(*a); };
+}
+
+args::Action declare_demo(args::Flags& f) {
+  auto a = std::make_shared<DemoArgs>();
+  f = {
+      args::integer("--tokens", "N", &a->tokens, 64, args::kMaxTokens, "context length in tokens (default {default})"),
+      args::ratio("--ratio", "R", &a->ratio, "compression ratio of the compressed runs (default {default})"),
+      args::text("--press", "NAME", &a->press,
+                 fmt::format("compress with this press only (default: {})", fmt::join(kDemoPresses, ", "))),
+      args::real("--depth", "F", &a->depth, {0.0, 1.0},
+                 "where the hidden fact sits in the context, 0..1 (default {default})"),
+      args::path("--haystack", "FILE", &a->haystack,
+                 "the text the needle hides in (default models/haystack.txt, made by\nscripts/setup.sh; or $PIKV_HAYSTACK)"),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_needle_demo(*a); };
 }
 
 }  // namespace pikv::cli

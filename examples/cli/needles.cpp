@@ -2,6 +2,8 @@
 // prefilled once (SharedPrefill) and every press is replayed on that prefill.
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/ATen.h>
 
 #include <unistd.h>
@@ -10,10 +12,6 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-
-#ifndef PIKV_DEFAULT_HAYSTACK
-#define PIKV_DEFAULT_HAYSTACK "models/haystack.txt"
-#endif
 
 namespace pikv::cli {
 
@@ -73,44 +71,21 @@ std::vector<NeedleCase> make_cases(const std::string& haystack, const Tokenizer&
   return cases;
 }
 
-}  // namespace
-
-int run_needles(const std::vector<std::string>& args) {
-  ModelArgs m;
-  int64_t tokens = 1000, count = 20;
+struct NeedlesArgs {
+  ModelArgs model;
+  int64_t tokens = 1000, cases = 20;
   uint64_t seed = 0;
   double ratio = 0.5;
-  std::vector<std::string> specs;
-  std::string out_path;
-  std::string haystack_path = std::getenv("PIKV_HAYSTACK") ? std::getenv("PIKV_HAYSTACK") : PIKV_DEFAULT_HAYSTACK;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value)) continue;
-    if (flag == "--tokens") {
-      tokens = parse_int(flag, value, 64);
-    } else if (flag == "--cases") {
-      count = parse_int(flag, value, 1);
-    } else if (flag == "--seed") {
-      seed = static_cast<uint64_t>(parse_int(flag, value, 0));
-    } else if (flag == "--ratio") {
-      ratio = parse_ratio(flag, value);
-    } else if (flag == "--press") {
-      specs.push_back(value);
-    } else if (flag == "--haystack") {
-      haystack_path = value;
-    } else if (flag == "--out") {
-      out_path = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for needles", flag));
-    }
-  }
-  if (specs.empty()) specs = kDefaultPresses;
+  std::vector<std::string> presses = kDefaultPresses;
+  std::string out, haystack = default_haystack();
+};
+
+int run_needles(const NeedlesArgs& a) {
+  const ModelArgs& m = a.model;
+  const int64_t tokens = a.tokens, count = a.cases;
+  const double ratio = a.ratio;
+  const std::vector<std::string>& specs = a.presses;
+  const std::string &out_path = a.out, &haystack_path = a.haystack;
   // Build every press first: a bad name or option fails before the model loads.
   std::vector<std::shared_ptr<Press>> presses;
   bool need_weights = false;
@@ -123,7 +98,7 @@ int run_needles(const std::vector<std::string>& args) {
   auto model = load_model(m);
   auto tokenizer = Tokenizer::load(m.model);
   Pipeline pipeline(*model, *tokenizer);
-  const auto cases = make_cases(haystack, *tokenizer, tokens, count, seed);
+  const auto cases = make_cases(haystack, *tokenizer, tokens, count, a.seed);
 
   std::vector<std::string> labels = {"none (full cache)"};
   for (size_t i = 0; i < presses.size(); ++i) labels.push_back(specs[i]);
@@ -169,6 +144,26 @@ int run_needles(const std::vector<std::string>& args) {
     fmt::print(stderr, "wrote {}\n", out_path);
   }
   return 0;
+}
+
+}  // namespace
+
+args::Action declare_needles(args::Flags& f) {
+  auto a = std::make_shared<NeedlesArgs>();
+  f = {
+      args::integer("--cases", "N", &a->cases, 1, args::kMaxCount).with_note("{default}").as_brief(),
+      args::integer("--tokens", "N", &a->tokens, 64, args::kMaxTokens).with_note("{default}").as_brief(),
+      args::ratio("--ratio", "R", &a->ratio).with_note("{default}").as_brief(),
+      args::integer("--seed", "S", &a->seed, 0, args::kMaxSeed).with_note("{default}").as_brief(),
+      args::path("--haystack", "FILE", &a->haystack).as_brief(),
+      args::path("--out", "FILE.md", &a->out).as_brief(),
+      args::repeated("--press", "SPEC", &a->presses,
+                     fmt::format("repeatable; SPEC is NAME or NAME:KEY=VALUE,KEY=VALUE, e.g.\n"
+                                 "adakv:press=expected_attention,inner.epsilon=0.01 (default: {} presses)",
+                                 kDefaultPresses.size())),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_needles(*a); };
 }
 
 }  // namespace pikv::cli

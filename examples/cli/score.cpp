@@ -1,52 +1,35 @@
 // `pikv score`: the prefill of given token ids under one press, and what every layer kept.
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/ATen.h>
 
 namespace pikv::cli {
 
-int run_score(const std::vector<std::string>& args) {
-  ModelArgs m;
-  PressArgs pa;
-  std::string tokens, decode_tokens, out;
+namespace {
+
+struct ScoreArgs {
+  ModelArgs model;
+  PressArgs press;
+  std::vector<int64_t> ids, decode_ids;
+  std::string out;
   bool save_kv = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      return 0;
-    }
-    if (flag == "--save-kv") {
-      save_kv = true;
-      continue;
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (model_flag(m, flag, value) || press_flag(pa, flag, value)) continue;
-    if (flag == "--tokens") {
-      tokens = value;
-    } else if (flag == "--decode-tokens") {
-      decode_tokens = value;
-    } else if (flag == "--out") {
-      out = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for score", flag));
-    }
-  }
-  if (tokens.empty()) usage_error("score needs --tokens \"ID ID ...\"");
+};
+
+int run_score(const ScoreArgs& a) {
+  const ModelArgs& m = a.model;
+  const PressArgs& pa = a.press;
+  const std::vector<int64_t>& ids = a.ids;
+  const std::vector<int64_t>& decode_ids = a.decode_ids;
+  const std::string& out = a.out;
+  if (ids.empty()) usage_error("score needs --tokens \"ID ID ...\"");
   if (pa.name.empty()) usage_error("score needs --press NAME (see `pikv presses`)");
   if (out.empty()) usage_error("score needs --out FILE");
-  std::vector<int64_t> ids, decode_ids;
-  std::string bad;
-  if (!parse_token_ids(tokens, ids, bad)) usage_error(fmt::format("--tokens must be non-negative integers, got '{}'", bad));
-  if (ids.empty()) usage_error("--tokens holds no token id");
-  if (!parse_token_ids(decode_tokens, decode_ids, bad)) {
-    usage_error(fmt::format("--decode-tokens must be non-negative integers, got '{}'", bad));
-  }
   auto press = build_press(pa.name, pa.options, pa.ratio, pa.ratio_given);
   auto model = load_model(m);
   PressRecordOptions options;
-  options.save_kv = save_kv;
+  options.save_kv = a.save_kv;
   if (!decode_ids.empty()) options.decode_tokens = at::tensor(decode_ids, at::kLong).unsqueeze(0);
   const at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
   auto record = record_press(*model, input, press.get(), options);
@@ -61,6 +44,31 @@ int run_score(const std::vector<std::string>& args) {
   fmt::print(stderr, "{}: {} layers, kept {} of {} (batch, head, token) entries ({:.1f}%); wrote {}\n",
              press->describe(), model->num_layers(), kept, total, 100.0 * kept / std::max<int64_t>(1, total), out);
   return 0;
+}
+
+}  // namespace
+
+args::Action declare_score(args::Flags& f) {
+  auto a = std::make_shared<ScoreArgs>();
+  f = {
+      args::token_ids("--tokens", "\"ID ID ...\"", &a->ids, "token ids of the prefill, space-separated (required)"),
+      args::text("--press", "NAME", &a->press.name, "a press from `pikv presses` (required)"),
+      args::ratio("--ratio", "R", &a->press.ratio,
+                  "its compression ratio, in [0, 1) (default {default}; presses with a\ncompression_ratio option)")
+          .record_given(&a->press.ratio_given),
+      args::key_values("--option", "KEY=VALUE", &a->press.options,
+                       "a press option (repeatable); wrappers: --option press=NAME for the inner\n"
+                       "press and --option inner.KEY=VALUE for its options"),
+      args::token_ids("--decode-tokens", "\"ID ...\"", &a->decode_ids,
+                      "token ids fed one by one after the prefill (decoding presses act on them)"),
+      args::toggle("--save-kv", &a->save_kv, "also write layer{l}.keys / layer{l}.values, the stored cache"),
+      args::path("--out", "FILE", &a->out,
+                 "safetensors file (required): per layer l, layer{l}.kept int64 [B, Hkv, k]\n"
+                 "(kept positions, ascending; head-wise presses pad with -1), and for\n"
+                 "scorers layer{l}.scores float32 [B, Hkv, n]; ThinK: layer{l}.pruned_channels"),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_score(*a); };
 }
 
 }  // namespace pikv::cli

@@ -1,6 +1,8 @@
 // `pikv synthetic`: every press on a synthetic random-weight attention model (mechanics only).
 #include "cli.h"
 
+#include "args.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
@@ -13,7 +15,7 @@
 namespace pikv::cli {
 namespace {
 
-struct DemoArgs {
+struct SyntheticArgs {
   int64_t tokens = 1024;
   double ratio = 0.5;
   int64_t layers = 8;
@@ -21,41 +23,6 @@ struct DemoArgs {
   std::string dtype = "float32";
   uint64_t seed = 0;
 };
-
-DemoArgs parse_demo(const std::vector<std::string>& args) {
-  DemoArgs a;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", usage_text());
-      std::exit(0);
-    }
-    if (i + 1 >= args.size()) usage_error(fmt::format("unknown argument '{}' or missing value", flag));
-    const std::string& value = args[++i];
-    if (flag == "--tokens") {
-      a.tokens = parse_int(flag, value, 8);
-    } else if (flag == "--layers") {
-      a.layers = parse_int(flag, value, 1);
-    } else if (flag == "--seed") {
-      a.seed = static_cast<uint64_t>(parse_int(flag, value, 0));
-    } else if (flag == "--ratio") {
-      char* end = nullptr;
-      a.ratio = std::strtod(value.c_str(), &end);
-      if (value.empty() || *end != '\0') usage_error(fmt::format("--ratio needs a number, got '{}'", value));
-      pikv::check_compression_ratio(a.ratio, "--ratio");
-    } else if (flag == "--device") {
-      if (value != "cpu" && value != "cuda") usage_error(fmt::format("--device must be cpu or cuda, got '{}'", value));
-      a.device = value;
-    } else if (flag == "--dtype") {
-      if (value != "float32" && value != "bfloat16" && value != "float16")
-        usage_error(fmt::format("--dtype must be float32, bfloat16 or float16, got '{}'", value));
-      a.dtype = value;
-    } else {
-      usage_error(fmt::format("unknown option '{}' for demo", flag));
-    }
-  }
-  return a;
-}
 
 // One character per bucket of positions: how much of the bucket a head kept.
 std::string kept_strip(const at::Tensor& kept, int64_t n, int64_t width) {
@@ -96,13 +63,11 @@ std::vector<std::shared_ptr<pikv::Press>> demo_presses(double r, int64_t layers)
   };
 }
 
-}  // namespace
-
-int run_synthetic_demo_impl(const DemoArgs& a) {
+int run_synthetic_demo(const SyntheticArgs& a) {
   using namespace pikv;
-  at::ScalarType dtype = a.dtype == "bfloat16" ? at::kBFloat16 : a.dtype == "float16" ? at::kHalf : at::kFloat;
-  if (a.device == "cuda" && !at::hasCUDA()) {
-    fmt::print(stderr, "pikv: error: --device cuda, but this LibTorch sees no CUDA device\n");
+  const at::ScalarType dtype = parse_dtype(a.dtype);
+  if (a.device != "cpu" && !at::hasCUDA()) {
+    fmt::print(stderr, "pikv: error: --device {}, but this LibTorch sees no CUDA device\n", a.device);
     return 2;
   }
   if (a.device == "cpu" && dtype == at::kHalf) {
@@ -166,7 +131,19 @@ int run_synthetic_demo_impl(const DemoArgs& a) {
   return 0;
 }
 
+}  // namespace
 
-int run_synthetic_demo(const std::vector<std::string>& args) { return run_synthetic_demo_impl(parse_demo(args)); }
+args::Action declare_synthetic(args::Flags& f) {
+  auto a = std::make_shared<SyntheticArgs>();
+  f = {
+      args::integer("--tokens", "N", &a->tokens, 8, args::kMaxTokens).with_note("{default}").as_brief(),
+      args::ratio("--ratio", "R", &a->ratio).with_note("{default}").as_brief(),
+      args::integer("--layers", "N", &a->layers, 1, 1000).with_note("{default}").as_brief(),
+      args::integer("--seed", "S", &a->seed, 0, args::kMaxSeed).with_note("{default}").as_brief(),
+      args::choice("--device", "D", &a->device, {"cpu", "cuda"}).as_brief(),
+      args::choice("--dtype", "T", &a->dtype, {"float32", "bfloat16", "float16"}).as_brief(),
+  };
+  return [a] { return run_synthetic_demo(*a); };
+}
 
 }  // namespace pikv::cli

@@ -103,5 +103,58 @@ expect 2 "capacity_factor has no effect with router_type=pikv" -- score --tokens
 expect 2 "top_k must be in 1..num_experts (4), got 5" -- score --tokens "$ids" --press moe_router --option top_k=5 \
   --out "$tmp/s.safetensors"
 
+# The argument parser (examples/cli/args.h): per-command help, and bad input of every kind ends in a
+# message naming the flag and the value, exit status 2.
+expect 0 "Usage: pikv generate [options]" -- generate --help
+expect 0 "--max-new-tokens N        tokens per answer (default 50)" -- generate -h
+expect 0 "--haystack FILE" -- demo --help
+expect 0 "Usage: pikv tokenize [--model PATH] [--decode]" -- tokenize --help
+expect 2 "unknown option '--foo' for synthetic" -- synthetic --foo 1
+expect 2 "unexpected argument 'foo' for generate" -- generate foo
+expect 2 "--context needs a value (TEXT)" -- generate --question q --context
+expect 2 "\`pikv presses\` takes no arguments" -- presses x
+# An empty value is an error, never "no press".
+expect 2 "--press needs a value (NAME), got an empty one" -- generate --context c --question q --press ''
+expect 2 "--haystack needs a value (FILE), got an empty one" -- demo --haystack ''
+# Reals: NaN and infinities, ranges, garbage; a denormal is a number (strtod's ERANGE on underflow).
+expect 2 "--depth needs a finite number, got 'nan'" -- demo --depth nan
+expect 2 "--ratio needs a finite number, got 'inf'" -- needles --ratio inf
+expect 2 "--depth must be in [0, 1], got 1.5" -- demo --depth 1.5
+expect 2 "--lr needs a number, got 'abc'" -- calibrate-router --lr abc --out "$tmp/g.json"
+expect 2 "--lr must be > 0, got -0.1" -- calibrate-router --lr -0.1 --out "$tmp/g.json"
+expect 2 "--objective must be best or recall" -- calibrate-router --lr 1e-320 --objective magic --out "$tmp/g.json"
+expect 2 "--ratio must be 0 or in [2.2250738585072014e-308, 1), got 1e-320" -- generate --context c --question q \
+  --press knorm --ratio 1e-320
+expect 2 "--ratios must be 0 or in [2.2250738585072014e-308, 1), got 4e-320" -- eval --ratios 0.5,4e-320 --out "$tmp/ev"
+# --context and --context-file exclude each other.
+expect 2 "--context and --context-file exclude each other" -- generate --context c --context-file "$tmp/lines.txt" \
+  --question q
+expect 2 "--context-file and --context exclude each other" -- generate --context-file "$tmp/lines.txt" --context c \
+  --question q
+# Integers: no saturation, no trailing garbage, no signs, bounded sizes.
+expect 2 "--max-new-tokens is out of range: at most 10000000, got '99999999999999999999'" -- generate --context c \
+  --question q --max-new-tokens 99999999999999999999
+expect 2 "--max-new-tokens needs an integer >= 1, got '12x'" -- generate --context c --question q --max-new-tokens 12x
+expect 2 "--tokens needs an integer >= 64, got '+100'" -- demo --tokens +100
+expect 2 "--tokens is out of range: at most 10000000, got '20000000'" -- demo --tokens 20000000
+expect 2 "--seed needs an integer >= 0, got '-1'" -- needles --seed -1
+expect 2 "--seed is out of range: at most 18446744073709551615, got '18446744073709551616'" -- eval \
+  --seed 18446744073709551616 --out "$tmp/ev"
+expect 2 "--lengths needs an integer >= 1, got '1e3'" -- eval --lengths 512,1e3 --out "$tmp/ev"
+expect 2 "--layers is out of range: at most 1000, got '5000'" -- synthetic --layers 5000
+expect 2 "--tokens must be non-negative integers (token ids up to 2147483647), got '99999999999999999999'" -- logits \
+  --tokens "1 99999999999999999999" --out "$tmp/l.safetensors"
+printf '5 99999999999999999999\n' > "$tmp/bigids.txt"
+STDIN="$tmp/bigids.txt" expect 2 "line 1: '99999999999999999999' is not a token id" -- tokenize --decode
+# A single-valued flag given twice is an error; --question, --option and eval/needles' --press repeat.
+expect 2 "--ratio is given twice ('0.5', then '0.6'); it takes one value" -- generate --context c --question q \
+  --press knorm --ratio 0.5 --ratio 0.6
+expect 2 "--json is given twice" -- generate --context c --question q --json --json
+expect 2 "--tasks is given twice ('passkey', then 'multikey')" -- eval --tasks passkey --tasks multikey --out "$tmp/ev"
+expect 2 "press spec 'snapkv:compression_ratio=0.5': the grid sets" -- eval --press knorm \
+  --press snapkv:compression_ratio=0.5 --out "$tmp/ev"
+expect 2 "press 'snapkv' has no option 'n_sinks'" -- needles --press knorm --press snapkv:n_sinks=3
+expect 0 "fidelity" -- synthetic --tokens 64 --layers 2 --ratio 0.25 --seed 3
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
