@@ -72,7 +72,9 @@ std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string
 std::vector<std::string> split_list(const std::string& text, char sep = ',');
 // Writes `text` to `path` (replacing it); throws pikv::Error when the file cannot be written.
 void write_text_file(const std::string& path, const std::string& text);
-// A whole file; `what` names it in the error ("context file").
+// The most read_file reads: text inputs (contexts, haystacks, corpora) are far smaller.
+constexpr int64_t kMaxTextFileBytes = int64_t{256} << 20;
+// A whole regular file of at most kMaxTextFileBytes; `what` names it in the error ("context file").
 std::string read_file(const std::string& path, const char* what);
 
 // Token ids -> text, dropping a multi-byte character cut at the end.

@@ -65,7 +65,8 @@ int run_generate(const GenerateArgs& a) {
   const ModelArgs& m = a.model;
   const PressArgs& pa = a.press;
   const std::vector<std::string>& questions = a.questions;
-  const std::string context = a.context_file.empty() ? a.context : read_file(a.context_file, "context file");
+  const std::string context =
+      a.context_file.empty() ? a.context : read_file(a.context_file, "context file (--context-file)");
   if (context.empty()) usage_error("generate needs a non-empty --context or --context-file");
   if (questions.empty()) usage_error("generate needs at least one --question");
   if (pa.name.empty() && (pa.ratio_given || !pa.options.empty())) usage_error("--ratio and --option need --press");

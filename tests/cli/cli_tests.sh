@@ -146,6 +146,15 @@ expect 2 "--tokens must be non-negative integers (token ids up to 2147483647), g
   --tokens "1 99999999999999999999" --out "$tmp/l.safetensors"
 printf '5 99999999999999999999\n' > "$tmp/bigids.txt"
 STDIN="$tmp/bigids.txt" expect 2 "line 1: '99999999999999999999' is not a token id" -- tokenize --decode
+# Files: only regular ones, at most 256 MiB (no endless read of /dev/zero, no blocking on a FIFO).
+expect 2 "cannot read context file (--context-file) '/dev/zero': it is a character device, not a regular file" -- \
+  generate --context-file /dev/zero --question q
+mkfifo "$tmp/fifo"
+expect 2 "it is a FIFO, not a regular file" -- generate --context-file "$tmp/fifo" --question q
+truncate -s 300M "$tmp/big.txt"
+expect 2 "has 314572800 bytes (300.0 MiB), more than the limit of 256 MiB" -- generate --context-file "$tmp/big.txt" \
+  --question q
+expect 2 "it is a directory, not a regular file" -- demo --haystack "$tmp"
 # A single-valued flag given twice is an error; --question, --option and eval/needles' --press repeat.
 expect 2 "--ratio is given twice ('0.5', then '0.6'); it takes one value" -- generate --context c --question q \
   --press knorm --ratio 0.5 --ratio 0.6
