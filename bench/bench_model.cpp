@@ -4,7 +4,10 @@
 //
 //   OMP_NUM_THREADS=2 build/bin/pikv_bench_model [--model PATH] [--tokens 512,2048,4096]
 //                                                [--decode-steps 32] [--repeats 3] [--dtype float32]
+#include <pikv/fmt.h>
 #include <pikv/pikv.h>
+
+#include <fmt/ranges.h>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -5,7 +5,10 @@
 //
 // Timings are host wall clock, medians of --repeats runs measured in one process: compare the ratios
 // within one run, not absolute numbers across machines.
+#include <pikv/fmt.h>
 #include <pikv/pikv.h>
+
+#include <fmt/ranges.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace pikv::cli::args {
@@ -203,6 +204,23 @@ inline Flag choice(std::string name, std::string metavar, std::string* to, std::
     *to = v;
   };
   f.shown = [to] { return *to; };
+  return f;
+}
+
+// One of an enum's spellings (PIKV_ENUM): the words come from the enum itself.
+template <class E, std::enable_if_t<std::is_enum<E>::value, int> = 0>
+Flag choice(std::string name, std::string metavar, E* to, std::string help = "") {
+  const std::vector<std::string>& words = enum_names(E{});
+  Flag f = make(Kind::Choice, std::move(name), std::move(metavar), std::move(help));
+  f.store = [to, &words, n = f.name](const std::string& v, bool) {
+    const auto it = std::find(words.begin(), words.end(), v);
+    if (it == words.end()) {
+      const std::vector<std::string> head(words.begin(), words.end() - 1);
+      usage_error(fmt::format("{} must be {} or {}, got '{}'", n, fmt::join(head, ", "), words.back(), v));
+    }
+    *to = static_cast<E>(it - words.begin());
+  };
+  f.shown = [to] { return std::string(to_string(*to)); };
   return f;
 }
 

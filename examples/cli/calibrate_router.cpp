@@ -3,7 +3,7 @@
 
 #include "args.h"
 
-#include <pikv/routing/calibration.h>
+#include <pikv/calibration/router_calibration.h>
 
 #include <unistd.h>
 
@@ -79,7 +79,7 @@ int run_calibrate_router(const CalibrateArgs& a) {
       "--objective {} --continuation {} --queries {}`"
       " on {} with calibration text {} (the evaluation uses models/haystack.txt and seed 0).\n"
       "Recording took {:.1f} s, training {:.1f} s.\n\n{}",
-      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, o.objective, o.continuation_tokens, o.queries, m.model.substr(m.model.find_last_of('/') + 1),
+      o.samples, o.length, fmt::join(o.ratios, ","), o.epochs, o.seed, routing::to_string(o.objective), o.continuation_tokens, routing::to_string(o.queries), m.model.substr(m.model.find_last_of('/') + 1),
       corpus_path.substr(corpus_path.find_last_of('/') + 1), report.prefill_ms / 1000.0, report.train_ms / 1000.0,
       report.markdown());
   fmt::print("{}", md);
@@ -107,14 +107,14 @@ args::Action declare_calibrate_router(args::Flags& f) {
       args::integer("--epochs", "N", &o.epochs, 1, args::kMaxCount).with_note("{default}").as_brief(),
       args::real("--lr", "X", &o.learning_rate, {0.0, HUGE_VAL, true}).with_note("{default}").as_brief(),
       args::ratio("--holdout", "F", &o.holdout).with_note("{default}: share of samples held out for the report").as_brief(),
-      args::choice("--objective", "best|recall", &o.objective, {"best", "recall"},
+      args::choice("--objective", "best|recall", &o.objective,
                    "best (default): cross-entropy towards each head's best outcome, one expert or\n"
                    "two mixed; recall: maximise the expected recall of single experts"),
       args::integer("--continuation", "N", &o.continuation_tokens, 0, args::kMaxTokens,
                     "also measure recall for N tokens of the text after the context (0: only\n"
                     "the question and its answer)")
           .with_note("{default}"),
-      args::choice("--queries", "all|answer", &o.queries, {"all", "answer"},
+      args::choice("--queries", "all|answer", &o.queries,
                    "whose attention the recall measures: every later query (default) or only\n"
                    "the answer's tokens (the queries that read the needle)"),
       args::ratio("--threshold", "T", &o.importance_threshold,

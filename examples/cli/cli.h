@@ -1,6 +1,9 @@
 #pragma once
 // Shared pieces of the pikv command-line tool.
 
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/logging.h>
+#include <pikv/fmt.h>
 #include <pikv/pikv.h>
 
 #include <functional>

@@ -43,7 +43,7 @@ int run_eval(const EvalArgs& a) {
     auto [name, options] = parse_press_spec(spec);
     if (options.count("compression_ratio")) usage_error(fmt::format("press spec '{}': the grid sets compression_ratio", spec));
     options["compression_ratio"] = "0.5";
-    make_press(name, options);
+    (void)make_press(name, options);  // validates the spec before anything loads
   }
   grid.model_path = basename(m.model);
   grid.corpus_name = basename(corpus_path);

@@ -16,9 +16,6 @@
 #include <map>
 #include <sstream>
 
-#ifndef PIKV_VERSION
-#define PIKV_VERSION "unknown"
-#endif
 
 namespace pikv::cli {
 namespace {
@@ -131,7 +128,7 @@ int run_needle_demo(const DemoArgs& a) {
   const int64_t tokens = a.tokens;
   const double ratio = a.ratio, depth = a.depth;
   const std::string& haystack_path = a.haystack;
-  if (!a.press.empty()) make_press(a.press);  // validates the name before anything loads
+  if (!a.press.empty()) (void)make_press(a.press);  // validates the name before anything loads
   const std::vector<std::string> presses = a.press.empty() ? kDemoPresses : std::vector<std::string>{a.press};
   const std::string raw = read_file(haystack_path, "haystack text (made by scripts/setup.sh)");
   auto model = load_model(m);
@@ -149,7 +146,7 @@ int run_needle_demo(const DemoArgs& a) {
   // The answer prefix makes a 135M-parameter model state the code instead of chatting around it.
   const std::string prefix = "The secret code for the vault is";
 
-  fmt::print("PiKVPress {}: needle in a haystack on {}\n", PIKV_VERSION, m.model);
+  fmt::print("PiKVPress {}: needle in a haystack on {}\n", PIKV_VERSION_STRING, m.model);
   fmt::print("Context: {} tokens of package documentation ({}) with one hidden sentence at {:.0f}% depth:\n  \"{}\"\n",
              tokens, haystack_path, 100 * depth, needle.substr(1, needle.size() - 2));
   fmt::print("Question: {}   Answer prefix: \"{}\"\n\n", question, prefix);

@@ -7,13 +7,12 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#ifndef PIKV_VERSION
-#define PIKV_VERSION "unknown"
-#endif
 
 namespace pikv::cli {
 namespace {
@@ -63,8 +62,20 @@ int run_logits(const LogitsArgs& a) {
 }
 
 int run_presses() {
-  fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n\n");
+  fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n");
+  const std::map<PressKind, const char*> headings = {
+      {PressKind::scorer, "score every token, keep the top of each head"},
+      {PressKind::head_wise, "head-wise budgets (stored ragged: the memory is freed)"},
+      {PressKind::wrapper, "wrappers around a scorer"},
+      {PressKind::channels, "key channels instead of tokens"},
+      {PressKind::decoding, "compress during decoding"},
+      {PressKind::routed, "mixture of scoring experts"}};
+  std::optional<PressKind> kind;
   for (const auto& info : press_catalog()) {
+    if (info.kind != kind) {
+      kind = info.kind;
+      fmt::print("\n== {} ==\n\n", headings.at(info.kind));
+    }
     fmt::print("{}\n    {}\n", info.name, info.summary);
     for (const auto& o : info.options) {
       fmt::print("    {:<20} {}{}\n", o.name, o.help,
@@ -161,7 +172,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (name == "--version") {
-      fmt::print("pikv {}\n", PIKV_VERSION);
+      fmt::print("pikv {}\n", PIKV_VERSION_STRING);
       return 0;
     }
     const auto& table = commands();

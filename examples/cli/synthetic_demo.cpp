@@ -8,9 +8,6 @@
 
 #include <cmath>
 
-#ifndef PIKV_VERSION
-#define PIKV_VERSION "unknown"
-#endif
 
 namespace pikv::cli {
 namespace {
@@ -84,7 +81,7 @@ int run_synthetic_demo(const SyntheticArgs& a) {
   const at::Tensor context = model.embed(1, a.tokens, a.seed + 1);
   const at::Tensor next = model.embed(1, 1, a.seed + 2);
 
-  fmt::print("PiKVPress {} demo\n", PIKV_VERSION);
+  fmt::print("PiKVPress {} demo\n", PIKV_VERSION_STRING);
   fmt::print("Model: synthetic random-weight attention stack, {} layers, hidden {}, {} query / {} KV heads, head_dim {},\n"
              "       {} on {}. Context: {} tokens, prefilled once per press; every press removes {:.1f}%.\n",
              config.num_layers(), config.hidden_size(), config.num_heads(), config.num_kv_heads(), config.head_dim(),

@@ -1,32 +1,40 @@
 #pragma once
-// Umbrella header: the whole public surface of PiKVPress.
+// Umbrella header: the whole public surface of PiKVPress, layer by layer (docs/architecture.md).
+// fmt formatters for the statistics structs are opt-in: <pikv/fmt.h>.
+
+#include <pikv/version.h>
 
 #include <pikv/core/attention.h>
 #include <pikv/core/budget.h>
+#include <pikv/core/config.h>
 #include <pikv/core/error.h>
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/log.h>
+#include <pikv/core/options.h>
 #include <pikv/core/press.h>
+#include <pikv/core/registry.h>
+#include <pikv/core/selection.h>
 #include <pikv/core/stats.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/eval/evaluator.h>
-#include <pikv/eval/tasks.h>
+
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/io/tokenizer.h>
+
 #include <pikv/models/config.h>
 #include <pikv/models/decoder.h>
 #include <pikv/models/loader.h>
 #include <pikv/models/rope.h>
 #include <pikv/models/synthetic.h>
-#include <pikv/pipeline/chat_template.h>
-#include <pikv/pipeline/pipeline.h>
-#include <pikv/pipeline/press_record.h>
-#include <pikv/pipeline/shared_prefill.h>
+
 #include <pikv/presses/adakv.h>
+#include <pikv/presses/block.h>
 #include <pikv/presses/chunk.h>
+#include <pikv/presses/chunkkv.h>
 #include <pikv/presses/composed.h>
+#include <pikv/presses/compression_ratio_decoding.h>
+#include <pikv/presses/criticaladakv.h>
 #include <pikv/presses/criticalkv.h>
 #include <pikv/presses/decoding.h>
 #include <pikv/presses/expected_attention.h>
@@ -34,16 +42,27 @@
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>
 #include <pikv/presses/lagkv.h>
+#include <pikv/presses/non_causal_attention.h>
 #include <pikv/presses/observed_attention.h>
 #include <pikv/presses/per_layer.h>
+#include <pikv/presses/prefill_decoding.h>
 #include <pikv/presses/pyramidkv.h>
 #include <pikv/presses/random.h>
-#include <pikv/presses/registry.h>
 #include <pikv/presses/snapkv.h>
 #include <pikv/presses/streaming_llm.h>
 #include <pikv/presses/think.h>
 #include <pikv/presses/tova.h>
-#include <pikv/routing/calibration.h>
+
 #include <pikv/routing/experts.h>
 #include <pikv/routing/moe_router.h>
 #include <pikv/routing/router.h>
+
+#include <pikv/pipeline/chat_template.h>
+#include <pikv/pipeline/pipeline.h>
+#include <pikv/pipeline/press_record.h>
+#include <pikv/pipeline/shared_prefill.h>
+
+#include <pikv/eval/evaluator.h>
+#include <pikv/eval/tasks.h>
+
+#include <pikv/calibration/router_calibration.h>

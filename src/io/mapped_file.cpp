@@ -1,6 +1,6 @@
 #include "mapped_file.h"
 
-#include <pikv/core/error.h>
+#include <pikv/core/detail/check.h>
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include <pikv/core/error.h>
+#include <pikv/core/detail/check.h>
 #include <pikv/core/tensor_checks.h>
 #include <pikv/io/safetensors.h>
 

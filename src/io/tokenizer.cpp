@@ -1,5 +1,5 @@
-#include <pikv/core/error.h>
-#include <pikv/core/log.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/logging.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/tokenizer.h>
 

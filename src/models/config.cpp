@@ -1,4 +1,4 @@
-#include <pikv/core/error.h>
+#include <pikv/core/detail/check.h>
 #include <pikv/models/config.h>
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include <pikv/core/error.h>
+#include <pikv/core/detail/check.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/models/loader.h>

@@ -31,7 +31,7 @@ expect 2 "unknown command 'frobnicate'" -- frobnicate
 expect 2 "needs a non-empty --context" -- generate --question "q?"
 expect 2 "at least one --question" -- generate --context "c"
 expect 2 "--ratio must be in [0, 1), got 1.5" -- generate --context c --question q --press knorm --ratio 1.5
-expect 2 "unknown press 'snapk'; available presses: knorm" -- generate --context c --question q --press snapk
+expect 2 "unknown press 'snapk'; available presses: " -- generate --context c --question q --press snapk
 expect 2 "press 'knorm' has no option 'n_sinks'" -- generate --context c --question q --press knorm --option n_sinks=3
 expect 2 "--option needs KEY=VALUE" -- generate --context c --question q --press knorm --option n_sink
 expect 2 "model path '/nonexistent/model.gguf' does not exist" -- generate --model /nonexistent/model.gguf --context c --question q
@@ -59,7 +59,7 @@ ids=$(seq 100 180 | tr '\n' ' ')
 expect 0 "kept 3600 of 7290" -- score --tokens "$ids" --press snapkv --option window_size=16 --out "$tmp/s.safetensors"
 expect 0 "adakv(press=expected_attention" -- score --tokens "$ids" --press adakv --option press=expected_attention \
   --ratio 0.5 --out "$tmp/a.safetensors"
-expect 0 "decoding(base_press=knorm" -- score --tokens "$ids" --press decoding --option press=knorm \
+expect 0 "decoding(press=knorm" -- score --tokens "$ids" --press decoding --option press=knorm \
   --option target_size=40 --option compression_interval=2 --decode-tokens "5 6 7" --save-kv --out "$tmp/d.safetensors"
 expect 2 "score needs --press NAME" -- score --tokens "1 2 3" --out "$tmp/s.safetensors"
 expect 2 "press 'think' takes no --ratio" -- score --tokens "1 2 3" --press think --ratio 0.5 --out "$tmp/s.safetensors"
@@ -96,7 +96,7 @@ expect 2 "calibrated on a model with 5 KV heads" -- score --tokens "$ids" --pres
   --option "weights=$tmp/gate5.json" --option window_size=16 --out "$tmp/s.safetensors"
 expect 0 "mean attention recall" -- generate --context "The meeting is on Friday at noon. $(seq 1 60 | tr '\n' ' ')" \
   --question "When is the meeting?" --press moe_router --option window_size=8 --max-new-tokens 4
-expect 2 "unknown router_type 'magic'" -- score --tokens "$ids" --press moe_router --option router_type=magic \
+expect 2 "option router_type must be one of pikv | topk_balanced" -- score --tokens "$ids" --press moe_router --option router_type=magic \
   --out "$tmp/s.safetensors"
 expect 2 "capacity_factor has no effect with router_type=pikv" -- score --tokens "$ids" --press moe_router \
   --option capacity_factor=1.5 --out "$tmp/s.safetensors"

@@ -29,8 +29,9 @@ from transformers import (AutoModelForCausalLM, DynamicCache, LlamaConfig, Mistr
 import kvpress  # noqa: E402
 from kvpress import (AdaKVPress, BlockPress, ChunkKVPress, ChunkPress, CompressionRatioDecodingPress,  # noqa: E402
                      CriticalAdaKVPress, CriticalKVPress, DecodingPress, ExpectedAttentionPress, KeyDiffPress,
-                     KeyRerotationPress, KnormPress, LagKVPress, ObservedAttentionPress, PrefillDecodingPress,
-                     PyramidKVPress, RandomPress, SnapKVPress, StreamingLLMPress, ThinKPress, TOVAPress)
+                     KeyRerotationPress, KnormPress, LagKVPress, NonCausalAttnPress, ObservedAttentionPress,
+                     PrefillDecodingPress, PyramidKVPress, RandomPress, SnapKVPress, StreamingLLMPress, ThinKPress,
+                     TOVAPress)
 
 T = 128          # prefill tokens: longer than every window, chunk and lag below
 DECODE = 10      # decode tokens after the prefill
@@ -80,6 +81,9 @@ def cases(r):
     yield "lagkv", {"lag_size": "16"}, lambda: LagKVPress(r, lag_size=16), "self", ""
     yield ("lagkv", {"lag_size": "16", "cross_scoring": "true"}, lambda: LagKVPress(r, lag_size=16, cross_scoring=True),
            "self", "")
+    # 128 tokens in chunks of 32 (no padding) and of 48 (the last chunk padded by 16).
+    yield ("non_causal_attention", {"chunk_size": "32"}, lambda: NonCausalAttnPress(r, chunk_size=32), "self", "")
+    yield ("non_causal_attention", {"chunk_size": "48"}, lambda: NonCausalAttnPress(r, chunk_size=48), "self", "")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     yield ("adakv", {"press": "expected_attention", "inner.n_future_positions": "64", "inner.epsilon": "0.01"},
            lambda: AdaKVPress(ExpectedAttentionPress(r, **ea, epsilon=1e-2)), "press", "headwise")

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <pikv/core/attention.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/logging.h>
 #include <pikv/core/error.h>
+#include <pikv/fmt.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -96,7 +99,7 @@ inline ::testing::AssertionResult tensors_close(const at::Tensor& a, const at::T
 #define EXPECT_PIKV_ERROR(statement, ...)                                                      \
   do {                                                                                         \
     try {                                                                                      \
-      statement;                                                                               \
+      (void)(statement);                                                                       \
       ADD_FAILURE() << "expected pikv::Error from: " #statement;                               \
     } catch (const ::pikv::Error& e) {                                                         \
       const std::string message = e.what();                                                    \

@@ -61,9 +61,7 @@ TEST(Decoding, TargetRatioMatchesTheSpecGoldens) {
 
 TEST(Decoding, CompressesEveryIntervalToTheTarget) {
   SyntheticAttentionModel model(tiny());
-  DecodingOptions o;
-  o.compression_interval = 3;
-  o.target_size = 20;
+  DecodingOptions o = DecodingOptions().compression_interval(3).target_size(20);
   DecodingPress press(std::make_shared<KnormPress>(), o);
   KVCache cache(2);
   PressGuard guard(model, press);
@@ -207,16 +205,16 @@ TEST(ThinK, ZeroesTheChannelsOfEveryKeyAndReportsHalfTheRatio) {
 
 TEST(Chunking, ChunkKeepsPerChunkAndBlockEqualsGlobalForPerTokenScores) {
   AttentionContext ctx = random_context(1, 2, 50, 8, 9);
-  ChunkPress chunk(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.5)), 16);
+  ChunkPress chunk(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.5)), ChunkOptions().chunk_length(16));
   CompressedKV c = chunk.compress(ctx);
   // Chunks of 16, 16, 16, 2 keep 8 + 8 + 8 + 1.
   ASSERT_EQ(c.kept(), 25);
   EXPECT_EQ((c.indices[0][0] < 16).sum().item<int64_t>(), 8);
   EXPECT_EQ((c.indices[0][0] >= 48).sum().item<int64_t>(), 1);
-  BlockPress block(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.7)), 7);
+  BlockPress block(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.7)), BlockOptions().block_size(7));
   KnormPress global(KnormOptions().compression_ratio(0.7));
   EXPECT_TRUE(pikv::test::tensors_equal(block.compress(ctx).indices, global.compress(ctx).indices));
-  ChunkKVPress chunkkv(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.5)), 10);
+  ChunkKVPress chunkkv(std::make_shared<KnormPress>(KnormOptions().compression_ratio(0.5)), ChunkKVOptions().chunk_length(10));
   CompressedKV k = chunkkv.compress(ctx);
   EXPECT_EQ(k.kept(), 20) << "5 chunks of 10 -> the best int(5 * 0.5) = 2 chunks";
   EXPECT_TRUE(at::equal(k.indices[0][0], k.indices[0][1])) << "the same chunks for every head";

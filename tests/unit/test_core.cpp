@@ -143,11 +143,16 @@ TEST(Context, ValidatesShapesAndDtypes) {
 }
 
 namespace {
+#define TEST_RATIO_ONLY(X) PIKV_RATIO_OPTION(X)
+struct RatioOnly {
+  PIKV_OPTIONS(RatioOnly, TEST_RATIO_ONLY)
+};
+
 // A press with configurable requirements, to test the central check.
-class NeedyPress : public ScorerPress {
+class NeedyPress : public ScorerPressBase<NeedyPress, RatioOnly> {
  public:
-  explicit NeedyPress(PressRequirements r) : ScorerPress(0.5, "NeedyPress.ratio"), r_(r) {}
-  std::string name() const override { return "needy"; }
+  static constexpr const char* kName = "needy";
+  explicit NeedyPress(PressRequirements r) : ScorerPressBase(RatioOnly().compression_ratio(0.5)), r_(r) {}
   PressRequirements requirements() const override { return r_; }
   at::Tensor score(const AttentionContext& ctx, double) const override { return ctx.keys.sum(-1); }
 
@@ -155,10 +160,10 @@ class NeedyPress : public ScorerPress {
   PressRequirements r_;
 };
 
-class WrongShapePress : public ScorerPress {
+class WrongShapePress : public ScorerPressBase<WrongShapePress, RatioOnly> {
  public:
-  WrongShapePress() : ScorerPress(0.5, "WrongShapePress.ratio") {}
-  std::string name() const override { return "wrong_shape"; }
+  static constexpr const char* kName = "wrong_shape";
+  WrongShapePress() : ScorerPressBase(RatioOnly().compression_ratio(0.5)) {}
   at::Tensor score(const AttentionContext& ctx, double) const override { return ctx.keys.sum(-1).sum(1); }
 };
 }  // namespace

@@ -165,10 +165,14 @@ TEST(Model, HeadWiseCacheAttendsLikeAMaskedFullCache) {
   cache.append(0, new_k, new_v);
   at::Tensor q = test::randn({2, 4, 1, 8}, 7);
   KVCache::Padded p = cache.padded(0);
-  at::Tensor ours = reference_attention(q, p.keys, p.values, p.valid, false, nullptr);
+  // The new token sits at logical index 16: the ragged cache (its own positions) against the full one
+  // with the dropped slots marked empty.
+  const at::Tensor index = at::full({1}, 16, at::kLong);
+  at::Tensor ours = attend(q, index, KVView{p.keys, p.values, cache.token_positions(0)}).output;
   at::Tensor full_k = at::cat({ctx.keys, new_k}, 2), full_v = at::cat({ctx.values, new_v}, 2);
   at::Tensor mask = at::cat({keep_mask, at::ones({2, 2, 1}, at::kBool)}, 2);
-  at::Tensor masked = reference_attention(q, full_k, full_v, mask, false, nullptr);
+  at::Tensor slots = at::arange(17, at::kLong).expand({2, 2, 17});
+  at::Tensor masked = attend(q, index, KVView{full_k, full_v, at::where(mask, slots, at::full({}, -1, at::kLong))}).output;
   EXPECT_TRUE(test::tensors_close(ours, masked, 1e-5, 1e-6));
   EXPECT_LT(cache.bytes(0), 2 * 2 * 2 * 17 * 8 * 4);
 }

@@ -185,8 +185,8 @@ TEST(PerLayer, EachLayerUsesItsRatio) {
   ctx.layer = 3;
   EXPECT_PIKV_ERROR(press.compress(ctx), "3 compression ratios", "layer 3");
   EXPECT_PIKV_ERROR(PerLayerPress(std::make_shared<KnormPress>(), {0.2, 1.1}), "compression_ratios[1]", "1.1");
-  EXPECT_PIKV_ERROR(PerLayerPress(std::make_shared<KnormPress>(), {}), "empty");
-  EXPECT_PIKV_ERROR(PerLayerPress(nullptr, {0.5}), "null");
+  EXPECT_PIKV_ERROR(PerLayerPress(std::make_shared<KnormPress>(), std::vector<double>{}), "empty");
+  EXPECT_PIKV_ERROR(PerLayerPress(nullptr, std::vector<double>{0.5}), "needs a scorer press");
   EXPECT_EQ(press.name(), "per_layer_compression");
 }
 
@@ -234,7 +234,7 @@ TEST(Registry, BuildsPressesFromStringOptions) {
 }
 
 TEST(Registry, BadNamesAndValuesAreClearErrors) {
-  EXPECT_PIKV_ERROR(make_press("snapk"), "unknown press 'snapk'", "knorm, streaming_llm");
+  EXPECT_PIKV_ERROR(make_press("snapk"), "unknown press 'snapk'; available presses:", "snapkv");
   EXPECT_PIKV_ERROR(make_press("knorm", {{"ratio", "0.5"}}), "no option 'ratio'", "valid options: compression_ratio");
   EXPECT_PIKV_ERROR(make_press("knorm", {{"compression_ratio", "half"}}), "must be a number", "'half'");
   EXPECT_PIKV_ERROR(make_press("knorm", {{"compression_ratio", "1.2"}}), "KnormOptions.compression_ratio", "1.2");

@@ -1,4 +1,4 @@
-// MoERouterPress and the five routers: the test list of spec/routers.md, the weights file and the
+// MoERouterPress and the five routers: the test list of docs/routing.md, the weights file and the
 // options' errors. Small synthetic contexts on the random-weight attention model.
 #include <pikv/pikv.h>
 
@@ -41,7 +41,24 @@ AttentionContext context(int64_t T, uint64_t seed = 3, int64_t B = 1, int64_t la
 }
 
 MoERouterOptions opts(const std::string& type, double ratio) {
-  return MoERouterOptions().router_type(type).compression_ratio(ratio).window_size(kWindow);
+  return MoERouterOptions()
+      .router_type(parse_enum<RouterType>(type, "router_type"))
+      .compression_ratio(ratio)
+      .window_size(kWindow);
+}
+
+TopKBalancedRouter topk(int64_t k, double temperature, BalanceMode mode = BalanceMode::entropy) {
+  return TopKBalancedRouter(TopKBalancedRouterOptions().top_k(k).temperature(temperature).balance_mode(mode));
+}
+AdaptiveRouter adaptive(int64_t k, double temperature, double threshold) {
+  return AdaptiveRouter(AdaptiveRouterOptions().top_k(k).temperature(temperature).importance_threshold(threshold));
+}
+EPLBRouter eplb(int64_t k, double temperature, double capacity_factor) {
+  return EPLBRouter(EPLBRouterOptions().top_k(k).temperature(temperature).capacity_factor(capacity_factor));
+}
+HierarchicalRouter hierarchical(int64_t k, double temperature, ExpertGroups groups, int64_t group_top_k) {
+  return HierarchicalRouter(
+      HierarchicalRouterOptions().top_k(k).temperature(temperature).groups(std::move(groups)).group_top_k(group_top_k));
 }
 
 // A gate that always picks expert e (W = 0, b one-hot).
@@ -139,14 +156,14 @@ TEST(EPLBRouter, CapacityBoundHoldsAndFullExpertsPassHeadsOn) {
     logits[r][0] = 3.0 + 0.1 * static_cast<double>(r);  // row 5 most confident
     logits[r][1] = 2.0;
   }
-  EPLBRouter router(2, 1.0, 1.0);
+  EPLBRouter router = eplb(2, 1.0, 1.0);
   EXPECT_EQ(EPLBRouter::capacity(1.0, 6, 3), 2);
   EXPECT_EQ(EPLBRouter::capacity(1.5, 6, 3), 3);
   RouterDecision d = router.route(logits, 0);
   EXPECT_EQ(d.primary, (std::vector<int64_t>{2, 2, 1, 1, 0, 0}));
   // Random logits: no expert exceeds C, every row is routed, weights sum to 1.
   for (double cf : {1.0, 1.25, 2.0}) {
-    EPLBRouter r(2, 1.0, cf);
+    EPLBRouter r = eplb(2, 1.0, cf);
     for (uint64_t seed = 0; seed < 5; ++seed) {
       RouterDecision x = r.route(randn({12, 4}, seed) * 3, 0);
       std::vector<int64_t> load(4, 0);
@@ -166,7 +183,7 @@ TEST(EPLBRouter, CapacityBoundHoldsAndFullExpertsPassHeadsOn) {
   for (const auto& l : press.get_stats().layers) {
     for (int64_t c : l.primary_counts) EXPECT_LE(c, EPLBRouter::capacity(1.0, 8, 4));
   }
-  EXPECT_PIKV_ERROR(EPLBRouter(1, 1.0, 0.5).route(randn({12, 4}, 1), 0), "capacity_factor=0.5", "fewer than the 12 heads");
+  EXPECT_PIKV_ERROR(eplb(1, 1.0, 0.5).route(randn({12, 4}, 1), 0), "capacity_factor=0.5", "fewer than the 12 heads");
 }
 
 TEST(Balance, DiagnosticsAtUniformAndOneHot) {
@@ -190,18 +207,18 @@ TEST(Balance, DiagnosticsAtUniformAndOneHot) {
   EXPECT_PIKV_ERROR(balance_diagnostics({0.5, 0.5}, {1.0}), "one entry per expert");
   // The topk_balanced router reports its mode's measure.
   BalanceDiagnostics x{1.5, 0.3, 0.8, 0.4};
-  EXPECT_EQ(TopKBalancedRouter(1, 1.0, BalanceMode::entropy).balance_loss(x), 0.3);
-  EXPECT_NEAR(TopKBalancedRouter(1, 1.0, BalanceMode::variance).balance_loss(x), 0.64, 1e-12);
-  EXPECT_EQ(TopKBalancedRouter(1, 1.0, BalanceMode::gini).balance_loss(x), 0.4);
-  EXPECT_EQ(AdaptiveRouter(1, 1.0, 0.5).balance_loss(x), 1.5);
+  EXPECT_EQ(topk(1, 1.0, BalanceMode::entropy).balance_loss(x), 0.3);
+  EXPECT_NEAR(topk(1, 1.0, BalanceMode::variance).balance_loss(x), 0.64, 1e-12);
+  EXPECT_EQ(topk(1, 1.0, BalanceMode::gini).balance_loss(x), 0.4);
+  EXPECT_EQ(adaptive(1, 1.0, 0.5).balance_loss(x), 1.5);
 }
 
 TEST(HierarchicalRouter, AllGroupsKeptEqualsFlatRouting) {
   for (uint64_t seed = 0; seed < 10; ++seed) {
     at::Tensor z = randn({6, 4}, seed) * 2;
     for (int64_t k : {1, 2, 3}) {
-      RouterDecision flat = TopKBalancedRouter(k, 0.7).route(z, 0);
-      RouterDecision all = HierarchicalRouter(k, 0.7, HierarchicalRouter::default_groups(), 2).route(z, 0);
+      RouterDecision flat = topk(k, 0.7).route(z, 0);
+      RouterDecision all = hierarchical(k, 0.7, HierarchicalRouter::default_groups(), 2).route(z, 0);
       EXPECT_EQ(flat.weights, all.weights);
       EXPECT_EQ(flat.primary, all.primary);
       EXPECT_EQ(flat.probs, all.probs);
@@ -209,26 +226,24 @@ TEST(HierarchicalRouter, AllGroupsKeptEqualsFlatRouting) {
   }
   // One group kept: experts come from the group with the larger logsumexp only.
   at::Tensor z = at::tensor({0.0, 1.0, 1.0, 1.0, 3.0, 0.0, 0.0, 0.0}, at::kDouble).view({2, 4});
-  RouterDecision d = HierarchicalRouter(2, 1.0, HierarchicalRouter::default_groups(), 1).route(z, 0);
+  RouterDecision d = hierarchical(2, 1.0, HierarchicalRouter::default_groups(), 1).route(z, 0);
   EXPECT_EQ(d.weight(0, 0), 0.0);  // group {1,2,3}: lse > 0
   EXPECT_NEAR(d.weight(0, 1), 0.5, 1e-12);
   EXPECT_NEAR(d.weight(0, 2), 0.5, 1e-12);
   EXPECT_EQ(d.primary[1], 0);  // group {0} wins with 3 > log(3)
   EXPECT_EQ(d.selected[1], 1);
-  EXPECT_PIKV_ERROR(HierarchicalRouter(1, 1.0, {{0, 1}, {1, 2, 3}}, 1).route(z, 0), "exactly once", "expert 1");
-  EXPECT_PIKV_ERROR(HierarchicalRouter(1, 1.0, {{0}, {1}}, 3), "group_top_k", "3");
+  EXPECT_PIKV_ERROR(hierarchical(1, 1.0, {{0, 1}, {1, 2, 3}}, 1).route(z, 0), "exactly once", "expert 1");
+  EXPECT_PIKV_ERROR(hierarchical(1, 1.0, {{0}, {1}}, 3), "group_top_k", "3");
 }
 
 TEST(AdaptiveAndPiKV, ConfidenceSetsKAndRecallBiasesTheGate) {
   at::Tensor z = at::tensor({5.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0}, at::kDouble).view({2, 4});
-  RouterDecision d = AdaptiveRouter(2, 1.0, 0.5).route(z, 0);
+  RouterDecision d = adaptive(2, 1.0, 0.5).route(z, 0);
   EXPECT_EQ(d.selected, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(d.weight(0, 0), 1.0);
   EXPECT_NEAR(d.weight(1, 0) + d.weight(1, 1), 1.0, 1e-12);
 
-  PiKVRouterOptions p;
-  p.gamma = 2.0;
-  p.momentum = 0.5;
+  PiKVRouterOptions p = PiKVRouterOptions().cache_aware_gamma(2.0).recall_momentum(0.5);
   PiKVRouter router(p);
   at::Tensor tie = at::zeros({2, 2}, at::kDouble);
   RouterDecision first = router.route(tie, 3);
@@ -320,7 +335,7 @@ TEST(GateWeights, DefaultTableIsTheSpecsFormulasAndTheFileRoundTrips) {
   EXPECT_EQ(back.num_kv_heads, 2);
   EXPECT_EQ(back.source, path);
   // The press uses it.
-  MoERouterPress press(opts("pikv", 0.5).weights_path(path));
+  MoERouterPress press(opts("pikv", 0.5).weights(path));
   EXPECT_EQ(press.compress(context(64)).kept(), 32);
   EXPECT_NE(press.describe().find(path), std::string::npos);
 }
@@ -332,14 +347,14 @@ TEST(GateWeights, ForeignOrBrokenFilesAreRefused) {
   g.head_dim = 8;
   const std::string shape = temp_file("other_shape.json");
   g.save(shape);
-  MoERouterPress press(opts("pikv", 0.5).weights_path(shape));
+  MoERouterPress press(opts("pikv", 0.5).weights(shape));
   EXPECT_PIKV_ERROR(press.compress(context(64)), "calibrated on a model with 3 KV heads", "has 2");
   g.num_kv_heads = 2;
   g.num_layers = 30;
   const std::string layers = temp_file("other_layers.json");
   g.save(layers);
   SyntheticAttentionModel m(tiny());
-  MoERouterPress deep(opts("pikv", 0.5).weights_path(layers));
+  MoERouterPress deep(opts("pikv", 0.5).weights(layers));
   EXPECT_PIKV_ERROR(PressGuard(m, deep), "30 layers", "has 2");
   // Another expert set.
   GateWeights three = GateWeights::default_table();
@@ -348,7 +363,7 @@ TEST(GateWeights, ForeignOrBrokenFilesAreRefused) {
   three.b = three.b.narrow(0, 0, 3).clone();
   const std::string experts = temp_file("three_experts.json");
   three.save(experts);
-  EXPECT_PIKV_ERROR(MoERouterPress(opts("pikv", 0.5).weights_path(experts)), "are for the experts [streaming, key_norm, window_attention]",
+  EXPECT_PIKV_ERROR(MoERouterPress(opts("pikv", 0.5).weights(experts)), "are for the experts [streaming, key_norm, window_attention]",
                     "value_attention");
   // Truncated, foreign, missing.
   std::ifstream in(shape);
@@ -368,22 +383,22 @@ TEST(GateWeights, ForeignOrBrokenFilesAreRefused) {
 }
 
 TEST(MoERouter, OptionsActOrAreRefusedWithAReason) {
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("magic")), "unknown router_type 'magic'", "hierarchical");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("topk_balanced").balance_mode("chaos")),
-                    "unknown balance_mode 'chaos'", "gini");
+  EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "magic"}}), "router_type must be one of", "hierarchical", "'magic'");
+  EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "topk_balanced"}, {"balance_mode", "chaos"}}),
+                    "balance_mode must be one of", "gini", "'chaos'");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().top_k(5)), "top_k must be in 1..num_experts (4)", "5");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("eplb").capacity_factor(0.0)), "capacity_factor must be > 0");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("eplb").capacity_factor(-1.0)), "capacity_factor must be > 0");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).capacity_factor(0.0)), "capacity_factor must be > 0");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).capacity_factor(-1.0)), "capacity_factor must be > 0");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().capacity_factor(1.5)), "capacity_factor has no effect with router_type=pikv",
                     "eplb");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("eplb").importance_threshold(0.6)),
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).importance_threshold(0.6)),
                     "importance_threshold has no effect", "adaptive, pikv");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("adaptive").cache_aware(true)), "cache_aware=true",
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::adaptive).cache_aware(true)), "cache_aware=true",
                     "only the pikv router");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("adaptive").adaptive_top_k(false)), "topk_balanced");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().balance_mode("gini")), "balance_mode has no effect");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::adaptive).adaptive_top_k(false)), "topk_balanced");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().balance_mode(BalanceMode::gini)), "balance_mode has no effect");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().num_groups(2)), "num_groups has no effect");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type("hierarchical").num_groups(3)), "num_groups=3",
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::hierarchical).num_groups(3)), "num_groups=3",
                     "groups are 2");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().num_experts(2)), "num_experts=2", "4 experts");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().compression_ratio(1.0)), "compression_ratio");
@@ -391,7 +406,7 @@ TEST(MoERouter, OptionsActOrAreRefusedWithAReason) {
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().cache_aware(false).cache_aware_gamma(2.0)), "no effect with cache_aware=false");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().temperature(0.0)), "temperature must be > 0");
   // cache_aware=false is true of every other router: accepted.
-  EXPECT_NO_THROW(MoERouterPress(MoERouterOptions().router_type("eplb").cache_aware(false)));
+  EXPECT_NO_THROW(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).cache_aware(false)));
   // The registry: original options without an effect here, and the string forms.
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"dropout", "0.1"}}), "dropout does not exist", "deterministic");
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"aux_loss_weight", "0.01"}}), "aux_loss_weight");
@@ -418,7 +433,7 @@ TEST(MoERouter, UserExpertsStatsAndDebugLog) {
   g.b = at::tensor({0.0f, 1.0f});
   g.source = "user gate";
   MoERouterOptions o = opts("topk_balanced", 0.5).top_k(1);
-  MoERouterPress press(o, experts, std::make_shared<TopKBalancedRouter>(1, 1.0), g);
+  MoERouterPress press(o, experts, std::make_shared<TopKBalancedRouter>(TopKBalancedRouterOptions().top_k(1)), g);
   ExpectedAttentionPress ea(ExpectedAttentionOptions().compression_ratio(0.5).n_future_positions(64));
   std::vector<std::string> messages;
   auto previous_level = log::level();

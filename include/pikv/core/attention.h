@@ -65,12 +65,61 @@ struct AttentionContext {
   void validate() const;
 };
 
+// ---- the attention function ------------------------------------------------------------------------
+
+// How a layer attends: architecture differences are these values, not branches in a model's forward.
+struct AttentionParams {
+  // Logits are multiplied by `scale`; 0 divides them by sqrt(d) instead (kvpress's window attention).
+  double scale = 0.0;
+  // A query at logical index p sees keys at p - w < index <= p (Mistral, Gemma 3 local layers).
+  std::optional<int64_t> sliding_window;
+  // Logits -> softcap * tanh(logits / softcap) (Gemma 2 style; forces the eager path).
+  std::optional<double> softcap;
+  // Materialise the attention weights [B, H, q, n] (eager path).
+  bool need_weights = false;
+  // Only the weights are wanted (presses that score by attention): the output is not computed.
+  bool weights_only = false;
+};
+
+// One layer's cache as attention reads it.
+struct KVView {
+  at::Tensor keys;    // [B, Hkv, n, d]
+  at::Tensor values;  // [B, Hkv, n, d]
+  // int64 [B, Hkv, n]: the logical index of the token in every slot, -1 = empty slot (padding of a
+  // head-wise layer, free slots of a fixed-capacity cache). Undefined: slot i holds index i (a cache
+  // that was never compressed).
+  at::Tensor positions;
+};
+
+struct AttentionResult {
+  at::Tensor output;   // [B, H, q, d]; undefined with weights_only
+  at::Tensor weights;  // [B, H, q, n] float in the queries' dtype; defined only when asked for
+};
+
+// Attention of queries over one layer's cache: causal by logical index, GQA (H / Hkv query heads per
+// KV head), optional sliding window, soft-capping and key padding. The one attention implementation
+// of the library: the decoder, the synthetic model, the custom operator and the presses that
+// recompute attention all call it.
+//   queries     [B, H, q, d], post-RoPE
+//   query_index int64 [q] (shared by the batch) or [B, q]: logical index of every query
+//   key_padding bool [B, N] or undefined: false marks a padding token by logical index (left padding)
+// Picks the fastest exact path: no mask when the cache is contiguous and the queries are its last
+// tokens (prefill or one decode token), a grouped matrix product for single-token decoding, fused SDPA
+// otherwise, and the eager path (explicit softmax in float32) when weights or soft-capping are needed.
+// A query that may see no key (a padding query) sees every key instead of producing NaN.
+[[nodiscard]] AttentionResult attend(const at::Tensor& queries, const at::Tensor& query_index, const KVView& kv,
+                       const AttentionParams& params = {}, const at::Tensor& key_padding = at::Tensor());
+
 // Pre-RoPE queries of the forward's tokens [start, start + len): ctx.query_states sliced when present,
 // else recomputed through ctx.layer_view from ctx.hidden_states. -> [B, H, len, d]
-at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len);
+[[nodiscard]] at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len);
 
 // The same queries with the layer's RoPE applied at their positions (position_offset + start + i).
 // -> [B, H, len, d]
-at::Tensor rotated_queries(const AttentionContext& ctx, int64_t start, int64_t len);
+[[nodiscard]] at::Tensor rotated_queries(const AttentionContext& ctx, int64_t start, int64_t len);
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/attention-inl.h>
+#endif

@@ -3,9 +3,6 @@
 // Messages say what was wrong, where, and the offending value ("KnormOptions.compression_ratio must be
 // in [0, 1), got 1.5"), so a user can fix the call without reading the source.
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
 #include <stdexcept>
 #include <string>
 
@@ -17,18 +14,12 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
+// Throws Error(message); the source location goes to the debug log only.
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message);
 }  // namespace detail
 
 }  // namespace pikv
 
-// PIKV_CHECK(cond, "fmt string", args...): throws pikv::Error with the formatted message when cond is
-// false. The message is only formatted on failure, so checks are cheap on the hot path.
-#define PIKV_CHECK(cond, ...)                                                      \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      ::pikv::detail::throw_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__)); \
-    }                                                                             \
-  } while (0)
-
-#define PIKV_FAIL(...) ::pikv::detail::throw_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/error-inl.h>
+#endif

@@ -1,6 +1,11 @@
 #pragma once
 // HookableModel: a model with one press slot, used by its central attention function. PressGuard:
 // the RAII way to install a press for a scope.
+//
+// A model's layers call HookableModel::attention() (the one hook point): it appends the forward's
+// keys/values to the cache, attends through pikv::attend(), and runs the installed press on the layer.
+// A runner that owns its loop instead calls apply_press() itself, and the lifecycle hooks
+// (begin_prefill / end_prefill / decode_step) around each forward.
 
 #include <pikv/core/attention.h>
 #include <pikv/core/kv_cache.h>
@@ -18,6 +23,26 @@ namespace pikv {
 bool apply_press(Press& press, const AttentionContext& ctx, KVCache& cache,
                  CompressionStats* stats = nullptr);
 
+// One layer's attention call, as a model hands it to HookableModel::attention().
+struct LayerAttention {
+  const AttentionLayerView* layer = nullptr;  // the layer (presses read its structure through it)
+  at::Tensor hidden_states;  // [B, T, Dm], the attention block's input (after the input norm)
+  at::Tensor queries;        // [B, H, T, d], post-RoPE
+  at::Tensor query_states;   // [B, H, T, d], pre-RoPE (presses reuse them), or undefined
+  at::Tensor keys, values;   // [B, Hkv, T, d], this forward's new tokens (keys post-RoPE)
+  at::Tensor query_index;    // int64 [T]: logical indices of this forward's tokens
+  at::Tensor key_padding;    // bool [B, N] by logical index (false = left padding), or undefined
+  AttentionParams params;    // scale, sliding window, soft-capping, weights
+  bool pressable = true;     // false: no press ever sees this layer (Gemma 3's sliding-window layers)
+
+  // The call of a rotary layer: queries and keys rotated by the layer's RoPE at `positions` (int64 [T]
+  // or [B, T]). hidden_states [B, T, Dm]; query_states [B, H, T, d] pre-RoPE; keys/values
+  // [B, Hkv, T, d] (keys pre-RoPE); query_index int64 [T].
+  static LayerAttention rotary(const AttentionLayerView& layer, const at::Tensor& hidden_states,
+                               const at::Tensor& query_states, const at::Tensor& keys, const at::Tensor& values,
+                               const at::Tensor& positions, const at::Tensor& query_index);
+};
+
 class HookableModel {
  public:
   virtual ~HookableModel() = default;
@@ -30,12 +55,19 @@ class HookableModel {
   // Installs `press` (nullptr removes it) and returns the previous press. The new press's on_attach
   // runs first (it may reject the model: then nothing changes), then the replaced press's on_detach.
   // Prefer PressGuard, which restores the previous press automatically.
-  Press* exchange_press(Press* press);
+  [[nodiscard]] Press* exchange_press(Press* press);
 
   // What the installed press did during the last prefill (cleared when a prefill begins).
   const CompressionStats& compression_stats() const { return stats_; }
 
  protected:
+  // The central attention function: appends call.keys/values to `cache` (layer call.layer->layer_index()),
+  // attends over the layer's whole cache, then runs the installed press on it (pressable layers).
+  // `is_prefill` / `position_offset` describe this forward (the cache was empty before it / the
+  // logical index of its first token). Attention weights are materialised when call.params asks for
+  // them or the installed press needs them. Returns the attention output [B, H, T, d].
+  AttentionResult attention(const LayerAttention& call, KVCache& cache, bool is_prefill, int64_t position_offset);
+
   // Called by the model's central attention function once per layer, after attention consumed the
   // full cache of this forward. Returns true when the layer was compressed.
   bool run_press(const AttentionContext& ctx, KVCache& cache);
@@ -47,7 +79,9 @@ class HookableModel {
                  const at::Tensor& values, const at::Tensor& weights, bool is_prefill, int64_t position_offset,
                  KVCache& cache, const at::Tensor& query_states = at::Tensor());
 
-  // Forward lifecycle, forwarded to the installed press.
+  // Forward lifecycle, forwarded to the installed press: begin_prefill before the first layer of a
+  // prefill (also clears compression_stats()), end_prefill after its last layer, decode_step after
+  // every other forward.
   void begin_prefill();
   void end_prefill();
   void decode_step();
@@ -79,3 +113,7 @@ class PressGuard {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/hookable_model-inl.h>
+#endif

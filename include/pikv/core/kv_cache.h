@@ -50,13 +50,13 @@ class KVCache {
 
   // A deep copy (every stored tensor cloned, reserved capacity included): a snapshot that later
   // appends or presses on either cache cannot touch.
-  KVCache clone() const;
+  [[nodiscard]] KVCache clone() const;
 
   // Several single-request caches as one batch (rows in the given order), e.g. to answer the same
   // question on several compressed versions of one context at once. Every cache must have the same
   // layers, per-layer stored and logical lengths and compression history length, dense layers only
   // (no head-wise budgets). Throws otherwise. Copies the tensors.
-  static KVCache concat_batch(const std::vector<const KVCache*>& caches);
+  [[nodiscard]] static KVCache concat_batch(const std::vector<const KVCache*>& caches);
 
   // ---- reads ----
 
@@ -80,7 +80,7 @@ class KVCache {
   };
   // Every layer as a dense view: dense layers return their tensors (valid undefined); ragged layers
   // are unpacked into a temporary padded copy with a validity mask (attention must mask the rest).
-  Padded padded(int64_t layer) const;
+  [[nodiscard]] Padded padded(int64_t layer) const;
 
   // Positions (in the logical sequence) of the stored prefix after the last apply(): int64
   // [B, Hkv, k] ascending, -1 padding for ragged layers; undefined if the layer was never compressed.
@@ -88,7 +88,7 @@ class KVCache {
 
   // Logical position of every stored token, laid out like padded(layer): int64 [B, Hkv, n_max]
   // (-1 on padding of ragged layers). Attention masks (causal, sliding window, padding) use it.
-  at::Tensor token_positions(int64_t layer) const;
+  [[nodiscard]] at::Tensor token_positions(int64_t layer) const;
   // True while the layer stores exactly tokens 0..n-1 in order (nothing compressed).
   bool is_contiguous_prefix(int64_t layer) const;
 
@@ -119,3 +119,7 @@ class KVCache {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/kv_cache-inl.h>
+#endif

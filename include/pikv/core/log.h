@@ -1,9 +1,9 @@
 #pragma once
-// A small fmt-based logger. The level comes from the environment variable PIKV_LOG_LEVEL
+// A small logger. The level comes from the environment variable PIKV_LOG_LEVEL
 // (debug | info | warn | error | off; default warn), read once, and can be changed at run time.
-// Output goes to stderr unless a sink is installed (tests capture messages that way).
-
-#include <fmt/format.h>
+// Output goes to stderr unless a sink is installed (tests and servers capture messages that way).
+// The library formats its messages with fmt internally (pikv/core/detail/logging.h); this header
+// does not need fmt.
 
 #include <functional>
 #include <string>
@@ -15,9 +15,9 @@ enum class Level { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 std::string_view to_string(Level level);
 // Parses "debug", "info", "warn"/"warning", "error", "off" (case-insensitive); throws pikv::Error otherwise.
-Level parse_level(std::string_view text);
+[[nodiscard]] Level parse_level(std::string_view text);
 
-Level level();
+[[nodiscard]] Level level();
 void set_level(Level level);
 // Re-reads PIKV_LOG_LEVEL (an unknown value falls back to warn with a warning).
 void reset_level_from_env();
@@ -30,21 +30,8 @@ void write(Level level, std::string_view message);
 
 inline bool enabled(Level l) { return static_cast<int>(l) >= static_cast<int>(level()); }
 
-template <typename... Args>
-void debug(fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::debug)) write(Level::debug, fmt::format(f, std::forward<Args>(args)...));
-}
-template <typename... Args>
-void info(fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::info)) write(Level::info, fmt::format(f, std::forward<Args>(args)...));
-}
-template <typename... Args>
-void warn(fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::warn)) write(Level::warn, fmt::format(f, std::forward<Args>(args)...));
-}
-template <typename... Args>
-void error(fmt::format_string<Args...> f, Args&&... args) {
-  if (enabled(Level::error)) write(Level::error, fmt::format(f, std::forward<Args>(args)...));
-}
-
 }  // namespace pikv::log
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/log-inl.h>
+#endif

@@ -1,12 +1,18 @@
 #pragma once
 // Press: compresses one attention layer's KV cache right after prefill. ScorerPress: the common case
-// of a per-token score followed by top-k per KV head.
+// of a per-token score followed by top-k per KV head. ScorerPressBase and ScorerWrapperBase give a
+// press its options struct, name, describe() and compression ratio from one declaration, so a new
+// scorer is its options table and its score() (docs/architecture.md, "Adding a press").
 
 #include <ATen/core/Tensor.h>
 
 #include <pikv/core/attention.h>
+#include <pikv/core/options.h>
+#include <pikv/core/selection.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -21,29 +27,13 @@ struct PressRequirements {
   bool hidden_states = false;      // ctx.hidden_states defined
   bool layer_view = false;         // ctx.layer_view != nullptr
   bool attention_weights = false;  // ctx.attention_weights present (the model must run eager attention)
-};
 
-// The kept KV of one layer, as returned by a press. The cache applies it (KVCache::apply).
-struct CompressedKV {
-  // Uniform budget: [B, Hkv, k, d]. Head-wise budget: [B, Hkv, k_max, d] where entries at or beyond
-  // a head's length are padding (KVCache stores only the real entries).
-  at::Tensor keys;
-  at::Tensor values;
-  // int64 [B, Hkv, k] (k_max for head-wise): positions kept, ascending, indexing the input cache;
-  // padding entries are -1. Undefined when `unchanged`.
-  at::Tensor indices;
-  // Head-wise budgets only: int64 [B, Hkv], tokens kept per head (<= k_max).
-  std::optional<at::Tensor> head_lengths;
-  // True when the press kept everything (ratio 0): keys/values are the input tensors, not copies.
-  bool unchanged = false;
-  // True when the press chose not to act on this forward (a decoding press between its compression
-  // steps): nothing is applied and nothing is recorded.
-  bool skipped = false;
-  // True when the kept keys were re-rotated to positions 0..k-1 (KeyRerotation): the layer's logical
-  // length becomes k, so later tokens continue from the compressed length.
-  bool positions_reset = false;
-
-  int64_t kept() const { return keys.size(2); }  // k (k_max for head-wise)
+  PressRequirements& operator|=(const PressRequirements& o) {
+    hidden_states |= o.hidden_states;
+    layer_view |= o.layer_view;
+    attention_weights |= o.attention_weights;
+    return *this;
+  }
 };
 
 class Press {
@@ -69,15 +59,23 @@ class Press {
   virtual const ScorerPress* scorer() const { return nullptr; }
   // The scorer acting on this forward (PrefillDecoding: the prefill press's or the decoding press's).
   virtual const ScorerPress* scorer_for(const AttentionContext& ctx) const { return scorer(); }
+  // What the press did to a layer beyond the kept tokens, for records (`pikv score`): ThinK returns
+  // {"pruned_channels": int64 [B, Hkv, p]}. Called with the context compress() saw.
+  virtual std::map<std::string, at::Tensor> layer_record(const AttentionContext& ctx) const { return {}; }
 
   // Whether this press acts on this forward. Default: prefill only (decoding presses override).
   virtual bool should_compress(const AttentionContext& ctx) const { return ctx.is_prefill; }
 
   // Compresses one layer: ctx.keys/values [B, Hkv, n, d] -> kept KV. Must not modify ctx's tensors.
-  virtual CompressedKV compress(const AttentionContext& ctx) = 0;
+  [[nodiscard]] virtual CompressedKV compress(const AttentionContext& ctx) = 0;
 
-  // Lifecycle, called by HookableModel / PressGuard. on_attach may reject a model (e.g. a PerLayer
-  // ratio list of the wrong length) by throwing pikv::Error.
+  // Lifecycle, called by HookableModel / PressGuard (a runner without one calls them itself):
+  //   on_attach(model)   when installed; may reject the model (e.g. a PerLayer ratio list of the wrong
+  //                      length) by throwing pikv::Error
+  //   on_prefill_begin() before the first layer of a prefill (a new request)
+  //   on_prefill_end()   after the last layer of a prefill
+  //   on_decode_step()   after every forward that is not a prefill
+  //   on_detach()        when removed
   virtual void on_attach(const HookableModel& model) {}
   virtual void on_detach() {}
   virtual void on_prefill_begin() {}
@@ -93,48 +91,147 @@ class Press {
 
 class ScorerPress : public Press {
  public:
-  double compression_ratio() const override { return compression_ratio_; }
   const ScorerPress* scorer() const override { return this; }
-  // Wrappers that set the ratio of the press they wrap (kvpress's compression_ratio setter).
-  void set_compression_ratio(double ratio);
+  // Sets the ratio (kvpress's compression_ratio setter, used by wrappers): the ratio lives in one
+  // place, the press's options (or the press it wraps). Throws for a ratio outside [0, 1).
+  virtual void set_compression_ratio(double ratio) = 0;
 
   // Importance of every cached token, higher = keep: ctx.keys [B, Hkv, n, d] -> [B, Hkv, n].
   // `ratio` is the ratio this call compresses at (StreamingLLM's scores depend on it; PerLayer passes
-  // each layer's own ratio).
-  virtual at::Tensor score(const AttentionContext& ctx, double ratio) const = 0;
+  // each layer's own ratio). Pure: no state changes (a press that learns from its selections uses the
+  // two hooks below).
+  [[nodiscard]] virtual at::Tensor score(const AttentionContext& ctx, double ratio) const = 0;
+
+  // The scores a selection is about to use, and the selection made from them. Whoever selects tokens
+  // by this press's scores (compress_at, AdaKV, Chunk, ...) calls both, in this order; a press that
+  // learns from its own selections (moe_router's cache-aware router and statistics) overrides them.
+  // kept: int64 [B, Hkv, k], ascending; -1 pads heads that kept fewer (head-wise selections).
+  virtual at::Tensor score_for_selection(const AttentionContext& ctx, double ratio) { return score(ctx, ratio); }
+  virtual void observe_selection(const AttentionContext& ctx, double ratio, const at::Tensor& kept) {}
 
   // Keeps the top n_kept(n, compression_ratio()) tokens of every KV head.
-  CompressedKV compress(const AttentionContext& ctx) override { return compress_at(ctx, compression_ratio_); }
+  CompressedKV compress(const AttentionContext& ctx) override { return compress_at(ctx, compression_ratio()); }
 
   // Same at an explicit ratio in [0, 1]; ratio 0 returns the inputs unchanged (no copy).
-  CompressedKV compress_at(const AttentionContext& ctx, double ratio) const;
-
- protected:
-  // `what` names the options field for the error message ("KnormOptions.compression_ratio").
-  ScorerPress(double compression_ratio, const char* what);
-
- private:
-  double compression_ratio_;
+  [[nodiscard]] CompressedKV compress_at(const AttentionContext& ctx, double ratio);
 };
 
-// Positions of the k highest scores of every row, ascending. Ties go to the lower position, on every
-// device (stable sort), so results are reproducible. scores [B, Hkv, n] -> int64 [B, Hkv, k].
-at::Tensor top_k_positions(const at::Tensor& scores, int64_t k);
+// The compression_ratio row every scorer's options table starts with.
+#define PIKV_RATIO_OPTION(X) \
+  X(double, compression_ratio, 0, ::pikv::rule::ratio(), "fraction of tokens removed, in [0, 1)")
 
-// Gathers rows along the token axis: x [B, Hkv, n, d], positions int64 [B, Hkv, k] -> [B, Hkv, k, d].
-at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& positions);
+// A scorer configured by an options struct (PIKV_OPTIONS) with a compression_ratio field: name from
+// Derived::kName, describe() from the options, the ratio stored once (in the options).
+template <class Derived, class OptionsT>
+class ScorerPressBase : public ScorerPress {
+ public:
+  using Options = OptionsT;
 
-// Keeps the top-k tokens by score: the shared selection every scorer uses.
-// keys/values [B, Hkv, n, d], scores [B, Hkv, n].
-CompressedKV keep_top_k(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& scores,
-                        int64_t k);
+  explicit ScorerPressBase(const Options& options) : options_(options) { validate_options(options_); }
 
-// Score that wins every top-k without ties: max(scores) + 1 computed in double, cast back to
-// scores' dtype; a 0-d tensor on scores' device (no host synchronisation).
-at::Tensor protected_score(const at::Tensor& scores);
+  std::string name() const override { return Derived::kName; }
+  std::string describe() const override { return name() + "(" + describe_options(options_) + ")"; }
+  double compression_ratio() const override { return options_.compression_ratio(); }
+  void set_compression_ratio(double ratio) override {
+    Options next = options_;
+    next.compression_ratio(ratio);
+    validate_options(next);
+    options_ = next;
+  }
+  const Options& options() const { return options_; }
 
-// `scores` followed by `count` protected positions (a window that always stays, e.g. SnapKV's last
-// queries): [B, Hkv, m] -> [B, Hkv, m + count].
-at::Tensor append_protected(const at::Tensor& scores, int64_t count);
+ protected:
+  Options options_;
+};
+
+// An options struct with no options (wrappers that are configured by their inner press alone).
+#define PIKV_NO_OPTIONS(X)
+struct NoOptions {
+  PIKV_OPTIONS(NoOptions, PIKV_NO_OPTIONS)
+};
+
+namespace detail {
+// Throws "<who> needs a scorer press to wrap, got none" for a null press.
+void check_wrapped(const ScorerPress* press, const char* who);
+
+// What every press that wraps a scorer shares: the inner press (which holds the compression ratio),
+// and forwarding of requirements and lifecycle to it.
+template <class Base>
+class Wrapping : public Base {
+ public:
+  double compression_ratio() const override { return press_->compression_ratio(); }
+  PressRequirements requirements() const override { return press_->requirements(); }
+  void on_attach(const HookableModel& model) override { press_->on_attach(model); }
+  void on_detach() override { press_->on_detach(); }
+  void on_prefill_begin() override { press_->on_prefill_begin(); }
+  void on_prefill_end() override { press_->on_prefill_end(); }
+  void on_decode_step() override { press_->on_decode_step(); }
+  void reset() override { press_->reset(); }
+
+  const ScorerPress& press() const { return *press_; }
+  const std::shared_ptr<ScorerPress>& inner() const { return press_; }
+
+ protected:
+  Wrapping(std::shared_ptr<ScorerPress> press, const char* who) : press_(std::move(press)) {
+    check_wrapped(press_.get(), who);
+  }
+  std::shared_ptr<ScorerPress> press_;
+};
+}  // namespace detail
+
+// A press that selects by an inner scorer's scores in its own way (AdaKV, Chunk, KeyRerotation, ...).
+// Ratio 0 keeps everything without calling the wrapper; otherwise the context is checked and
+// compress_wrapped runs at the inner press's ratio.
+class ScorerWrapper : public detail::Wrapping<Press> {
+ public:
+  const ScorerPress* scorer() const override { return press_.get(); }
+  CompressedKV compress(const AttentionContext& ctx) final;
+
+ protected:
+  ScorerWrapper(std::shared_ptr<ScorerPress> press, const char* who) : Wrapping(std::move(press), who) {}
+  virtual CompressedKV compress_wrapped(const AttentionContext& ctx, double ratio) = 0;
+  // The inner press's scores for a selection, and the selection made (see ScorerPress's hooks).
+  at::Tensor inner_scores(const AttentionContext& ctx, double ratio) { return press_->score_for_selection(ctx, ratio); }
+  void inner_selected(const AttentionContext& ctx, double ratio, const at::Tensor& kept) {
+    press_->observe_selection(ctx, ratio, kept);
+  }
+};
+
+// A scorer whose scores are computed from an inner scorer's (CriticalKV): still a ScorerPress, so it
+// can be wrapped in turn; its ratio is the inner press's.
+class ScoringWrapper : public detail::Wrapping<ScorerPress> {
+ public:
+  void set_compression_ratio(double ratio) override { press_->set_compression_ratio(ratio); }
+
+ protected:
+  ScoringWrapper(std::shared_ptr<ScorerPress> press, const char* who) : Wrapping(std::move(press), who) {}
+};
+
+// "adakv(press=knorm(compression_ratio=0.5), alpha_safeguard=0.2)"
+std::string describe_wrapper(const std::string& name, const Press& inner, const std::string& options);
+
+// A wrapper with an options struct: name from Derived::kName, describe() from the inner press and the
+// options. Base is ScorerWrapper or ScoringWrapper.
+template <class Derived, class OptionsT, class Base = ScorerWrapper>
+class ScorerWrapperBase : public Base {
+ public:
+  using Options = OptionsT;
+
+  ScorerWrapperBase(std::shared_ptr<ScorerPress> press, const Options& options)
+      : Base(std::move(press), Derived::kName), options_(options) {
+    validate_options(options_);
+  }
+
+  std::string name() const override { return Derived::kName; }
+  std::string describe() const override { return describe_wrapper(name(), *this->press_, describe_options(options_)); }
+  const Options& options() const { return options_; }
+
+ protected:
+  Options options_;
+};
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/press-inl.h>
+#endif

@@ -1,9 +1,9 @@
 #pragma once
-// Plain statistics structs users read directly; fmt formatters print them as readable tables.
-
-#include <fmt/format.h>
+// Plain statistics structs users read directly; to_string / operator<< print them as readable tables
+// (and <pikv/fmt.h> makes them fmt-formattable).
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -20,7 +20,7 @@ struct LayerCompressionStats {
   double compress_ms = 0.0;    // host wall time of score + select + apply
 
   // Fraction of entries removed.
-  double achieved_ratio() const;
+  [[nodiscard]] double achieved_ratio() const;
 };
 
 struct CompressionStats {
@@ -36,28 +36,17 @@ struct CompressionStats {
 };
 
 // "1.50 MiB", "512 B"
-std::string format_bytes(int64_t bytes);
+[[nodiscard]] std::string format_bytes(int64_t bytes);
+
+// "layer   3:   1024 ->    512 tokens, 4.00 MiB -> 2.00 MiB (50.0% removed, 0.420 ms)"
+[[nodiscard]] std::string to_string(const LayerCompressionStats& stats);
+// A summary line, then one line per layer.
+[[nodiscard]] std::string to_string(const CompressionStats& stats);
+std::ostream& operator<<(std::ostream& out, const LayerCompressionStats& stats);
+std::ostream& operator<<(std::ostream& out, const CompressionStats& stats);
 
 }  // namespace pikv
 
-template <>
-struct fmt::formatter<pikv::LayerCompressionStats> : fmt::formatter<std::string_view> {
-  auto format(const pikv::LayerCompressionStats& s, fmt::format_context& ctx) const
-      -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(), "layer {:>3}: {:>6} -> {:>6} tokens, {} -> {} ({:.1f}% removed, {:.3f} ms)",
-                          s.layer, s.tokens_before, s.tokens_after, pikv::format_bytes(s.bytes_before),
-                          pikv::format_bytes(s.bytes_after), 100.0 * s.achieved_ratio(), s.compress_ms);
-  }
-};
-
-template <>
-struct fmt::formatter<pikv::CompressionStats> : fmt::formatter<std::string_view> {
-  auto format(const pikv::CompressionStats& s, fmt::format_context& ctx) const -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(), "{}: {} layers, KV {} -> {} (saved {}, {:.1f}% of entries removed), {:.3f} ms",
-                              s.press.empty() ? "no press" : s.press, s.layers.size(),
-                              pikv::format_bytes(s.bytes_before()), pikv::format_bytes(s.bytes_after()),
-                              pikv::format_bytes(s.bytes_saved()), 100.0 * s.achieved_ratio(), s.compress_ms());
-    for (const auto& l : s.layers) out = fmt::format_to(out, "\n  {}", l);
-    return out;
-  }
-};
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/stats-inl.h>
+#endif

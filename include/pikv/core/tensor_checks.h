@@ -31,3 +31,7 @@ void check_same_device(const at::Tensor& a, std::string_view what_a, const at::T
                        std::string_view what_b);
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/core/detail/tensor_checks-inl.h>
+#endif

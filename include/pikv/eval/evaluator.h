@@ -86,3 +86,7 @@ std::string summary_markdown(const std::vector<Record>& records);
 std::string records_csv(const std::vector<Record>& records);
 
 }  // namespace pikv::eval
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/eval/detail/evaluator-inl.h>
+#endif

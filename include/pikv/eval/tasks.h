@@ -52,3 +52,7 @@ Sample make_sample(const std::string& task, int64_t index, int64_t target_tokens
 double score_answer(const Sample& sample, const std::string& answer);
 
 }  // namespace pikv::eval
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/eval/detail/tasks-inl.h>
+#endif

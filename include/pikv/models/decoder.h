@@ -51,7 +51,7 @@ class DecoderModel : public HookableModel {
 
   // A Hugging Face checkpoint folder (config.json + model.safetensors or sharded shards with
   // model.safetensors.index.json) or a .gguf file.
-  static std::unique_ptr<DecoderModel> load(const std::string& path, const LoadOptions& options = {});
+  [[nodiscard]] static std::unique_ptr<DecoderModel> load(const std::string& path, const LoadOptions& options = {});
 
   int64_t num_layers() const override { return config_.num_layers; }
   const ModelConfig& config() const { return config_; }
@@ -73,3 +73,7 @@ class DecoderModel : public HookableModel {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/models/detail/decoder-inl.h>
+#endif

@@ -47,3 +47,7 @@ class RotaryEmbedding {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/models/detail/rope-inl.h>
+#endif

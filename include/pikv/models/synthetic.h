@@ -1,7 +1,7 @@
 #pragma once
 // SyntheticAttentionModel: a stack of random-weight causal attention layers (RMSNorm, q/k/v/o
 // projections with GQA, half-split RoPE, residual; no MLP, no vocabulary). It exercises the whole
-// press path -- central attention function, hook, KV cache, head-wise storage -- without a
+// press path -- the central attention function, hook, KV cache, head-wise storage -- without a
 // checkpoint: the foundation's demo, tests and press benchmarks run on it. Real architectures live
 // beside it (models issue); they use the same hook and cache.
 
@@ -53,12 +53,8 @@ class SyntheticAttentionModel : public HookableModel {
   std::vector<std::unique_ptr<Layer>> layers_;
 };
 
-// Causal attention of q over a (possibly padded) cache, GQA by head groups.
-// q: [B, H, q, d]; keys/values: [B, Hkv, n, d]; valid: bool [B, Hkv, n] or undefined (all valid);
-// the last q cache entries are this forward's tokens (causal among themselves).
-// Returns the output [B, H, q, d] and, when want_weights, the weights [B, H, q, n] via `weights`.
-// Without weights or mask it uses the fused at::scaled_dot_product_attention (same math, other rounding).
-at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                               const at::Tensor& valid, bool want_weights, at::Tensor* weights);
-
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/models/detail/synthetic-inl.h>
+#endif

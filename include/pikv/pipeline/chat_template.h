@@ -38,3 +38,7 @@ class ChatTemplate {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/pipeline/detail/chat_template-inl.h>
+#endif

@@ -87,3 +87,7 @@ class Pipeline {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/pipeline/detail/pipeline-inl.h>
+#endif

@@ -34,7 +34,11 @@ struct PressRecordOptions {
 //   layer{l}.bytes   int64 [2]: KV bytes of the layer before and after its prefill compression (when
 //                    the press compressed it during the prefill).
 // The model runs in its own dtype; scores are converted to float32.
-std::map<std::string, at::Tensor> record_press(DecoderModel& model, const at::Tensor& input_ids, Press* press,
+[[nodiscard]] std::map<std::string, at::Tensor> record_press(DecoderModel& model, const at::Tensor& input_ids, Press* press,
                                                const PressRecordOptions& options = {});
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/pipeline/detail/press_record-inl.h>
+#endif

@@ -27,7 +27,7 @@ class SharedPrefill {
   // The cache the prefill leaves under `press` (nullptr: the uncompressed cache), with what the press
   // did in `stats`. Presses that act during decoding are refused (nothing to replay). Throws when the
   // press needs attention weights that were not captured.
-  KVCache compress(Press* press, CompressionStats* stats = nullptr) const;
+  [[nodiscard]] KVCache compress(Press* press, CompressionStats* stats = nullptr) const;
 
   // Logits of the prefill's last position: float [B, V] (the first answer token of a run without a
   // question part).
@@ -45,3 +45,7 @@ class SharedPrefill {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/pipeline/detail/shared_prefill-inl.h>
+#endif

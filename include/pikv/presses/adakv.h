@@ -13,38 +13,28 @@
 
 namespace pikv {
 
+#define PIKV_ADAKV_OPTIONS(X) \
+  X(double, alpha_safeguard, 0.2, rule::in(0, 1), "share of each head's uniform budget it always keeps")
+
 struct AdaKVOptions {
-  double alpha_safeguard = 0.20;  // fraction of each head's uniform budget it always keeps, [0, 1]
+  PIKV_OPTIONS(AdaKVOptions, PIKV_ADAKV_OPTIONS)
 };
 
-class AdaKVPress : public Press {
+class AdaKVPress : public ScorerWrapperBase<AdaKVPress, AdaKVOptions> {
  public:
+  static constexpr const char* kName = "adakv";
   // Throws for a null press or alpha_safeguard outside [0, 1].
-  AdaKVPress(std::shared_ptr<ScorerPress> press, AdaKVOptions options = {});
-  std::string name() const override { return "adakv"; }
-  std::string describe() const override;
-  double compression_ratio() const override { return press_->compression_ratio(); }
-  PressRequirements requirements() const override { return press_->requirements(); }
+  explicit AdaKVPress(std::shared_ptr<ScorerPress> press, const AdaKVOptions& options = {})
+      : ScorerWrapperBase(std::move(press), options) {}
   bool head_wise() const override { return true; }
-  const ScorerPress* scorer() const override { return press_.get(); }
+
+ protected:
   // keys/values [B, Hkv, n, d] -> head-wise result: [B, Hkv, k_max, d], head_lengths [B, Hkv].
-  CompressedKV compress(const AttentionContext& ctx) override;
-
-  const ScorerPress& press() const { return *press_; }
-  const AdaKVOptions& options() const { return options_; }
-
- private:
-  std::shared_ptr<ScorerPress> press_;
-  AdaKVOptions options_;
+  CompressedKV compress_wrapped(const AttentionContext& ctx, double ratio) override;
 };
-
-// Builds a head-wise result from a keep mask: keys/values [B, Hkv, n, d], keep bool [B, Hkv, n] ->
-// keys/values [B, Hkv, k_max, d] (each head's kept tokens first, ascending, then zero padding),
-// indices [B, Hkv, k_max] (-1 on padding), head_lengths [B, Hkv].
-CompressedKV keep_head_wise(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& keep);
-
-// Per batch row, keeps the `total` highest entries of scores [B, Hkv, n] across all heads (ties to
-// the lower head, then the lower position): bool [B, Hkv, n].
-at::Tensor keep_top_across_heads(const at::Tensor& scores, int64_t total);
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/adakv-inl.h>
+#endif

@@ -36,3 +36,7 @@ class ComposedPress : public Press {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/composed-inl.h>
+#endif

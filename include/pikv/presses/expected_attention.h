@@ -4,38 +4,38 @@
 // rotation of the next n_future_positions positions, weighted by ||v||.
 // https://arxiv.org/abs/2510.00636 (kvpress). kvpress evaluates it as AdaKV(ExpectedAttention(epsilon=1e-2)).
 
-#include <torch/arg.h>
-
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_EXPECTED_ATTENTION_OPTIONS(X)                                                                      \
+  PIKV_RATIO_OPTION(X)                                                                                          \
+  X(int64_t, n_future_positions, 512, rule::at_least(1), "future positions averaged into the rotation")        \
+  X(int64_t, n_sink, 4, rule::at_least(0), "leading tokens excluded from statistics and always kept")          \
+  X(bool, use_covariance, true, rule::any(), "add the query covariance term")                                   \
+  X(bool, use_vnorm, true, rule::any(), "weight by the value norm")                                             \
+  X(double, epsilon, 0, rule::finite_at_least(0), "added before the value-norm weighting")
+
 struct ExpectedAttentionOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;   // fraction removed, [0, 1)
-  TORCH_ARG(int64_t, n_future_positions) = 512;  // future positions averaged into the rotation, >= 1
-  TORCH_ARG(int64_t, n_sink) = 4;                // leading tokens excluded from the statistics, always kept
-  TORCH_ARG(bool, use_covariance) = true;        // add k^T Sigma k / (2d) to the expected logit
-  TORCH_ARG(bool, use_vnorm) = true;             // weight by ||v||_2
-  TORCH_ARG(double, epsilon) = 0.0;              // added before the ||v|| weighting, >= 0
+  PIKV_OPTIONS(ExpectedAttentionOptions, PIKV_EXPECTED_ATTENTION_OPTIONS)
 };
 
-class ExpectedAttentionPress : public ScorerPress {
+class ExpectedAttentionPress : public ScorerPressBase<ExpectedAttentionPress, ExpectedAttentionOptions> {
  public:
-  explicit ExpectedAttentionPress(const ExpectedAttentionOptions& options = {});
-  std::string name() const override { return "expected_attention"; }
-  std::string describe() const override;
+  static constexpr const char* kName = "expected_attention";
+  explicit ExpectedAttentionPress(const ExpectedAttentionOptions& options = {}) : ScorerPressBase(options) {}
   PressRequirements requirements() const override;
   // keys/values [B, Hkv, n, d] with n > n_sink, hidden_states [B, q, Dm] with q > n_sink -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-  const ExpectedAttentionOptions& options() const { return options_; }
 
   // Mean RoPE rotation over positions [first, first + count) as a matrix R with R x = mean_t R_t x:
   // float [d, d] (identity on channels the layer does not rotate; identity for layers without RoPE).
   static at::Tensor average_rotation(const AttentionLayerView& view, int64_t first, int64_t count,
                                      const at::TensorOptions& options);
-
- private:
-  ExpectedAttentionOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/expected_attention-inl.h>
+#endif

@@ -10,23 +10,24 @@
 
 namespace pikv {
 
-class KeyRerotationPress : public Press {
+class KeyRerotationPress : public ScorerWrapperBase<KeyRerotationPress, NoOptions> {
  public:
-  explicit KeyRerotationPress(std::shared_ptr<ScorerPress> press);
-  std::string name() const override { return "key_rerotation"; }
-  std::string describe() const override;
-  double compression_ratio() const override { return press_->compression_ratio(); }
+  static constexpr const char* kName = "key_rerotation";
+  explicit KeyRerotationPress(std::shared_ptr<ScorerPress> press, const NoOptions& options = {})
+      : ScorerWrapperBase(std::move(press), options) {}
   PressRequirements requirements() const override;
-  const ScorerPress* scorer() const override { return press_.get(); }
-  // keys/values [B, Hkv, n, d] -> [B, Hkv, k, d], keys re-rotated to positions 0..k-1.
-  CompressedKV compress(const AttentionContext& ctx) override;
 
   // Rotates keys [B, Hkv, k, d] by angle delta[b, h, j] * inv_freq (half-split RoPE on the first
   // 2 * inv_freq.size(0) channels; the rest is left as is). delta: [B, Hkv, k] -> [B, Hkv, k, d].
   static at::Tensor rotate(const at::Tensor& keys, const at::Tensor& delta, const at::Tensor& inv_freq);
 
- private:
-  std::shared_ptr<ScorerPress> press_;
+ protected:
+  // keys/values [B, Hkv, n, d] -> [B, Hkv, k, d], keys re-rotated to positions 0..k-1.
+  CompressedKV compress_wrapped(const AttentionContext& ctx, double ratio) override;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/key_rerotation-inl.h>
+#endif

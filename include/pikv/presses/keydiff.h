@@ -1,27 +1,28 @@
 #pragma once
-// KeyDiff: keep the keys least similar to the layer's average key direction:
-// a = mean_j k_j / ||k_j||, score = -cos(k, a). https://arxiv.org/abs/2504.15364
-
-#include <torch/arg.h>
+// KeyDiff: keep the keys least similar to the mean key direction (score = -cos(k, mean of unit keys)).
+// https://arxiv.org/abs/2504.15364
 
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_KEYDIFF_OPTIONS(X) \
+  PIKV_RATIO_OPTION(X)
+
 struct KeyDiffOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
+  PIKV_OPTIONS(KeyDiffOptions, PIKV_KEYDIFF_OPTIONS)
 };
 
-class KeyDiffPress : public ScorerPress {
+class KeyDiffPress : public ScorerPressBase<KeyDiffPress, KeyDiffOptions> {
  public:
-  explicit KeyDiffPress(const KeyDiffOptions& options = {});
-  std::string name() const override { return "keydiff"; }
+  static constexpr const char* kName = "keydiff";
+  explicit KeyDiffPress(const KeyDiffOptions& options = {}) : ScorerPressBase(options) {}
   // keys [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-  const KeyDiffOptions& options() const { return options_; }
-
- private:
-  KeyDiffOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/keydiff-inl.h>
+#endif

@@ -2,26 +2,27 @@
 // Knorm: keep the keys with the smallest L2 norm (score = -||k||_2 over d, computed in at least
 // float32 so bf16 caches do not tie distinct positions). https://arxiv.org/abs/2406.11430
 
-#include <torch/arg.h>
-
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_KNORM_OPTIONS(X) \
+  PIKV_RATIO_OPTION(X)
+
 struct KnormOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
+  PIKV_OPTIONS(KnormOptions, PIKV_KNORM_OPTIONS)
 };
 
-class KnormPress : public ScorerPress {
+class KnormPress : public ScorerPressBase<KnormPress, KnormOptions> {
  public:
-  explicit KnormPress(const KnormOptions& options = {});
-  std::string name() const override { return "knorm"; }
+  static constexpr const char* kName = "knorm";
+  explicit KnormPress(const KnormOptions& options = {}) : ScorerPressBase(options) {}
   // keys [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-  const KnormOptions& options() const { return options_; }
-
- private:
-  KnormOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/knorm-inl.h>
+#endif

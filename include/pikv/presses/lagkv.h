@@ -4,29 +4,30 @@
 // softmax (over its chunk) of the spread (std over channels) of its normalised key and value.
 // Sinks, the last chunk and the remainder are always kept. https://arxiv.org/abs/2504.04704
 
-#include <torch/arg.h>
-
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_LAGKV_OPTIONS(X)                                                                  \
+  PIKV_RATIO_OPTION(X)                                                                         \
+  X(int64_t, n_sink, 4, rule::at_least(0), "leading tokens always kept")                      \
+  X(int64_t, lag_size, 128, rule::at_least(1), "chunk length")                                \
+  X(bool, cross_scoring, false, rule::any(), "use raw scores instead of in-chunk ranks")
+
 struct LagKVOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
-  TORCH_ARG(int64_t, n_sink) = 4;              // leading tokens always kept, >= 0
-  TORCH_ARG(int64_t, lag_size) = 128;          // chunk length, >= 1
-  TORCH_ARG(bool, cross_scoring) = false;      // false: rank within the chunk / lag_size
+  PIKV_OPTIONS(LagKVOptions, PIKV_LAGKV_OPTIONS)
 };
 
-class LagKVPress : public ScorerPress {
+class LagKVPress : public ScorerPressBase<LagKVPress, LagKVOptions> {
  public:
-  explicit LagKVPress(const LagKVOptions& options = {});
-  std::string name() const override { return "lagkv"; }
-  std::string describe() const override;
+  static constexpr const char* kName = "lagkv";
+  explicit LagKVPress(const LagKVOptions& options = {}) : ScorerPressBase(options) {}
   // keys/values [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-
- private:
-  LagKVOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/lagkv-inl.h>
+#endif

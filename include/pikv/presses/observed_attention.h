@@ -1,29 +1,30 @@
 #pragma once
-// ObservedAttention (H2O-style): the mean attention each token received from the queries that could
-// see it, sum_q attn[q, j] / (n - j), averaged over each KV head's query group.
-// https://arxiv.org/abs/2306.14048. Needs the attention weights: models then run eager attention for
-// the prefill (HookableModel reads requirements()), which costs memory O(H q n).
-
-#include <torch/arg.h>
+// ObservedAttention: keep the tokens that received the most attention during the prefill (mean over
+// the queries that could see each token, mean over each KV head's query group). Needs the attention
+// weights: the model switches to eager attention by itself when this press is installed.
+// https://arxiv.org/abs/2306.14048 (H2O)
 
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_OBSERVED_ATTENTION_OPTIONS(X) PIKV_RATIO_OPTION(X)
+
 struct ObservedAttentionOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
+  PIKV_OPTIONS(ObservedAttentionOptions, PIKV_OBSERVED_ATTENTION_OPTIONS)
 };
 
-class ObservedAttentionPress : public ScorerPress {
+class ObservedAttentionPress : public ScorerPressBase<ObservedAttentionPress, ObservedAttentionOptions> {
  public:
-  explicit ObservedAttentionPress(const ObservedAttentionOptions& options = {});
-  std::string name() const override { return "observed_attention"; }
+  static constexpr const char* kName = "observed_attention";
+  explicit ObservedAttentionPress(const ObservedAttentionOptions& options = {}) : ScorerPressBase(options) {}
   PressRequirements requirements() const override;
-  // attention_weights [B, H, n, n] (a prefill: q == n), keys [B, Hkv, n, d] -> [B, Hkv, n]
+  // attention_weights [B, H, n, n] (a prefill) -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-
- private:
-  ObservedAttentionOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/observed_attention-inl.h>
+#endif

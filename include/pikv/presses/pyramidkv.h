@@ -3,34 +3,38 @@
 // last (beta sets the smallest budget); the mean budget matches the configured ratio.
 // https://arxiv.org/abs/2406.02069
 
-#include <torch/arg.h>
-
-#include <pikv/presses/snapkv.h>
+#include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_PYRAMIDKV_OPTIONS(X)                                                     \
+  PIKV_RATIO_OPTION(X)                                                                \
+  X(int64_t, window_size, 64, rule::at_least(1), "observation window")              \
+  X(int64_t, kernel_size, 5, rule::odd_at_least(1), "pooling kernel (odd)")         \
+  X(int64_t, beta, 20, rule::at_least(1), "pyramid steepness (>= 1)")
+
 struct PyramidKVOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed on average, [0, 1)
-  TORCH_ARG(int64_t, window_size) = 64;        // SnapKV observation window, >= 1
-  TORCH_ARG(int64_t, kernel_size) = 5;         // SnapKV pooling kernel, odd, >= 1
-  TORCH_ARG(int64_t, beta) = 20;               // pyramid steepness, >= 1
+  PIKV_OPTIONS(PyramidKVOptions, PIKV_PYRAMIDKV_OPTIONS)
 };
 
-class PyramidKVPress : public SnapKVPress {
+class PyramidKVPress : public ScorerPressBase<PyramidKVPress, PyramidKVOptions> {
  public:
-  explicit PyramidKVPress(const PyramidKVOptions& options = {});
-  std::string name() const override { return "pyramidkv"; }
-  std::string describe() const override;
+  static constexpr const char* kName = "pyramidkv";
+  explicit PyramidKVPress(const PyramidKVOptions& options = {}) : ScorerPressBase(options) {}
+  PressRequirements requirements() const override;
+  // SnapKV's scores: keys [B, Hkv, n, d], hidden_states [B, q, Dm] with q > window_size -> [B, Hkv, n]
+  at::Tensor score(const AttentionContext& ctx, double ratio) const override;
   // Keeps layer_budget(...) tokens of every KV head of layer ctx.layer.
   CompressedKV compress(const AttentionContext& ctx) override;
 
-  // Tokens kept by layer `layer` of `num_layers` for n cached tokens (the spec's formula, Python
+  // Tokens kept by layer `layer` of `num_layers` for n cached tokens (PyramidKV's formula, Python
   // round-half-even included). A single-layer model keeps round(n (1 - ratio)).
   static int64_t layer_budget(int64_t n, double ratio, int64_t window_size, int64_t beta, int64_t layer,
                               int64_t num_layers);
-
- private:
-  PyramidKVOptions pyramid_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/pyramidkv-inl.h>
+#endif

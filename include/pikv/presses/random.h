@@ -3,31 +3,30 @@
 // drawn from a CPU generator and moved to the cache's device, so a seed gives the same kept set on
 // every device (and matches kvpress on the CPU).
 
-#include <torch/arg.h>
-
 #include <pikv/core/press.h>
-
 #include <cstdint>
 #include <optional>
 
 namespace pikv {
 
+#define PIKV_RANDOM_OPTIONS(X) \
+  PIKV_RATIO_OPTION(X)                                                                  \
+  X(std::optional<uint64_t>, seed, std::nullopt, rule::any(), "seed for reproducible choices (any device)")
+
 struct RandomOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;    // fraction removed, [0, 1)
-  TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;  // none: the global CPU generator
+  PIKV_OPTIONS(RandomOptions, PIKV_RANDOM_OPTIONS)
 };
 
-class RandomPress : public ScorerPress {
+class RandomPress : public ScorerPressBase<RandomPress, RandomOptions> {
  public:
-  explicit RandomPress(const RandomOptions& options = {});
-  std::string name() const override { return "random"; }
-  std::string describe() const override;
+  static constexpr const char* kName = "random";
+  explicit RandomPress(const RandomOptions& options = {}) : ScorerPressBase(options) {}
   // keys [B, Hkv, n, d] -> [B, Hkv, n] in keys' dtype
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-  const RandomOptions& options() const { return options_; }
-
- private:
-  RandomOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/random-inl.h>
+#endif

@@ -1,29 +1,29 @@
 #pragma once
-// StreamingLLM: keep the first n_sink tokens ("attention sinks") and the most recent ones.
-// https://arxiv.org/abs/2309.17453 (wrap in KeyRerotation to also re-rotate, as the paper does).
-
-#include <torch/arg.h>
+// StreamingLLM: keep the first n_sink tokens (attention sinks) and the most recent ones.
+// https://arxiv.org/abs/2309.17453
 
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_STREAMING_LLM_OPTIONS(X) \
+  PIKV_RATIO_OPTION(X)                                                          \
+  X(int64_t, n_sink, 4, rule::at_least(0), "leading tokens always kept")
+
 struct StreamingLLMOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
-  TORCH_ARG(int64_t, n_sink) = 4;              // leading tokens always kept, >= 0
+  PIKV_OPTIONS(StreamingLLMOptions, PIKV_STREAMING_LLM_OPTIONS)
 };
 
-class StreamingLLMPress : public ScorerPress {
+class StreamingLLMPress : public ScorerPressBase<StreamingLLMPress, StreamingLLMOptions> {
  public:
-  explicit StreamingLLMPress(const StreamingLLMOptions& options = {});
-  std::string name() const override { return "streaming_llm"; }
-  std::string describe() const override;
-  // 1 everywhere, 0 on [n_sink, n_sink + n - n_kept). Requires n > n_sink. keys [B, Hkv, n, d] -> [B, Hkv, n]
+  static constexpr const char* kName = "streaming_llm";
+  explicit StreamingLLMPress(const StreamingLLMOptions& options = {}) : ScorerPressBase(options) {}
+  // keys [B, Hkv, n, d] with n > n_sink -> [B, Hkv, n]: 0 for the pruned window after the sinks, 1 elsewhere
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-  const StreamingLLMOptions& options() const { return options_; }
-
- private:
-  StreamingLLMOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/streaming_llm-inl.h>
+#endif

@@ -1,29 +1,28 @@
 #pragma once
-// TOVA: keep the tokens the last query attends to most (window of 1), averaged over ALL query heads,
-// so every KV head keeps the same positions; the last token is always kept.
-// https://arxiv.org/abs/2401.06104. Uses the model's attention weights when they were materialised,
-// else recomputes the last query's attention through the layer view.
-
-#include <torch/arg.h>
+// TOVA: keep what the last token attends to, averaged over all heads (the same set for every KV head);
+// the last token always stays. https://arxiv.org/abs/2401.06104
 
 #include <pikv/core/press.h>
 
 namespace pikv {
 
+#define PIKV_TOVA_OPTIONS(X) PIKV_RATIO_OPTION(X)
+
 struct TOVAOptions {
-  TORCH_ARG(double, compression_ratio) = 0.0;  // fraction removed, [0, 1)
+  PIKV_OPTIONS(TOVAOptions, PIKV_TOVA_OPTIONS)
 };
 
-class TOVAPress : public ScorerPress {
+class TOVAPress : public ScorerPressBase<TOVAPress, TOVAOptions> {
  public:
-  explicit TOVAPress(const TOVAOptions& options = {});
-  std::string name() const override { return "tova"; }
+  static constexpr const char* kName = "tova";
+  explicit TOVAPress(const TOVAOptions& options = {}) : ScorerPressBase(options) {}
   PressRequirements requirements() const override;
-  // keys [B, Hkv, n, d] (n >= 2), hidden_states [B, q, Dm] -> [B, Hkv, n]
+  // keys [B, Hkv, n, d] with n >= 2, hidden_states [B, q, Dm] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
-
- private:
-  TOVAOptions options_;
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/presses/detail/tova-inl.h>
+#endif

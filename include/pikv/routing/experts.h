@@ -1,5 +1,5 @@
 #pragma once
-// Compression experts for MoERouterPress (spec/routers.md): scoring rules over the cached tokens of
+// Compression experts for MoERouterPress (docs/routing.md): scoring rules over the cached tokens of
 // every (batch row, KV head). The window attention that two experts and the gate need is computed once
 // per layer (LayerSignals) and shared. Any ScorerPress can be registered as an expert.
 
@@ -70,3 +70,7 @@ at::Tensor solo_keep_scores(const Expert& expert, const AttentionContext& ctx, c
                             double ratio);
 
 }  // namespace pikv::routing
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/routing/detail/experts-inl.h>
+#endif

@@ -1,17 +1,13 @@
 #pragma once
-// MoERouterPress: a mixture of scoring experts (spec/routers.md). Per (layer, batch row, KV head) a gate
+// MoERouterPress: a mixture of scoring experts (docs/routing.md). Per (layer, batch row, KV head) a gate
 // reads five attention statistics, a router picks experts and weights, and the kept tokens are the top
 // n_kept of the weighted sum of the experts' rank-normalised scores. Exact budgets, uniform across heads
 // (any attention backend), deterministic. The gate weights are a documented default table or a file
 // written by `pikv calibrate-router` (learned with the real model).
 
-#include <torch/arg.h>
-
 #include <pikv/core/press.h>
 #include <pikv/routing/experts.h>
 #include <pikv/routing/router.h>
-
-#include <fmt/format.h>
 
 #include <map>
 #include <memory>
@@ -39,7 +35,7 @@ struct GateWeights {
   std::string source = "default table";  // for messages: a file path or "default table"
   std::string calibration;               // free-form JSON object text describing the calibration, or ""
 
-  // The spec's table for the four default experts: z_stream = 4(f2 + f3) - 2, z_knorm = 4 f4 - 1,
+  // The built-in table for the four default experts: z_stream = 4(f2 + f3) - 2, z_knorm = 4 f4 - 1,
   // z_attn = 4(1 - f1) - 1, z_vattn = 4(1 - f1) - 1.5.
   static GateWeights default_table();
   // The default table for the default experts; for any other expert list a uniform gate (W = 0, b = 0:
@@ -54,31 +50,40 @@ struct GateWeights {
   static GateWeights load(const std::string& path);
 };
 
+// Router-specific options are optional: setting one the chosen router does not use is an error that
+// says so; unset ones take the router's default (given in the help).
+#define PIKV_MOE_ROUTER_OPTIONS(X)                                                                                   \
+  PIKV_RATIO_OPTION(X)                                                                                               \
+  X(RouterType, router_type, RouterType::pikv, rule::any(), "pikv | topk_balanced | adaptive | eplb | hierarchical") \
+  X(std::string, experts, "streaming+key_norm+window_attention+value_attention", rule::any(),                       \
+    "'+'-separated expert names (built-in experts or scorer presses)")                                              \
+  X(std::optional<int64_t>, num_experts, std::nullopt, rule::at_least(1), "must equal the number of experts when given") \
+  X(int64_t, top_k, 2, rule::at_least(1), "experts mixed per head")                                                 \
+  X(double, temperature, 1, rule::greater_than(0), "gate softmax temperature")                                      \
+  X(std::optional<double>, importance_threshold, std::nullopt, rule::in(0, 1, /*lo_open=*/true, false),             \
+    "adaptive, pikv: one expert when its gate probability reaches this (default 0.5)")                              \
+  X(std::optional<bool>, adaptive_top_k, std::nullopt, rule::any(), "pikv: choose k per head by confidence (default true)") \
+  X(std::optional<bool>, cache_aware, std::nullopt, rule::any(),                                                    \
+    "pikv: bias the gate by each expert's observed attention recall (default true)")                                \
+  X(std::optional<double>, cache_aware_gamma, std::nullopt, rule::finite_at_least(0), "pikv: strength of that bias (default 1)") \
+  X(std::optional<double>, recall_momentum, std::nullopt, rule::in(0, 1, false, /*hi_open=*/true),                  \
+    "pikv: moving-average momentum of the observed recall (default 0.9)")                                           \
+  X(std::optional<double>, capacity_factor, std::nullopt, rule::greater_than(0),                                    \
+    "eplb: heads an expert may serve per layer, x heads / experts (default 1)")                                     \
+  X(std::optional<BalanceMode>, balance_mode, std::nullopt, rule::any(),                                            \
+    "topk_balanced: entropy | variance | gini (the reported balance loss) (default entropy)")                        \
+  X(std::optional<int64_t>, num_groups, std::nullopt, rule::at_least(1), "hierarchical: must equal the number of groups") \
+  X(std::optional<int64_t>, group_top_k, std::nullopt, rule::at_least(1), "hierarchical: groups kept per head (default 1)") \
+  X(std::optional<std::string>, groups, std::nullopt, rule::any(),                                                  \
+    "hierarchical: '|'-separated groups of '+'-separated expert names or indices "                                  \
+    "(default streaming|key_norm+window_attention+value_attention)")                                                \
+  X(int64_t, window_size, 64, rule::at_least(1), "observation window of the gate and the attention experts")       \
+  X(int64_t, kernel_size, 5, rule::odd_at_least(1), "pooling kernel of the window attention (odd)")                \
+  X(int64_t, n_sink, 4, rule::at_least(0), "sink tokens of the streaming expert and the sink-mass feature")         \
+  X(std::string, weights, "", rule::any(), "gate weights file from pikv calibrate-router (default: the built-in table)")
+
 struct MoERouterOptions {
-  TORCH_ARG(std::string, router_type) = "pikv";  // pikv | topk_balanced | adaptive | eplb | hierarchical
-  TORCH_ARG(double, compression_ratio) = 0.0;    // fraction removed, [0, 1)
-  // Must equal the number of experts when given (the expert list decides which experts exist).
-  TORCH_ARG(std::optional<int64_t>, num_experts);
-  TORCH_ARG(int64_t, top_k) = 2;                 // experts mixed per head, 1..E
-  TORCH_ARG(double, temperature) = 1.0;          // gate softmax temperature, > 0
-  // Router-specific options: setting one the chosen router does not use is an error that says so.
-  TORCH_ARG(std::optional<double>, importance_threshold);  // adaptive, pikv (default 0.5), in (0, 1]
-  TORCH_ARG(std::optional<bool>, adaptive_top_k);          // pikv (default true); adaptive: must be true
-  TORCH_ARG(std::optional<bool>, cache_aware);             // pikv (default true); false accepted anywhere
-  TORCH_ARG(std::optional<double>, cache_aware_gamma);     // pikv (default 1.0), >= 0
-  TORCH_ARG(std::optional<double>, recall_momentum);       // pikv (default 0.9), in [0, 1)
-  TORCH_ARG(std::optional<double>, capacity_factor);       // eplb (default 1.0), > 0
-  TORCH_ARG(std::optional<std::string>, balance_mode);     // topk_balanced (default entropy): entropy|variance|gini
-  TORCH_ARG(std::optional<int64_t>, num_groups);           // hierarchical: must equal the number of groups
-  TORCH_ARG(std::optional<int64_t>, group_top_k);          // hierarchical (default 1)
-  // hierarchical: expert indices per group (default {0}, {1, 2, 3} for the default experts).
-  TORCH_ARG(std::optional<std::vector<std::vector<int64_t>>>, groups);
-  // Signals: observation window, SnapKV pooling kernel, sink count.
-  TORCH_ARG(int64_t, window_size) = 64;
-  TORCH_ARG(int64_t, kernel_size) = 5;
-  TORCH_ARG(int64_t, n_sink) = 4;
-  // Gate weights file from `pikv calibrate-router`; empty = the default table.
-  TORCH_ARG(std::string, weights_path);
+  PIKV_OPTIONS(MoERouterOptions, PIKV_MOE_ROUTER_OPTIONS)
 };
 
 // get_stats(): plain numbers.
@@ -110,33 +115,44 @@ struct RouterStats {
   BalanceDiagnostics balance;           // over all rows
 };
 
-class MoERouterPress : public ScorerPress {
+class MoERouterPress : public ScorerPressBase<MoERouterPress, MoERouterOptions> {
  public:
-  // Default experts (streaming, key_norm, window_attention, value_attention). Throws pikv::Error for an
-  // unknown router_type or balance_mode, top_k outside 1..E, capacity_factor <= 0, options the chosen
-  // router does not use, and a weights file for another expert set.
+  static constexpr const char* kName = "moe_router";
+  // The experts named by options.experts. Throws pikv::Error for top_k outside 1..E, options the
+  // chosen router does not use, and a weights file for another expert set.
   explicit MoERouterPress(const MoERouterOptions& options = {});
+  // Explicit experts (options.experts is ignored).
   MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts);
   // A user's own router and gate (options.router_type and the router-specific options are ignored).
   MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts,
                  std::shared_ptr<Router> router, GateWeights gate);
 
-  std::string name() const override { return "moe_router"; }
   std::string describe() const override;
   PressRequirements requirements() const override;
   void on_attach(const HookableModel& model) override;
 
-  // Combined score S(j) = sum over selected experts of π̃_e r_e(j); positions protected by a selected
-  // expert score 2 (above any combination). Routes, records statistics and feeds the router back the
-  // recall of the kept set at `ratio`. keys [B, Hkv, n, d] -> float32 [B, Hkv, n]
+  // One routing of a layer: the signals, the router's decision and the combined scores.
+  struct Routing {
+    LayerSignals signals;
+    RouterDecision decision;
+    at::Tensor scores;  // float32 [B, Hkv, n]
+  };
+  // Routes a layer with the router's current state; changes nothing. Combined score
+  // S(j) = sum over selected experts of π̃_e r_e(j); positions protected by a selected expert score 2
+  // (above any combination).
+  Routing route(const AttentionContext& ctx, double ratio) const;
+  // route(ctx, ratio).scores: keys [B, Hkv, n, d] -> float32 [B, Hkv, n]. Pure.
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
+  // The selection hooks: the routing of a layer is kept until its selection is known, then the router
+  // is fed back the attention recall of the kept set and the statistics are recorded.
+  at::Tensor score_for_selection(const AttentionContext& ctx, double ratio) override;
+  void observe_selection(const AttentionContext& ctx, double ratio, const at::Tensor& kept) override;
 
   RouterStats get_stats() const;
   // Clears the statistics and the router's learned state (PiKV's recall averages).
   void reset_stats();
   void reset() override { reset_stats(); }
 
-  const MoERouterOptions& options() const { return options_; }
   const std::vector<std::shared_ptr<Expert>>& experts() const { return experts_; }
   const GateWeights& gate() const { return gate_; }
   Router& router() const { return *router_; }
@@ -155,24 +171,31 @@ class MoERouterPress : public ScorerPress {
   // Throws when the gate was calibrated on a model with another layer count.
   void check_gate_layers(int64_t num_layers) const;
 
-  MoERouterOptions options_;
   std::vector<std::shared_ptr<Expert>> experts_;
   std::shared_ptr<Router> router_;
   GateWeights gate_;
-  // Routing state is mutable: score() is const in the ScorerPress interface (presses are used through
-  // const wrappers such as AdaKV), yet every call routes and records.
-  mutable std::map<int64_t, LayerAccumulator> layers_;
-  mutable int64_t calls_ = 0;
-  mutable double aux_sum_ = 0.0;
+  std::map<int64_t, Routing> pending_;  // layer -> routing awaiting its selection
+  std::map<int64_t, LayerAccumulator> layers_;
+  int64_t calls_ = 0;
+  double aux_sum_ = 0.0;
 };
 
-// The router an options struct describes (validates the router-specific options).
-std::shared_ptr<Router> make_router(const MoERouterOptions& options, int64_t num_experts);
+// The experts a '+'-separated list names (built-in experts or scorer presses).
+std::vector<std::shared_ptr<Expert>> experts_from_names(const std::string& names);
+// Resolves a groups spec ('|'-separated groups of '+'-separated expert names or indices) against the
+// expert names. Throws naming the entry that is neither.
+ExpertGroups parse_groups(const std::string& spec, const std::vector<std::string>& expert_names);
+
+// The router an options struct describes (validates the router-specific options); hierarchical groups
+// are resolved against expert_names.
+std::shared_ptr<Router> make_router(const MoERouterOptions& options, int64_t num_experts,
+                                    const std::vector<std::string>& expert_names = {});
+
+// A readable table: the totals, then one line per layer.
+std::string to_string(const RouterStats& stats);
 
 }  // namespace pikv::routing
 
-template <>
-struct fmt::formatter<pikv::routing::RouterStats> : fmt::formatter<std::string_view> {
-  // A readable table: one line per layer, then the totals.
-  auto format(const pikv::routing::RouterStats& s, fmt::format_context& ctx) const -> decltype(ctx.out());
-};
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/routing/detail/moe_router-inl.h>
+#endif

@@ -1,0 +1,144 @@
+#pragma once
+
+#include <pikv/core/config.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/hookable_model.h>
+#include <pikv/core/detail/logging.h>
+#include <pikv/core/tensor_checks.h>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+namespace pikv {
+namespace detail {
+
+PIKV_INLINE int64_t stored_entries(const KVCache& cache, int64_t layer) {
+  return cache.head_lengths(layer).sum().item<int64_t>();  // CPU tensor: no device sync
+}
+
+}  // namespace detail
+
+PIKV_INLINE bool apply_press(Press& press, const AttentionContext& ctx, KVCache& cache, CompressionStats* stats) {
+  if (!press.should_compress(ctx)) return false;
+  PIKV_CHECK(!cache.is_ragged(ctx.layer) && ctx.keys.defined() && ctx.keys.dim() == 4 &&
+                 ctx.keys.size(2) == cache.physical_length(ctx.layer),
+             "apply_press: the context of layer {} must carry the layer's whole cache ({} tokens), got keys {}",
+             ctx.layer, cache.physical_length(ctx.layer), describe_tensor(ctx.keys));
+  LayerCompressionStats s;
+  s.layer = ctx.layer;
+  s.tokens_before = cache.physical_length(ctx.layer);
+  s.entries_before = detail::stored_entries(cache, ctx.layer);
+  s.bytes_before = cache.bytes(ctx.layer);
+  const auto t0 = std::chrono::steady_clock::now();
+  CompressedKV result = press.compress(ctx);
+  if (result.skipped) return false;
+  cache.apply(ctx.layer, result);
+  const auto t1 = std::chrono::steady_clock::now();
+  s.compress_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  s.tokens_after = cache.physical_length(ctx.layer);
+  s.entries_after = detail::stored_entries(cache, ctx.layer);
+  s.bytes_after = cache.bytes(ctx.layer);
+  log::debug("{} {}", press.name(), to_string(s));
+  if (stats != nullptr) {
+    if (stats->press.empty()) stats->press = press.describe();
+    stats->layers.push_back(s);
+  }
+  return true;
+}
+
+PIKV_INLINE Press* HookableModel::exchange_press(Press* press) {
+  if (press != nullptr) press->on_attach(*this);  // may throw: then nothing changed
+  Press* previous = press_;
+  if (previous != nullptr && previous != press) previous->on_detach();
+  press_ = press;
+  return previous;
+}
+
+PIKV_INLINE bool HookableModel::run_press(const AttentionContext& ctx, KVCache& cache) {
+  if (press_ == nullptr) return false;
+  return apply_press(*press_, ctx, cache, &stats_);
+}
+
+PIKV_INLINE bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
+                              const at::Tensor& values, const at::Tensor& weights, bool is_prefill,
+                              int64_t position_offset, KVCache& cache, const at::Tensor& query_states) {
+  if (press_ == nullptr) return false;
+  AttentionContext ctx;
+  ctx.layer = layer.layer_index();
+  ctx.num_layers = num_layers();
+  ctx.hidden_states = hidden_states;
+  ctx.keys = keys;
+  ctx.values = values;
+  if (weights.defined()) ctx.attention_weights = weights;
+  ctx.is_prefill = is_prefill;
+  ctx.position_offset = position_offset;
+  ctx.layer_view = &layer;
+  ctx.query_states = query_states;
+  return run_press(ctx, cache);
+}
+
+PIKV_INLINE LayerAttention LayerAttention::rotary(const AttentionLayerView& layer, const at::Tensor& hidden_states,
+                                                  const at::Tensor& query_states, const at::Tensor& keys,
+                                                  const at::Tensor& values, const at::Tensor& positions,
+                                                  const at::Tensor& query_index) {
+  LayerAttention call;
+  call.layer = &layer;
+  call.hidden_states = hidden_states;
+  call.query_states = query_states;
+  call.queries = layer.apply_rope(query_states, positions);
+  call.keys = layer.apply_rope(keys, positions);
+  call.values = values;
+  call.query_index = query_index;
+  return call;
+}
+
+PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call, KVCache& cache, bool is_prefill,
+                                                   int64_t position_offset) {
+  PIKV_CHECK(call.layer != nullptr, "HookableModel::attention needs the layer's AttentionLayerView");
+  const int64_t l = call.layer->layer_index();
+  cache.append(l, call.keys, call.values);
+  KVCache::Padded kv = cache.padded(l);
+  KVView view{kv.keys, kv.values, at::Tensor()};
+  if (!cache.is_contiguous_prefix(l)) view.positions = cache.token_positions(l).to(kv.keys.device());
+  AttentionParams params = call.params;
+  const bool pressed = call.pressable && press_ != nullptr;
+  if (pressed && press_->requirements().attention_weights) params.need_weights = true;
+  AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
+  if (pressed) {
+    run_press(*call.layer, call.hidden_states, kv.keys, kv.values, r.weights, is_prefill, position_offset, cache,
+              call.query_states);
+  }
+  return r;
+}
+
+PIKV_INLINE void HookableModel::begin_prefill() {
+  stats_.clear();
+  if (press_ != nullptr) press_->on_prefill_begin();
+}
+
+PIKV_INLINE void HookableModel::end_prefill() {
+  if (press_ != nullptr) press_->on_prefill_end();
+}
+
+PIKV_INLINE void HookableModel::decode_step() {
+  if (press_ != nullptr) press_->on_decode_step();
+}
+
+PIKV_INLINE PressGuard::PressGuard(HookableModel& model, Press& press)
+    : model_(model), installed_(&press), previous_(model.exchange_press(&press)) {}
+
+PIKV_INLINE PressGuard::~PressGuard() {
+  if (model_.press() != installed_) {
+    // Guards are scoped, so this means someone swapped presses by hand inside our scope.
+    log::warn("PressGuard: the model's press changed inside the guard's scope; restoring the press before it");
+  }
+  try {
+    (void)model_.exchange_press(previous_);  // returns this guard's press
+  } catch (const std::exception& e) {
+    // A destructor must not throw; the previous press accepted this model before, so this is unexpected.
+    log::error("PressGuard: restoring the previous press failed: {}", e.what());
+  }
+}
+
+}  // namespace pikv

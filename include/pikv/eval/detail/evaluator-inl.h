@@ -1,0 +1,403 @@
+#pragma once
+
+#include <pikv/core/config.h>
+#include <pikv/core/detail/clock.h>
+#include <pikv/core/budget.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/logging.h>
+#include <pikv/eval/evaluator.h>
+#include <pikv/pipeline/pipeline.h>
+#include <pikv/pipeline/shared_prefill.h>
+#include <pikv/core/registry.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace pikv::eval {
+namespace detail {
+
+PIKV_INLINE std::string ratio_text(double r) { return fmt::format("{:.4g}", r); }
+
+PIKV_INLINE std::shared_ptr<Press> press_at(const std::string& spec, double ratio) {
+  auto [name, options] = parse_press_spec(spec);
+  PIKV_CHECK(!options.count("compression_ratio"), "press spec '{}': the grid sets compression_ratio itself", spec);
+  bool has_ratio = false;
+  for (const auto& info : press_catalog()) {
+    if (info.name != name) continue;
+    for (const auto& o : info.options) has_ratio |= o.name == "compression_ratio";
+  }
+  PIKV_CHECK(has_ratio || name == "per_layer_compression",
+             "press '{}' has no compression_ratio option and cannot be placed on a ratio grid", name);
+  options["compression_ratio"] = fmt::format("{}", ratio);
+  auto press = make_press(name, options);
+  PIKV_CHECK(!press->acts_during_decoding(), "press '{}' compresses during decoding; the grid evaluates prefill presses",
+             name);
+  return press;
+}
+
+PIKV_INLINE bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+PIKV_INLINE nlohmann::json header_of(const GridConfig& c) {
+  return {{"pikv_eval", 1},
+          {"model", c.model_path},
+          {"corpus", c.corpus_name},
+          {"seed", c.seed},
+          {"continuation_tokens", c.continuation_tokens}};
+}
+
+}  // namespace detail
+
+PIKV_INLINE std::string Record::to_json() const {
+  return nlohmann::json{{"task", task},       {"length", length},   {"sample", sample},
+          {"press", press},     {"ratio", ratio},     {"context_tokens", context_tokens},
+          {"score", score},     {"kl", kl},           {"answer", answer},
+          {"compress_ms", compress_ms}, {"answer_ms", answer_ms}, {"kv_bytes", kv_bytes}}
+      // An answer cut after max_new_tokens can end inside a UTF-8 sequence: replace, do not fail.
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+PIKV_INLINE Record Record::from_json(const std::string& line) {
+  const nlohmann::json j = nlohmann::json::parse(line);
+  Record r;
+  r.task = j.at("task");
+  r.length = j.at("length");
+  r.sample = j.at("sample");
+  r.press = j.at("press");
+  r.ratio = j.at("ratio");
+  r.context_tokens = j.at("context_tokens");
+  r.score = j.at("score");
+  r.kl = j.at("kl");
+  r.answer = j.at("answer");
+  r.compress_ms = j.at("compress_ms");
+  r.answer_ms = j.at("answer_ms");
+  r.kv_bytes = j.at("kv_bytes");
+  return r;
+}
+
+PIKV_INLINE std::string Record::key() const {
+  return fmt::format("{}|{}|{}|{}|{}", task, length, sample, press, detail::ratio_text(ratio));
+}
+
+PIKV_INLINE Evaluator::Evaluator(DecoderModel& model, const Tokenizer& tokenizer, const Corpus& corpus)
+    : model_(model), tokenizer_(tokenizer), corpus_(corpus) {}
+
+PIKV_INLINE std::vector<Sample> Evaluator::samples(const GridConfig& c) const {
+  std::vector<Sample> out;
+  for (int64_t length : c.lengths) {
+    for (const auto& task : c.tasks) {
+      for (int64_t i = 0; i < c.samples; ++i) out.push_back(make_sample(task, i, length, c.seed, corpus_, tokenizer_));
+    }
+  }
+  return out;
+}
+
+PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path, std::string* header) {
+  std::ifstream in(path);
+  PIKV_CHECK(in.good(), "cannot read results file '{}'", path);
+  std::vector<Record> out;
+  std::string line;
+  int64_t no = 0;
+  while (std::getline(in, line)) {
+    ++no;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception& e) {
+      PIKV_FAIL("results file '{}' line {} is not valid JSON (a run interrupted while writing, or not a pikv eval "
+                "file): {}; the file was left untouched",
+                path, no, e.what());
+    }
+    if (no == 1) {
+      PIKV_CHECK(j.is_object() && j.contains("pikv_eval"),
+                 "results file '{}' does not start with a pikv eval header: it is not ours; choose another --out", path);
+      if (header != nullptr) *header = line;
+      continue;
+    }
+    try {
+      out.push_back(Record::from_json(line));
+    } catch (const std::exception& e) {
+      PIKV_FAIL("results file '{}' line {} is not a result record: {}; the file was left untouched", path, no, e.what());
+    }
+  }
+  PIKV_CHECK(no >= 1, "results file '{}' is empty (no header); delete it or choose another --out", path);
+  return out;
+}
+
+PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::string& results_path,
+                                   const std::function<void(int64_t, int64_t, double)>& progress, GridTiming* timing) {
+  c10::InferenceMode inference;
+  // ---- validate everything before any work ----
+  for (const auto& t : c.tasks) {
+    PIKV_CHECK(std::find(task_names().begin(), task_names().end(), t) != task_names().end(), "unknown task '{}'; tasks: {}",
+               t, fmt::join(task_names(), ", "));
+  }
+  PIKV_CHECK(!c.tasks.empty() && !c.lengths.empty() && c.samples >= 1, "the grid is empty (tasks, lengths, samples)");
+  std::vector<double> ratios;
+  for (double r : c.ratios) {
+    check_compression_ratio(r, "grid ratio");
+    if (r > 0) ratios.push_back(r);
+  }
+  bool need_weights = false;
+  for (const auto& spec : c.presses) need_weights |= detail::press_at(spec, 0.5)->requirements().attention_weights;
+  const int64_t limit = model_.config().max_position_embeddings;
+  for (int64_t length : c.lengths) {
+    // Room for the question, the answer and the continuation after the context.
+    PIKV_CHECK(length >= 128 && length + 200 + c.continuation_tokens <= limit,
+               "context length {} is outside [128, {}]: the model has {} positions and needs ~{} more for the question, "
+               "answer and continuation",
+               length, limit - 200 - c.continuation_tokens, limit, 200 + c.continuation_tokens);
+    if (need_weights) {
+      const double bytes = static_cast<double>(model_.num_layers()) * model_.config().num_heads * 4.0 *
+                           static_cast<double>(length) * static_cast<double>(length);
+      PIKV_CHECK(bytes < 8.0 * (1 << 30),
+                 "a press needs attention weights, which at {} tokens take {:.1f} GiB over all layers; drop it from the "
+                 "grid or use shorter contexts",
+                 length, bytes / (1 << 30));
+    }
+  }
+  std::set<std::string> done;
+  std::vector<Record> records;
+  if (detail::file_exists(results_path)) {
+    std::string header_line;
+    records = read_results(results_path, &header_line);
+    const nlohmann::json header = nlohmann::json::parse(header_line);
+    const nlohmann::json want = detail::header_of(c);
+    for (const auto& key : {"model", "corpus", "seed", "continuation_tokens"}) {
+      PIKV_CHECK(header.contains(key) && header[key] == want[key],
+                 "results file '{}' was written with {} = {}, this run has {}; use another --out (nothing was changed)",
+                 results_path, key, header.contains(key) ? header[key].dump() : "nothing", want[key].dump());
+    }
+    for (const auto& r : records) done.insert(r.key());
+  } else {
+    std::ofstream out(results_path);
+    PIKV_CHECK(out.good(), "cannot create results file '{}'", results_path);
+    out << detail::header_of(c).dump() << "\n";
+  }
+  std::ofstream out(results_path, std::ios::app);
+  PIKV_CHECK(out.good(), "cannot append to results file '{}'", results_path);
+
+  Pipeline pipeline(model_, tokenizer_);
+  const int64_t per_sample = 1 + static_cast<int64_t>(c.presses.size() * ratios.size());
+  const int64_t total = static_cast<int64_t>(c.lengths.size() * c.tasks.size()) * c.samples * per_sample;
+  int64_t finished = static_cast<int64_t>(done.size());
+  GridTiming t;
+  t.skipped = finished;
+  const auto run_start = std::chrono::steady_clock::now();
+  int64_t run_cells = 0;
+  const at::TensorOptions ids = at::TensorOptions().dtype(at::kLong);
+  for (int64_t length : c.lengths) {
+    for (const auto& task : c.tasks) {
+      for (int64_t i = 0; i < c.samples; ++i) {
+        const Sample s = make_sample(task, i, length, c.seed, corpus_, tokenizer_);
+        // The cells of this sample still to run.
+        std::vector<std::pair<std::string, double>> todo;
+        auto key = [&](const std::string& press, double ratio) {
+          Record r;
+          r.task = task;
+          r.length = length;
+          r.sample = i;
+          r.press = press;
+          r.ratio = ratio;
+          return r;
+        };
+        if (!done.count(key("none", 0.0).key())) todo.push_back({"none", 0.0});
+        for (const auto& spec : c.presses) {
+          for (double r : ratios) {
+            if (!done.count(key(spec, r).key())) todo.push_back({spec, r});
+          }
+        }
+        if (todo.empty()) continue;
+        const std::vector<int64_t> ctx = pipeline.context_ids(s.context);
+        auto t0 = std::chrono::steady_clock::now();
+        SharedPrefill shared(model_, at::tensor(ctx, ids).unsqueeze(0), need_weights);
+        t.prefill_ms += ::pikv::detail::ms_since(t0);
+        ++t.prefills;
+        // KL reference: the continuation on the full cache.
+        std::vector<int64_t> cont = tokenizer_.encode(" " + s.continuation);
+        if (static_cast<int64_t>(cont.size()) > c.continuation_tokens) cont.resize(static_cast<size_t>(c.continuation_tokens));
+        const at::Tensor cont_ids = at::tensor(cont, ids).unsqueeze(0);
+        auto continuation_logprobs = [&](KVCache& cache) {
+          const int64_t before = cache.logical_length(0);
+          at::Tensor lp = at::log_softmax(model_.forward(cont_ids, cache).to(at::kDouble), -1);
+          cache.truncate(before);
+          return lp;  // [1, m, V]
+        };
+        at::Tensor full_lp;
+        {
+          KVCache full = shared.compress(nullptr);
+          full_lp = continuation_logprobs(full);
+        }
+        const auto options = PipelineOptions().max_new_tokens(s.max_new_tokens).answer_prefix(s.answer_prefix);
+        // Cells of one ratio are built together; those whose caches have the same shape are answered
+        // as one batch.
+        std::map<double, std::vector<std::string>> by_ratio;
+        for (const auto& [spec, ratio] : todo) by_ratio[ratio].push_back(spec);
+        for (const auto& [ratio, specs] : by_ratio) {
+          struct Cell {
+            Record r;
+            std::optional<KVCache> cache;
+            std::string shape;
+          };
+          std::vector<Cell> cells;
+          for (const auto& spec : specs) {
+            Cell cell;
+            cell.r = key(spec, ratio);
+            cell.r.context_tokens = static_cast<int64_t>(ctx.size());
+            std::shared_ptr<Press> press = spec == "none" ? nullptr : detail::press_at(spec, ratio);
+            CompressionStats stats;
+            cell.cache.emplace(shared.compress(press.get(), &stats));
+            const KVCache& cc = *cell.cache;
+            cell.r.compress_ms = stats.compress_ms();
+            cell.r.kv_bytes = cc.bytes();
+            cell.shape = fmt::format("{}", cc.logical_length(0));
+            for (int64_t l = 0; l < cc.num_layers(); ++l) {
+              if (cc.is_ragged(l)) cell.shape = "ragged:" + spec;  // alone
+              cell.shape += fmt::format(",{}", cc.physical_length(l));
+            }
+            if (!c.batch_cells) cell.shape = "single:" + spec;
+            cells.push_back(std::move(cell));
+          }
+          std::map<std::string, std::vector<size_t>> groups;
+          for (size_t k = 0; k < cells.size(); ++k) groups[cells[k].shape].push_back(k);
+          for (const auto& [shape, members] : groups) {
+            auto g0 = std::chrono::steady_clock::now();
+            std::vector<double> kl(members.size());
+            std::vector<std::string> answers;
+            if (members.size() == 1) {
+              KVCache& cache = *cells[members[0]].cache;
+              const at::Tensor lp = continuation_logprobs(cache);
+              kl[0] = (full_lp.exp() * (full_lp - lp)).sum(-1).mean().item<double>();
+              answers = pipeline.answer_cached(cache, {s.question}, options);
+            } else {
+              std::vector<const KVCache*> parts;
+              for (size_t m : members) parts.push_back(&*cells[m].cache);
+              KVCache batch = KVCache::concat_batch(parts);
+              for (size_t m : members) cells[m].cache.reset();  // free the singles
+              const int64_t B = static_cast<int64_t>(members.size());
+              const int64_t before = batch.logical_length(0);
+              at::Tensor lp = at::log_softmax(
+                  model_.forward(cont_ids.expand({B, -1}).contiguous(), batch).to(at::kDouble), -1);  // [B, m, V]
+              batch.truncate(before);
+              const at::Tensor per_row = (full_lp.exp() * (full_lp - lp)).sum(-1).mean(-1);  // [B]
+              for (int64_t b = 0; b < B; ++b) kl[static_cast<size_t>(b)] = per_row[b].item<double>();
+              answers = pipeline.answer_cached_batch(batch, s.question, options);
+            }
+            const double each_ms = ::pikv::detail::ms_since(g0) / static_cast<double>(members.size());
+            for (size_t k = 0; k < members.size(); ++k) {
+              Record& r = cells[members[k]].r;
+              r.kl = kl[k];
+              r.answer = answers[k];
+              r.answer_ms = each_ms;
+              r.score = score_answer(s, r.answer);
+              out << r.to_json() << "\n";
+              out.flush();
+              records.push_back(r);
+              t.cells_ms += each_ms + r.compress_ms;
+              ++t.cells;
+              ++finished;
+              ++run_cells;
+              if (progress) {
+                const double secs = ::pikv::detail::ms_since(run_start) / 1000.0;
+                progress(finished, total, secs / static_cast<double>(run_cells) * static_cast<double>(total - finished));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (timing != nullptr) *timing = t;
+  return records;
+}
+
+PIKV_INLINE std::string summary_markdown(const std::vector<Record>& records) {
+  // (length) -> (press) -> (ratio) -> {sum score, sum kl, n}
+  struct Acc {
+    double score = 0, kl = 0;
+    int64_t n = 0;
+  };
+  std::map<int64_t, std::map<std::string, std::map<double, Acc>>> by_length;
+  std::map<std::string, std::map<std::string, std::map<double, Acc>>> by_task;
+  std::set<double> ratios;
+  for (const auto& r : records) {
+    for (auto* acc : {&by_length[r.length][r.press][r.ratio], &by_task[r.task][r.press][r.ratio]}) {
+      acc->score += r.score;
+      acc->kl += r.kl;
+      acc->n += 1;
+    }
+    ratios.insert(r.ratio);
+  }
+  auto table = [&](const std::map<std::string, std::map<double, Acc>>& rows) {
+    std::string s = "| press |";
+    for (double r : ratios) s += fmt::format(" {} |", detail::ratio_text(r));
+    s += "\n|---|";
+    for (size_t i = 0; i < ratios.size(); ++i) s += "---|";
+    s += "\n";
+    // The baseline first, then presses in name order.
+    std::vector<std::string> names;
+    if (rows.count("none")) names.push_back("none");
+    for (const auto& [name, _] : rows) {
+      if (name != "none") names.push_back(name);
+    }
+    for (const auto& name : names) {
+      s += fmt::format("| {} |", name);
+      for (double r : ratios) {
+        // Ratio 0 is the uncompressed baseline, shared by every press.
+        const auto& cells = (r == 0.0 && rows.count("none")) ? rows.at("none") : rows.at(name);
+        const auto it = cells.find(r);
+        if (it == cells.end()) {
+          s += " |";
+          continue;
+        }
+        const Acc& a = it->second;
+        s += fmt::format(" {:.1f} ({:.3f}) |", 100 * a.score / a.n, a.kl / a.n);
+      }
+      s += "\n";
+    }
+    return s;
+  };
+  std::string out =
+      "Mean task score in % (mean KL divergence of the continuation's next-token distributions, nats) per press and "
+      "compression ratio. Ratio 0 is the uncompressed cache.\n";
+  for (const auto& [length, rows] : by_length) {
+    out += fmt::format("\n### Context length {} tokens (all tasks)\n\n", length);
+    out += table(rows);
+  }
+  for (const auto& [task, rows] : by_task) {
+    out += fmt::format("\n### Task {} (all lengths)\n\n", task);
+    out += table(rows);
+  }
+  return out;
+}
+
+PIKV_INLINE std::string records_csv(const std::vector<Record>& records) {
+  auto quote = [](const std::string& s) {
+    std::string q = "\"";
+    for (char ch : s) {
+      if (ch == '"') q += '"';
+      q += ch;
+    }
+    return q + "\"";
+  };
+  std::string out = "task,length,sample,press,ratio,context_tokens,score,kl,kv_bytes,compress_ms,answer_ms,answer\n";
+  for (const auto& r : records) {
+    out += fmt::format("{},{},{},{},{},{},{:.4f},{:.6f},{},{:.2f},{:.1f},{}\n", r.task, r.length, r.sample, quote(r.press),
+                       detail::ratio_text(r.ratio), r.context_tokens, r.score, r.kl, r.kv_bytes, r.compress_ms, r.answer_ms,
+                       quote(r.answer));
+  }
+  return out;
+}
+
+}  // namespace pikv::eval

@@ -1,0 +1,405 @@
+#pragma once
+
+#include <pikv/core/config.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/logging.h>
+#include <pikv/core/tensor_checks.h>
+#include <pikv/models/decoder.h>
+#include <pikv/models/loader.h>
+#include <pikv/models/rope.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdlib>
+
+namespace pikv {
+namespace detail {
+
+// Checks whose cost is a device synchronisation run only when PIKV_DEBUG_CHECKS is set.
+inline bool debug_checks() {
+  static const bool on = std::getenv("PIKV_DEBUG_CHECKS") != nullptr;
+  return on;
+}
+
+enum class NormKind { rms, rms_gemma, layer };
+
+// RMSNorm as Llama (weight * normalised.to(dtype)), as Gemma ((normalised * (1 + w)) in float32), or
+// GPT-2's LayerNorm.
+// An undefined weight is the identity (a norm the family does not have).
+struct Norm {
+  at::Tensor weight, bias;
+  NormKind kind = NormKind::rms;
+  double eps = 1e-6;
+
+  at::Tensor operator()(const at::Tensor& x) const {
+    if (!weight.defined()) return x;
+    if (kind == NormKind::layer) return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+    at::Tensor xf = x.to(at::kFloat);
+    xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+    if (kind == NormKind::rms_gemma) return (xf * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
+    return weight * xf.to(x.scalar_type());
+  }
+};
+
+enum class Activation { silu, gelu, gelu_tanh };
+
+inline Activation parse_activation(const std::string& act) {
+  if (act == "silu") return Activation::silu;
+  if (act == "gelu") return Activation::gelu;
+  return Activation::gelu_tanh;  // gelu_pytorch_tanh, gelu_new, gelu_fast
+}
+
+inline at::Tensor activate(Activation act, const at::Tensor& x) {
+  switch (act) {
+    case Activation::silu: return at::silu(x);
+    case Activation::gelu: return at::gelu(x);
+    case Activation::gelu_tanh: return at::gelu(x, "tanh");
+  }
+  return x;
+}
+
+// A Linear weight [out, in] re-laid in memory as [in, out] (returned as the same-shaped view): MKL's
+// matrix-vector path for x @ W with W stored [in, out] streams weights about 1.6x faster than with
+// [out, in] on the CPU, and decoding is bound by reading the weights once per token.
+inline at::Tensor gemv_layout(const at::Tensor& w) { return w.t().contiguous().t(); }
+
+inline at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+// Takes named tensors out of a WeightMap, checking shapes and converting to the compute options.
+class WeightReader {
+ public:
+  WeightReader(WeightMap& map, at::TensorOptions options, std::string source)
+      : map_(map), options_(options), source_(std::move(source)) {}
+
+  bool has(const std::string& name) const { return map_.count(name) != 0; }
+
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    auto it = map_.find(name);
+    PIKV_CHECK(it != map_.end(), "{}: missing tensor '{}'", source_, name);
+    at::Tensor t = std::move(it->second);
+    map_.erase(it);
+    PIKV_CHECK(t.sizes().vec() == shape, "{}: tensor '{}' has shape [{}], the config implies [{}]", source_, name,
+               fmt::join(t.sizes(), ", "), fmt::join(shape, ", "));
+    PIKV_CHECK(at::isFloatingType(t.scalar_type()), "{}: tensor '{}' has non-floating dtype {}", source_, name,
+               dtype_name(t.scalar_type()));
+    return t.to(options_).contiguous();
+  }
+
+  at::Tensor take_if(bool wanted, const std::string& name, std::vector<int64_t> shape) {
+    return wanted ? take(name, std::move(shape)) : at::Tensor();
+  }
+
+  void finish() const {
+    std::vector<std::string> left;
+    for (const auto& [name, t] : map_)
+      if (name.find("rotary_emb.inv_freq") == std::string::npos && name.find(".attn.bias") == std::string::npos &&
+          name.find(".attn.masked_bias") == std::string::npos && name != "lm_head.weight")
+        left.push_back(name);
+    if (!left.empty()) log::warn("{}: {} tensors not used by the model, e.g. '{}'", source_, left.size(), left.front());
+  }
+
+ private:
+  WeightMap& map_;
+  at::TensorOptions options_;
+  std::string source_;
+};
+
+}  // namespace detail
+
+// One decoder layer: its weights and what its family does differently, as data (which norms exist, a
+// gated or plain MLP, its RoPE, its attention parameters, whether presses see it).
+class DecoderModel::Layer : public AttentionLayerView {
+ public:
+  // `prefix`: where the layers' tensors live ("model.layers." or GPT-2's "transformer.h." / "h.").
+  Layer(const ModelConfig& c, int64_t index, detail::WeightReader& w, const std::string& prefix)
+      : c_(c), index_(index), act_(detail::parse_activation(c.hidden_act)) {
+    using detail::gemv_layout;
+    const int64_t D = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, d = c.head_dim, I = c.intermediate_size;
+    const detail::NormKind kind = c.arch == Architecture::gemma3 ? detail::NormKind::rms_gemma
+                                  : c.arch == Architecture::gpt2 ? detail::NormKind::layer
+                                                                 : detail::NormKind::rms;
+    auto norm = [&](const std::string& name, int64_t dim) {
+      detail::Norm n;
+      n.kind = kind;
+      n.eps = c.norm_eps;
+      n.weight = w.take(name + ".weight", {dim});
+      if (kind == detail::NormKind::layer) n.bias = w.take(name + ".bias", {dim});
+      return n;
+    };
+    params_.scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    if (c.is_sliding(index)) params_.sliding_window = c.sliding_window;
+    params_.softcap = c.attn_logit_softcapping;
+    // Gemma 3's sliding-window layers only ever attend to their window: a press never sees them.
+    pressable_ = !(c.arch == Architecture::gemma3 && c.is_sliding(index));
+    const std::string p = prefix + std::to_string(index) + ".";
+    if (c.arch == Architecture::gpt2) {
+      attn_norm_ = norm(p + "ln_1", D);
+      mlp_norm_ = norm(p + "ln_2", D);
+      // Conv1D stores [in, out]: transpose to Linear's [out, in]; c_attn rows are q, k, v.
+      at::Tensor qkv = w.take(p + "attn.c_attn.weight", {D, 3 * D}).t();
+      at::Tensor qkv_b = w.take(p + "attn.c_attn.bias", {3 * D});
+      auto ws = qkv.split(D, 0);
+      auto bs = qkv_b.split(D, 0);
+      wq_ = gemv_layout(ws[0]), wk_ = gemv_layout(ws[1]), wv_ = gemv_layout(ws[2]);
+      bq_ = bs[0].contiguous(), bk_ = bs[1].contiguous(), bv_ = bs[2].contiguous();
+      wo_ = gemv_layout(w.take(p + "attn.c_proj.weight", {D, D}).t());
+      bo_ = w.take(p + "attn.c_proj.bias", {D});
+      up_ = gemv_layout(w.take(p + "mlp.c_fc.weight", {D, I}).t());
+      up_b_ = w.take(p + "mlp.c_fc.bias", {I});
+      down_ = gemv_layout(w.take(p + "mlp.c_proj.weight", {I, D}).t());
+      down_b_ = w.take(p + "mlp.c_proj.bias", {D});
+      return;  // learned positions: no RoPE (inv_freq_ stays undefined)
+    }
+    attn_norm_ = norm(p + "input_layernorm", D);
+    if (c.arch == Architecture::gemma3) {
+      attn_out_norm_ = norm(p + "post_attention_layernorm", D);
+      mlp_norm_ = norm(p + "pre_feedforward_layernorm", D);
+      mlp_out_norm_ = norm(p + "post_feedforward_layernorm", D);
+    } else {
+      mlp_norm_ = norm(p + "post_attention_layernorm", D);
+    }
+    if (c.arch == Architecture::phi3) {
+      at::Tensor qkv = w.take(p + "self_attn.qkv_proj.weight", {(H + 2 * Hkv) * d, D});
+      wq_ = gemv_layout(qkv.narrow(0, 0, H * d));
+      wk_ = gemv_layout(qkv.narrow(0, H * d, Hkv * d));
+      wv_ = gemv_layout(qkv.narrow(0, (H + Hkv) * d, Hkv * d));
+      at::Tensor gate_up = w.take(p + "mlp.gate_up_proj.weight", {2 * I, D});
+      gate_ = gemv_layout(gate_up.narrow(0, 0, I));
+      up_ = gemv_layout(gate_up.narrow(0, I, I));
+    } else {
+      wq_ = gemv_layout(w.take(p + "self_attn.q_proj.weight", {H * d, D}));
+      wk_ = gemv_layout(w.take(p + "self_attn.k_proj.weight", {Hkv * d, D}));
+      wv_ = gemv_layout(w.take(p + "self_attn.v_proj.weight", {Hkv * d, D}));
+      bq_ = w.take_if(c.qkv_bias, p + "self_attn.q_proj.bias", {H * d});
+      bk_ = w.take_if(c.qkv_bias, p + "self_attn.k_proj.bias", {Hkv * d});
+      bv_ = w.take_if(c.qkv_bias, p + "self_attn.v_proj.bias", {Hkv * d});
+      gate_ = gemv_layout(w.take(p + "mlp.gate_proj.weight", {I, D}));
+      up_ = gemv_layout(w.take(p + "mlp.up_proj.weight", {I, D}));
+      gate_b_ = w.take_if(c.mlp_bias, p + "mlp.gate_proj.bias", {I});
+      up_b_ = w.take_if(c.mlp_bias, p + "mlp.up_proj.bias", {I});
+    }
+    wo_ = gemv_layout(w.take(p + "self_attn.o_proj.weight", {D, H * d}));
+    bo_ = w.take_if(c.o_bias, p + "self_attn.o_proj.bias", {D});
+    down_ = gemv_layout(w.take(p + "mlp.down_proj.weight", {D, I}));
+    down_b_ = w.take_if(c.mlp_bias, p + "mlp.down_proj.bias", {D});
+    if (c.qk_norm) {
+      q_norm_ = norm(p + "self_attn.q_norm", d);
+      k_norm_ = norm(p + "self_attn.k_norm", d);
+    }
+  }
+
+  // ---- AttentionLayerView ----
+  int64_t layer_index() const override { return index_; }
+  int64_t num_heads() const override { return c_.num_heads; }
+  int64_t num_kv_heads() const override { return c_.num_kv_heads; }
+  int64_t head_dim() const override { return c_.head_dim; }
+  at::Tensor query_states(const at::Tensor& h) const override {
+    return q_norm_(heads(detail::linear(h, wq_, bq_), c_.num_heads));
+  }
+  at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
+    if (!inv_freq_.defined()) return x;
+    return pikv::apply_rope(x, positions, inv_freq_, rope_scaling_);
+  }
+  at::Tensor inv_freq() const override { return inv_freq_; }
+  at::Tensor output_weight() const override { return wo_; }
+
+  // ---- used by the model ----
+  at::Tensor key_states(const at::Tensor& h) const { return k_norm_(heads(detail::linear(h, wk_, bk_), c_.num_kv_heads)); }
+  at::Tensor value_states(const at::Tensor& h) const { return heads(detail::linear(h, wv_, bv_), c_.num_kv_heads); }
+  at::Tensor output(const at::Tensor& attn) const {  // [B, H, T, d] -> [B, T, Dm]
+    return attn_out_norm_(detail::linear(attn.transpose(1, 2).reshape({attn.size(0), attn.size(2), -1}), wo_, bo_));
+  }
+  at::Tensor mlp(const at::Tensor& x) const {  // the MLP block with its norms: [B, T, Dm] -> [B, T, Dm]
+    const at::Tensor h = mlp_norm_(x);
+    at::Tensor inner = gate_.defined()
+                           ? detail::activate(act_, detail::linear(h, gate_, gate_b_)) * detail::linear(h, up_, up_b_)
+                           : detail::activate(act_, detail::linear(h, up_, up_b_));
+    return mlp_out_norm_(detail::linear(inner, down_, down_b_));
+  }
+  // RoPE for this forward (dynamic variants depend on the sequence length); kept undefined for models
+  // without rotary embeddings.
+  void set_rope(const at::Tensor& inv_freq, double scaling) {
+    inv_freq_ = inv_freq;
+    rope_scaling_ = scaling;
+  }
+
+  detail::Norm attn_norm_;
+  const AttentionParams& params() const { return params_; }
+  bool pressable() const { return pressable_; }
+
+ private:
+  at::Tensor heads(const at::Tensor& x, int64_t n) const {  // [B, T, n*d] -> [B, n, T, d]
+    return x.view({x.size(0), x.size(1), n, c_.head_dim}).transpose(1, 2);
+  }
+
+  const ModelConfig& c_;
+  int64_t index_;
+  detail::Activation act_;
+  AttentionParams params_;
+  bool pressable_ = true;
+  at::Tensor wq_, wk_, wv_, wo_, bq_, bk_, bv_, bo_;
+  at::Tensor gate_, up_, down_, gate_b_, up_b_, down_b_;  // gate_ undefined: a plain (GPT-2) MLP
+  detail::Norm attn_out_norm_, mlp_norm_, mlp_out_norm_, q_norm_, k_norm_;  // undefined weight: none
+  at::Tensor inv_freq_;
+  double rope_scaling_ = 1.0;
+};
+
+struct DecoderModel::Impl {
+  at::Tensor embed, position_embed, lm_head;  // position_embed: learned positions (GPT-2), else undefined
+  detail::Norm final_norm;
+  std::unique_ptr<RotaryEmbedding> rope, rope_local;
+  at::Tensor embed_scale;  // scalar multiplier of the embeddings (Gemma 3), or undefined
+};
+
+PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options,
+                                       const std::string& source)
+    : config_(std::move(config)), impl_(std::make_unique<Impl>()) {
+  config_.validate(source);
+  PIKV_CHECK(options.dtype() == at::kFloat || options.dtype() == at::kBFloat16 || options.dtype() == at::kHalf ||
+                 options.dtype() == at::kDouble,
+             "DecoderModel: dtype must be float32, bfloat16, float16 or float64, got {}", dtype_name(options.dtype()));
+  options_ = at::TensorOptions().dtype(options.dtype()).device(at::Device(options.device()));
+  detail::WeightReader w(weights, options_, source);
+  const ModelConfig& c = config_;
+  const int64_t V = c.vocab_size, D = c.hidden_size;
+  std::string layer_prefix = "model.layers.";
+  if (c.arch == Architecture::gpt2) {
+    // GPT2LMHeadModel checkpoints prefix everything with "transformer."; GPT2Model ones do not.
+    const std::string p = w.has("transformer.wte.weight") ? "transformer." : "";
+    layer_prefix = p + "h.";
+    impl_->embed = w.take(p + "wte.weight", {V, D});
+    impl_->position_embed = w.take(p + "wpe.weight", {c.max_position_embeddings, D});
+    impl_->final_norm =
+        detail::Norm{w.take(p + "ln_f.weight", {D}), w.take(p + "ln_f.bias", {D}), detail::NormKind::layer, c.norm_eps};
+  } else {
+    impl_->embed = w.take("model.embed_tokens.weight", {V, D});
+    impl_->final_norm = detail::Norm{w.take("model.norm.weight", {D}), at::Tensor(),
+                                     c.arch == Architecture::gemma3 ? detail::NormKind::rms_gemma : detail::NormKind::rms,
+                                     c.norm_eps};
+    impl_->rope = std::make_unique<RotaryEmbedding>(c.rope, c.head_dim, c.max_position_embeddings);
+    if (c.arch == Architecture::gemma3) {
+      impl_->rope_local = std::make_unique<RotaryEmbedding>(c.rope_local, c.head_dim, c.max_position_embeddings);
+      impl_->embed_scale = at::scalar_tensor(std::sqrt(static_cast<double>(c.hidden_size)), at::kFloat).to(options_);
+    }
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) layers_.push_back(std::make_unique<Layer>(c, l, w, layer_prefix));
+  // The output projection streams the whole vocabulary matrix per token: GEMV layout. A tied
+  // embedding shares it (the token lookup gathers strided rows, which costs nothing measurable).
+  if (c.tie_word_embeddings) {
+    impl_->embed = detail::gemv_layout(impl_->embed);
+    impl_->lm_head = impl_->embed;
+  } else {
+    impl_->lm_head = detail::gemv_layout(w.take("lm_head.weight", {V, D}));
+  }
+  w.finish();
+}
+
+PIKV_INLINE DecoderModel::~DecoderModel() = default;
+
+PIKV_INLINE const AttentionLayerView& DecoderModel::layer(int64_t index) const {
+  PIKV_CHECK(index >= 0 && index < num_layers(), "layer index must be in [0, {}), got {}", num_layers(), index);
+  return *layers_[static_cast<size_t>(index)];
+}
+
+PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& fo) {
+  const ModelConfig& c = config_;
+  check_rank(input_ids, 2, "input_ids", "[B, T]");
+  PIKV_CHECK(input_ids.scalar_type() == at::kLong, "input_ids must be int64, got {}", dtype_name(input_ids.scalar_type()));
+  PIKV_CHECK(input_ids.size(1) >= 1, "input_ids must hold at least one token, got {}", describe_tensor(input_ids));
+  PIKV_CHECK(cache.num_layers() == num_layers(), "the KV cache has {} layers but the model has {}", cache.num_layers(),
+             num_layers());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const at::Device device = options_.device();
+  // Token ids on the host are range-checked for free; ids already on a device only with debug checks.
+  if (input_ids.device().is_cpu() || detail::debug_checks()) {
+    const auto [lo, hi] = at::aminmax(input_ids);
+    PIKV_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < c.vocab_size,
+               "input_ids must be token ids in [0, {}), got values in [{}, {}]", c.vocab_size, lo.item<int64_t>(),
+               hi.item<int64_t>());
+  }
+  at::Tensor ids = input_ids.to(device);
+  const bool prefill = cache.empty(0);
+  const int64_t offset = cache.logical_length(0);
+  if (!prefill) {
+    PIKV_CHECK(cache.batch_size(0) == B, "input_ids has batch {} but the cache holds batch {}", B, cache.batch_size(0));
+  }
+
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor positions;
+  int64_t seq_len = offset + T;
+  if (fo.positions().defined()) {
+    PIKV_CHECK(fo.positions().dim() == 2 && fo.positions().size(0) == B && fo.positions().size(1) == T,
+               "positions must be [B, T] = [{}, {}], got {}", B, T, describe_tensor(fo.positions()));
+    // The largest position sizes length-dependent RoPE: read on the host before the tensor moves.
+    seq_len = fo.positions().max().item<int64_t>() + 1;
+    positions = fo.positions().to(lopts);
+  } else {
+    positions = at::arange(offset, offset + T, lopts).expand({B, T});
+  }
+  PIKV_CHECK(seq_len <= c.max_position_embeddings || !impl_->position_embed.defined(),
+             "GPT-2 has {} learned positions; this forward needs {}", c.max_position_embeddings, seq_len);
+  at::Tensor padding;
+  if (fo.attention_mask().defined()) {
+    const at::Tensor& m = fo.attention_mask();
+    PIKV_CHECK(m.dim() == 2 && m.size(0) == B && m.size(1) == offset + T,
+               "attention_mask must be [B, cached + new] = [{}, {}], got {}", B, offset + T, describe_tensor(m));
+    padding = m.to(device).to(at::kBool);
+  }
+
+  if (impl_->rope) {
+    const at::Tensor full = impl_->rope->inv_freq(seq_len).to(device);
+    const at::Tensor local = impl_->rope_local ? impl_->rope_local->inv_freq(seq_len).to(device) : at::Tensor();
+    for (int64_t l = 0; l < num_layers(); ++l) {
+      const bool use_local = impl_->rope_local && c.is_sliding(l);
+      layers_[static_cast<size_t>(l)]->set_rope(use_local ? local : full,
+                                                use_local ? impl_->rope_local->attention_scaling()
+                                                          : impl_->rope->attention_scaling());
+    }
+  }
+
+  at::Tensor x = at::embedding(impl_->embed, ids);
+  if (impl_->embed_scale.defined()) x = x * impl_->embed_scale;
+  if (impl_->position_embed.defined()) x = x + at::embedding(impl_->position_embed, positions);
+
+  const at::Tensor query_index = at::arange(offset, offset + T, lopts);
+  if (prefill) begin_prefill();
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    const Layer& layer = *layers_[static_cast<size_t>(l)];
+    const at::Tensor h = layer.attn_norm_(x);
+    LayerAttention call = LayerAttention::rotary(layer, h, layer.query_states(h), layer.key_states(h),
+                                                 layer.value_states(h), positions, query_index);
+    call.key_padding = padding;
+    call.params = layer.params();
+    call.params.need_weights = fo.eager_attention();
+    call.pressable = layer.pressable();
+    x = x + layer.output(attention(call, cache, prefill, offset).output);
+    x = x + layer.mlp(x);
+    if (fo.on_layer()) fo.on_layer()(l + 1, num_layers());
+  }
+  if (prefill) {
+    end_prefill();
+  } else {
+    decode_step();
+  }
+  x = impl_->final_norm(x);
+  if (fo.return_hidden()) return x;
+  at::Tensor logits = at::linear(x, impl_->lm_head);
+  if (c.final_logit_softcapping) logits = at::tanh(logits / *c.final_logit_softcapping) * *c.final_logit_softcapping;
+  return logits;
+}
+
+PIKV_INLINE std::unique_ptr<DecoderModel> DecoderModel::load(const std::string& path, const LoadOptions& options) {
+  Checkpoint ckpt;
+  if (is_directory(path)) {
+    ckpt = read_hf_checkpoint(path);
+  } else {
+    PIKV_CHECK(is_regular_file(path), "model path '{}' does not exist", path);
+    ckpt = read_gguf_checkpoint(path);
+  }
+  return std::make_unique<DecoderModel>(std::move(ckpt.config), std::move(ckpt.weights), options, path);
+}
+
+}  // namespace pikv
