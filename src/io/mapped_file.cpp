@@ -1,6 +1,7 @@
 #include "mapped_file.h"
 
 #include <pikv/core/error.h>
+#include <pikv/io/files.h>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,15 +12,39 @@
 #include <cstring>
 
 namespace pikv::io {
+namespace {
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a folder";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Opens `path` read-only without blocking (a FIFO with no writer would block a plain open) and checks
+// that it is a regular file; returns the descriptor and fills *st.
+int open_regular(const std::string& path, std::string_view what, struct stat* st) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  PIKV_CHECK(fd >= 0, "cannot open {} file '{}': {}", what, path, std::strerror(errno));
+  if (::fstat(fd, st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    PIKV_FAIL("cannot stat {} file '{}': {}", what, path, std::strerror(err));
+  }
+  if (!S_ISREG(st->st_mode)) {
+    ::close(fd);
+    PIKV_FAIL("{} file '{}' is {}, not a regular file: refusing to read it", what, path, file_kind(st->st_mode));
+  }
+  return fd;
+}
+
+}  // namespace
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path, const char* kind) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  PIKV_CHECK(fd >= 0, "cannot open {} file '{}': {}", kind, path, std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    PIKV_FAIL("'{}' is not a readable regular file", path);
-  }
+  const int fd = open_regular(path, kind, &st);
   std::shared_ptr<MappedFile> m(new MappedFile());
   m->size_ = static_cast<uint64_t>(st.st_size);
   if (m->size_ > 0) {
@@ -36,6 +61,28 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path, cons
 
 MappedFile::~MappedFile() {
   if (addr_ != nullptr) munmap(addr_, size_);
+}
+
+std::string read_text_file(const std::string& path, std::string_view what, uint64_t max_bytes) {
+  struct stat st {};
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } file{open_regular(path, what, &st)};
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  PIKV_CHECK(size <= max_bytes, "{} file '{}' has {} bytes, more than the {} bytes such a file may have", what, path,
+             size, max_bytes);
+  std::string out(static_cast<size_t>(size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(file.fd, &out[done], out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    PIKV_CHECK(n >= 0, "reading {} file '{}' failed: {}", what, path, std::strerror(errno));
+    if (n == 0) break;  // the file shrank while we read it: keep what is there
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
+  return out;
 }
 
 }  // namespace pikv::io
