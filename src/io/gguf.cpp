@@ -1,4 +1,5 @@
 #include <pikv/core/error.h>
+#include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
 
 #include "mapped_file.h"
@@ -8,6 +9,7 @@
 #include <c10/util/Half.h>
 
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -16,6 +18,9 @@ namespace {
 
 constexpr uint64_t kMaxStringBytes = 1ull << 30;
 constexpr uint64_t kMaxArrayItems = 1ull << 32;
+constexpr uint64_t kMaxDim = 1ull << 40;
+constexpr uint64_t kMaxElements = 1ull << 48;  // far above any model, far below overflowing float32 bytes
+constexpr int64_t kMaxAlignment = 1 << 16;
 
 struct TypeInfo {
   uint32_t id;
@@ -149,7 +154,7 @@ std::string ggml_type_name(uint32_t type) {
 void dequantize(uint32_t type, const uint8_t* src, int64_t count, float* dst) {
   const TypeInfo* info = type_info(type);
   PIKV_CHECK(info != nullptr && info->supported, "cannot dequantise GGML {}", ggml_type_name(type));
-  PIKV_CHECK(count % info->block == 0, "{} values are not a whole number of {} blocks of {}", count, info->name,
+  PIKV_CHECK(count >= 0 && count % info->block == 0, "{} values are not a whole number of {} blocks of {}", count, info->name,
              info->block);
   const int64_t blocks = count / info->block;
   switch (static_cast<GGMLType>(type)) {
@@ -263,7 +268,8 @@ GGUFFile GGUFFile::open(const std::string& path) {
   for (uint64_t k = 0; k < n_kv; ++k) {
     const std::string key = r.string("a metadata key");
     const uint32_t type = r.read<uint32_t>("a metadata type");
-    f.metadata_[key] = read_value(r, type, key, path);
+    PIKV_CHECK(f.metadata_.emplace(key, read_value(r, type, key, path)).second,
+               "GGUF file '{}': metadata key '{}' appears twice", path, key);
   }
   for (uint64_t t = 0; t < n_tensors; ++t) {
     GGUFTensorInfo info;
@@ -271,12 +277,13 @@ GGUFFile GGUFFile::open(const std::string& path) {
     const uint32_t n_dims = r.read<uint32_t>("a tensor rank");
     PIKV_CHECK(n_dims >= 1 && n_dims <= 4, "GGUF file '{}': tensor '{}' has {} dimensions (1 to 4 allowed)", path,
                info.name, n_dims);
-    uint64_t numel = 1;
+    uint64_t numel = 1, span = 1;  // span: product of the non-zero dimensions (the largest stride)
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = r.read<uint64_t>("a tensor dimension");
-      PIKV_CHECK(dim <= (1ull << 40) && (dim == 0 || numel <= std::numeric_limits<uint64_t>::max() / dim),
-                 "GGUF file '{}': tensor '{}' has an impossible dimension {}", path, info.name, dim);
-      numel *= dim;
+      PIKV_CHECK(dim <= kMaxDim && checked_mul(numel, dim, &numel) &&
+                     checked_mul(span, std::max<uint64_t>(dim, 1), &span),
+                 "GGUF file '{}': tensor '{}' has an impossible dimension {} (dimension {} of [{}{}])", path, info.name,
+                 dim, d, fmt::join(info.dims, ", "), info.dims.empty() ? "" : ", ...");
       info.dims.push_back(static_cast<int64_t>(dim));
     }
     info.type = r.read<uint32_t>("a tensor type");
@@ -285,16 +292,25 @@ GGUFFile GGUFFile::open(const std::string& path) {
     PIKV_CHECK(ti != nullptr, "GGUF file '{}': tensor '{}' has unknown GGML type {}", path, info.name, info.type);
     PIKV_CHECK(info.dims[0] % ti->block == 0, "GGUF file '{}': tensor '{}' ({}) has a first dimension {} that is not a "
                "multiple of the block size {}", path, info.name, ti->name, info.dims[0], ti->block);
-    info.nbytes = numel / static_cast<uint64_t>(ti->block) * static_cast<uint64_t>(ti->bytes);
+    // The byte count must not wrap around: a wrapped count would pass the bounds check below.
+    PIKV_CHECK(numel <= kMaxElements && span <= kMaxElements &&
+                   checked_mul(numel / static_cast<uint64_t>(ti->block), static_cast<uint64_t>(ti->bytes), &info.nbytes),
+               "GGUF file '{}': tensor '{}' of dimensions [{}] ({}) spans {} elements, more than any file can hold", path,
+               info.name, fmt::join(info.dims, ", "), ti->name, span);
     PIKV_CHECK(f.index_.emplace(info.name, f.tensors_.size()).second, "GGUF file '{}': tensor '{}' appears twice",
                path, info.name);
     f.tensors_.push_back(std::move(info));
   }
-  const uint64_t alignment = static_cast<uint64_t>(f.find_int("general.alignment").value_or(32));
-  PIKV_CHECK(alignment > 0 && (alignment & (alignment - 1)) == 0, "GGUF file '{}': general.alignment {} is not a power "
-             "of two", path, alignment);
+  // general.alignment (llama.cpp: a power of two, 32 when absent) decides where the data section
+  // starts. A wrong value shifts every read, so it is cross-checked against the tensor layout below.
+  const int64_t alignment_value = f.find_int("general.alignment").value_or(32);
+  PIKV_CHECK(alignment_value >= 1 && alignment_value <= kMaxAlignment && (alignment_value & (alignment_value - 1)) == 0,
+             "GGUF file '{}': general.alignment {} is not a power of two in [1, {}]", path, alignment_value,
+             kMaxAlignment);
+  const uint64_t alignment = static_cast<uint64_t>(alignment_value);
+  auto align_up = [&](uint64_t x) { return (x + alignment - 1) / alignment * alignment; };  // x < 2^63 here
   // Vocabulary-only files end right after the header (no tensors, no padding).
-  const uint64_t data_start = std::min<uint64_t>((r.pos() + alignment - 1) / alignment * alignment, size);
+  const uint64_t data_start = std::min<uint64_t>(align_up(r.pos()), size);
   PIKV_CHECK(f.tensors_.empty() || data_start < size || n_tensors == 0,
              "GGUF file '{}' is truncated: no data section after the header", path);
   f.data_ = bytes + data_start;
@@ -315,6 +331,25 @@ GGUFFile GGUFFile::open(const std::string& path) {
     PIKV_CHECK(spans[i].first >= prev.offset + prev.nbytes, "GGUF file '{}': tensors '{}' and '{}' overlap", path,
                prev.name, f.tensors_[spans[i].second].name);
   }
+  // The layout every GGUF writer produces and llama.cpp insists on: tensors back to back in the order
+  // of their infos, each padded to the alignment. A tensor whose type or dimensions were changed, or
+  // an alignment other than the writer's, breaks it (and would read the wrong bytes).
+  uint64_t expected = 0;
+  for (const auto& t : f.tensors_) {
+    PIKV_CHECK(t.offset == expected,
+               "GGUF file '{}': tensor '{}' ({} [{}], {} bytes) starts at data offset {}, but the tensors before it "
+               "end at {} (with general.alignment {}): a tensor type, dimension or the alignment is wrong",
+               path, t.name, ggml_type_name(t.type), fmt::join(t.dims, ", "), t.nbytes, t.offset, expected, alignment);
+    expected = align_up(t.offset + t.nbytes);
+  }
+  if (!f.tensors_.empty()) {
+    const auto& last = f.tensors_.back();
+    const uint64_t end = last.offset + last.nbytes;
+    PIKV_CHECK(f.data_size_ - end < alignment,
+               "GGUF file '{}': {} bytes follow the last tensor '{}', more than the padding general.alignment {} "
+               "allows: the alignment (or a tensor size) is wrong and the data would be read from the wrong place",
+               path, f.data_size_ - end, last.name, alignment);
+  }
   return f;
 }
 
@@ -332,6 +367,65 @@ at::Tensor GGUFFile::load(const std::string& name) const {
   at::Tensor out = at::empty(t.shape(), at::kFloat);
   dequantize(t.type, data_ + t.offset, out.numel(), out.data_ptr<float>());
   return out;
+}
+
+namespace {
+
+// First index i < n whose bits (read at `stride`-byte steps from p, `Bits` wide, little-endian)
+// have every exponent bit of `mask` set: NaN or infinity. Vectorisable: the common case (none) is
+// one pass of OR-reductions.
+template <typename Bits>
+int64_t first_all_ones(const uint8_t* p, int64_t n, size_t stride, Bits mask) {
+  constexpr int64_t kChunk = 2048;
+  Bits buf[kChunk];
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t len = std::min<int64_t>(kChunk, n - start);
+    const uint8_t* q = p + static_cast<size_t>(start) * stride;
+    if (stride == sizeof(Bits)) {
+      std::memcpy(buf, q, static_cast<size_t>(len) * sizeof(Bits));
+    } else {
+      for (int64_t i = 0; i < len; ++i) std::memcpy(&buf[i], q + static_cast<size_t>(i) * stride, sizeof(Bits));
+    }
+    Bits any = 0;
+    for (int64_t i = 0; i < len; ++i) any |= static_cast<Bits>((buf[i] & mask) == mask);
+    if (any == 0) continue;
+    for (int64_t i = 0; i < len; ++i)
+      if ((buf[i] & mask) == mask) return start + i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t GGUFFile::first_non_finite(const std::string& name) const {
+  const GGUFTensorInfo& t = tensor(name);
+  const TypeInfo* ti = type_info(t.type);
+  const uint8_t* p = data_ + t.offset;
+  const int64_t blocks = static_cast<int64_t>(t.nbytes / static_cast<uint64_t>(ti->bytes));
+  constexpr uint16_t kHalfMask = 0x7C00;
+  // Quantised blocks: values are (small integer) x f16 scale (+ f16 offset), so a block holds a NaN or
+  // infinity exactly when one of its f16 scales does, and then every value of the block does.
+  auto scales = [&](std::initializer_list<size_t> at) -> int64_t {
+    int64_t first = -1;
+    for (size_t off : at) {
+      const int64_t b = first_all_ones<uint16_t>(p + off, blocks, static_cast<size_t>(ti->bytes), kHalfMask);
+      if (b >= 0 && (first < 0 || b < first)) first = b;
+    }
+    return first < 0 ? -1 : first * ti->block;
+  };
+  switch (static_cast<GGMLType>(t.type)) {
+    case GGMLType::F32: return first_all_ones<uint32_t>(p, blocks, 4, 0x7F800000u);
+    case GGMLType::F16: return first_all_ones<uint16_t>(p, blocks, 2, kHalfMask);
+    case GGMLType::BF16: return first_all_ones<uint16_t>(p, blocks, 2, uint16_t{0x7F80});
+    case GGMLType::Q8_0:
+    case GGMLType::Q4_0: return scales({0});
+    case GGMLType::Q4_1:
+    case GGMLType::Q4_K: return scales({0, 2});
+    case GGMLType::Q6_K: return scales({208});
+    default:
+      PIKV_FAIL("GGUF file '{}': tensor '{}' has GGML type {}, which PiKVPress cannot dequantise", path_, t.name,
+                ti->name);
+  }
 }
 
 std::optional<int64_t> GGUFFile::find_int(const std::string& key) const {

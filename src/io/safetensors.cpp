@@ -1,5 +1,6 @@
 #include <pikv/core/error.h>
 #include <pikv/core/tensor_checks.h>
+#include <pikv/io/files.h>
 #include <pikv/io/safetensors.h>
 
 #include "mapped_file.h"
@@ -90,13 +91,13 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     Entry e{info->type, {}, 0, 0};
     PIKV_CHECK(v["shape"].is_array(), "safetensors file '{}': tensor '{}' shape must be an array", path, name);
     uint64_t numel = 1;
+    int64_t span = 1;  // product of the non-zero dimensions: the largest stride must fit int64
     for (const auto& dim : v["shape"]) {
       PIKV_CHECK(dim.is_number_integer() && dim.get<int64_t>() >= 0,
                  "safetensors file '{}': tensor '{}' has an invalid dimension {}", path, name, dim.dump());
       const uint64_t d = dim.get<uint64_t>();
-      PIKV_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / d,
-                 "safetensors file '{}': tensor '{}' shape overflows", path, name);
-      numel *= d;
+      PIKV_CHECK(checked_mul(numel, d, &numel) && (d == 0 || checked_mul(span, static_cast<int64_t>(d), &span)),
+                 "safetensors file '{}': tensor '{}' shape {} overflows", path, name, v["shape"].dump());
       e.shape.push_back(static_cast<int64_t>(d));
     }
     const auto& off = v["data_offsets"];
@@ -109,9 +110,12 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                "safetensors file '{}': tensor '{}' data_offsets [{}, {}] lie outside the {} data bytes", path, name,
                e.begin, e.end, data_size);
     const uint64_t elem = at::elementSize(e.dtype);
-    PIKV_CHECK(numel <= std::numeric_limits<uint64_t>::max() / elem && numel * elem == e.end - e.begin,
+    uint64_t nbytes = 0;
+    PIKV_CHECK(checked_mul(numel, elem, &nbytes), "safetensors file '{}': tensor '{}' of shape [{}] {} overflows a "
+               "64-bit byte count", path, name, fmt::join(e.shape, ", "), dtype);
+    PIKV_CHECK(nbytes == e.end - e.begin,
                "safetensors file '{}': tensor '{}' of shape [{}] {} needs {} bytes but data_offsets span {}", path,
-               name, fmt::join(e.shape, ", "), dtype, numel * elem, e.end - e.begin);
+               name, fmt::join(e.shape, ", "), dtype, nbytes, e.end - e.begin);
     f.entries_.emplace(name, std::move(e));
   }
 
