@@ -1,5 +1,6 @@
 #include <pikv/core/error.h>
 #include <pikv/core/log.h>
+#include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/tokenizer.h>
 
@@ -12,8 +13,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <mutex>
+#include <tuple>
 #include <sstream>
 #include <unordered_map>
 
@@ -165,10 +171,14 @@ struct Tokenizer::Impl {
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;
 
-  // Builds the token -> id index; special texts are matched longest first.
+  // Builds the token -> id index; special texts are matched longest first. Empty entries (unused ids)
+  // are never matched: an empty special text would match everywhere and never advance.
   void index() {
     ids.clear();
-    for (size_t i = 0; i < vocab.size(); ++i) ids.emplace(vocab[i], static_cast<int64_t>(i));
+    for (size_t i = 0; i < vocab.size(); ++i)
+      if (!vocab[i].empty()) ids.emplace(vocab[i], static_cast<int64_t>(i));
+    matchable.erase(std::remove_if(matchable.begin(), matchable.end(), [](const auto& m) { return m.first.empty(); }),
+                    matchable.end());
     std::sort(matchable.begin(), matchable.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   }
@@ -375,8 +385,11 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
     }
     const std::string& tok = t.vocab[k];
     if (t.kind == Kind::sentencepiece_bpe) {
-      if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>') {
-        out += static_cast<char>(std::stoi(tok.substr(3, 2), nullptr, 16));
+      const bool byte_token = tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
+                              std::isxdigit(static_cast<unsigned char>(tok[3])) &&
+                              std::isxdigit(static_cast<unsigned char>(tok[4]));
+      if (byte_token) {
+        out += static_cast<char>(std::strtol(tok.substr(3, 2).c_str(), nullptr, 16));
         continue;
       }
       for (size_t i = 0; i < tok.size();) {
@@ -427,6 +440,22 @@ bool Tokenizer::add_bos() const { return impl_->add_bos; }
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
 const std::string& Tokenizer::pre_tokenizer() const { return impl_->pre; }
 
+namespace {
+
+// The largest vocabulary a tokenizer may have (config_limits::kMaxVocab): ids beyond it are corrupt.
+constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+
+// Splits a merge rule "a b" (llama.cpp: the first space after the first character) into its two tokens.
+bool split_merge(const std::string& rule, std::string* a, std::string* b) {
+  const size_t sp = rule.size() > 1 ? rule.find(' ', 1) : std::string::npos;
+  if (sp == std::string::npos) return false;
+  *a = rule.substr(0, sp);
+  *b = rule.substr(sp + 1);
+  return !a->empty() && !b->empty();
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   auto t = std::make_unique<Impl>();
   const auto& md = f.metadata();
@@ -440,6 +469,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   const std::string model = f.has("tokenizer.ggml.model") ? f.get_string("tokenizer.ggml.model") : std::string();
   t->vocab = strings("tokenizer.ggml.tokens");
   PIKV_CHECK(!t->vocab.empty(), "GGUF file '{}': the tokenizer vocabulary is empty", f.path());
+  PIKV_CHECK(static_cast<int64_t>(t->vocab.size()) <= kMaxVocabSize,
+             "GGUF file '{}': tokenizer.ggml.tokens has {} entries, more than the {} a vocabulary may have", f.path(),
+             t->vocab.size(), kMaxVocabSize);
   std::vector<int64_t> types(t->vocab.size(), 1);
   if (auto it = md.find("tokenizer.ggml.token_type"); it != md.end()) {
     const auto* v = std::get_if<std::vector<int64_t>>(&it->second);
@@ -449,13 +481,28 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   }
   t->special.assign(t->vocab.size(), false);
   for (size_t i = 0; i < types.size(); ++i) {
-    if (types[i] == 3) t->special[i] = true;                                      // control
-    if (types[i] == 3 || types[i] == 4) t->matchable.emplace_back(t->vocab[i], i);  // control, user-defined
+    if (types[i] == 3) t->special[i] = true;  // control
+    if ((types[i] == 3 || types[i] == 4) && !t->vocab[i].empty()) {  // control, user-defined
+      t->matchable.emplace_back(t->vocab[i], static_cast<int64_t>(i));
+    }
   }
+  // Empty entries are kept (ids must not shift) but never matched: index() leaves them out.
+  t->index();
   if (model == "gpt2") {
     t->kind = Kind::byte_level_bpe;
     const auto& merges = strings("tokenizer.ggml.merges");
-    for (size_t r = 0; r < merges.size(); ++r) t->merge_rank.emplace(merges[r], static_cast<int>(r));
+    std::string a, b;
+    for (size_t r = 0; r < merges.size(); ++r) {
+      PIKV_CHECK(split_merge(merges[r], &a, &b),
+                 "GGUF file '{}': tokenizer.ggml.merges[{}] is '{}', not two tokens separated by a space", f.path(), r,
+                 merges[r]);
+      PIKV_CHECK(t->ids.count(a) && t->ids.count(b),
+                 "GGUF file '{}': tokenizer.ggml.merges[{}] '{}' merges '{}', which is not in the vocabulary", f.path(),
+                 r, merges[r], t->ids.count(a) ? b : a);
+      PIKV_CHECK(r <= static_cast<size_t>(std::numeric_limits<int>::max()), "GGUF file '{}': too many merges",
+                 f.path());
+      t->merge_rank.emplace(merges[r], static_cast<int>(r));
+    }
     t->set_pre(f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "gpt2");
   } else if (model == "llama") {
     t->kind = Kind::sentencepiece_bpe;
@@ -464,6 +511,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
       const auto* v = std::get_if<std::vector<double>>(&it->second);
       PIKV_CHECK(v != nullptr && v->size() == t->vocab.size(), "GGUF file '{}': scores must have one entry per token",
                  f.path());
+      for (size_t i = 0; i < v->size(); ++i) {
+        PIKV_CHECK(std::isfinite((*v)[i]), "GGUF file '{}': tokenizer.ggml.scores[{}] (token '{}') is {}, not finite",
+                   f.path(), i, t->vocab[i], (*v)[i]);
+      }
       t->scores.assign(v->begin(), v->end());
     }
     t->add_space_prefix = f.find_int("tokenizer.ggml.add_space_prefix").value_or(1) != 0;
@@ -471,10 +522,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
     PIKV_FAIL("GGUF file '{}': tokenizer model '{}' is not supported (supported: gpt2 = byte-level BPE, llama = "
               "SentencePiece BPE)", f.path(), model.empty() ? std::string("(none)") : model);
   }
-  t->index();
+  const int64_t n = static_cast<int64_t>(t->vocab.size());
   auto id = [&](const char* key) -> std::optional<int64_t> {
     auto v = f.find_int(key);
-    if (v && (*v < 0 || *v >= static_cast<int64_t>(t->vocab.size()))) return std::nullopt;
+    PIKV_CHECK(!v || (*v >= 0 && *v < n), "GGUF file '{}': {} is {}, outside the vocabulary [0, {})", f.path(), key,
+               v.value_or(0), n);
     return v;
   };
   t->bos = id("tokenizer.ggml.bos_token_id");
@@ -488,20 +540,35 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  PIKV_CHECK(in.good(), "cannot read '{}'", path);
+nlohmann::json read_json(const std::string& path, const char* what) {
+  const std::string text = io::read_text_file(path, what);
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     PIKV_FAIL("'{}' is not valid JSON ({})", path, e.what());
   }
+}
+
+std::string shown(const nlohmann::json& v) {
+  std::string s = v.dump();
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+// A token id from tokenizer.json: an integer in [0, kMaxVocabSize). `field` names it in errors.
+int64_t token_id_of(const nlohmann::json& v, const std::string& path, const std::string& field) {
+  const bool ok = (v.is_number_unsigned() && v.get<uint64_t>() < static_cast<uint64_t>(kMaxVocabSize)) ||
+                  (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < kMaxVocabSize);
+  PIKV_CHECK(ok, "'{}': {} is {}, not a token id in [0, {})", path, field, shown(v), kMaxVocabSize);
+  return v.get<int64_t>();
 }
 
 // The pre-tokenizer of a tokenizer.json as one of our names, by the regex it uses.
 std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
   std::vector<nlohmann::json> steps;
   if (pre.is_object() && pre.value("type", "") == "Sequence") {
+    PIKV_CHECK(pre.contains("pretokenizers") && pre.at("pretokenizers").is_array(),
+               "tokenizer.json: pre_tokenizer.pretokenizers must be a list");
     for (const auto& s : pre.at("pretokenizers")) steps.push_back(s);
   } else if (pre.is_object()) {
     steps.push_back(pre);
@@ -509,6 +576,7 @@ std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
   bool digits = false;
   std::string regex;
   for (const auto& s : steps) {
+    PIKV_CHECK(s.is_object(), "tokenizer.json: a pre-tokenizer must be an object, got {}", shown(s));
     const std::string type = s.value("type", "");
     if (type == "ByteLevel") {
       *byte_level = true;
@@ -534,29 +602,87 @@ std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const std::string& config_path) {
-  const nlohmann::json j = read_json(path);
+  const nlohmann::json j = read_json(path, "tokenizer.json");
   auto t = std::make_unique<Impl>();
   try {
+    PIKV_CHECK(j.is_object() && j.contains("model") && j.at("model").is_object(),
+               "'{}': a tokenizer.json must be an object with a 'model' object", path);
     const auto& model = j.at("model");
     PIKV_CHECK(model.value("type", "") == "BPE", "'{}': tokenizer model '{}' is not supported (BPE only)", path,
                model.value("type", std::string("?")));
+    PIKV_CHECK(model.contains("vocab") && model.at("vocab").is_object(), "'{}': model.vocab must be an object", path);
+    const auto& vocab = model.at("vocab");
+    const nlohmann::json added = j.contains("added_tokens") && !j.at("added_tokens").is_null() ? j.at("added_tokens")
+                                                                                                : nlohmann::json::array();
+    PIKV_CHECK(added.is_array(), "'{}': added_tokens must be a list, got {}", path, shown(added));
+    // Ids first, checked before anything is sized by them: in range, unique.
+    std::vector<std::pair<std::string, int64_t>> entries;
     int64_t size = 0;
-    for (const auto& [tok, id] : model.at("vocab").items()) size = std::max(size, id.get<int64_t>() + 1);
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) size = std::max(size, a.at("id").get<int64_t>() + 1);
+    for (const auto& [tok, id] : vocab.items()) {
+      const int64_t i = token_id_of(id, path, fmt::format("model.vocab['{}']", tok));
+      entries.emplace_back(tok, i);
+      size = std::max(size, i + 1);
+    }
+    std::vector<std::tuple<std::string, int64_t, bool>> added_entries;
+    for (size_t k = 0; k < added.size(); ++k) {
+      const auto& a = added[k];
+      PIKV_CHECK(a.is_object() && a.contains("id") && a.contains("content") && a.at("content").is_string(),
+                 "'{}': added_tokens[{}] must be an object with an integer 'id' and a string 'content', got {}", path, k,
+                 shown(a));
+      const int64_t i = token_id_of(a.at("id"), path, fmt::format("added_tokens[{}].id", k));
+      const std::string content = a.at("content").get<std::string>();
+      PIKV_CHECK(!content.empty(), "'{}': added_tokens[{}] (id {}) has an empty 'content'", path, k, i);
+      const bool special = a.contains("special") && a.at("special").is_boolean() && a.at("special").get<bool>();
+      added_entries.emplace_back(content, i, special);
+      size = std::max(size, i + 1);
+    }
+    const int64_t assigned = static_cast<int64_t>(entries.size() + added_entries.size());
+    PIKV_CHECK(size <= 2 * assigned + 1024,
+               "'{}': token id {} leaves most of the ids [0, {}) without a token ({} tokens in all): the ids are corrupt",
+               path, size - 1, size, assigned);
     t->vocab.assign(static_cast<size_t>(size), std::string());
-    for (const auto& [tok, id] : model.at("vocab").items()) t->vocab[static_cast<size_t>(id.get<int64_t>())] = tok;
+    std::vector<bool> taken(static_cast<size_t>(size), false);
+    for (const auto& [tok, i] : entries) {
+      const size_t k = static_cast<size_t>(i);
+      PIKV_CHECK(!taken[k], "'{}': model.vocab gives id {} to both '{}' and '{}'", path, i, t->vocab[k], tok);
+      taken[k] = true;
+      t->vocab[k] = tok;
+    }
     t->special.assign(t->vocab.size(), false);
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-      const size_t id = static_cast<size_t>(a.at("id").get<int64_t>());
-      t->vocab[id] = a.at("content").get<std::string>();
-      t->special[id] = a.value("special", false);
-      t->matchable.emplace_back(t->vocab[id], static_cast<int64_t>(id));
+    std::vector<bool> added_taken(static_cast<size_t>(size), false);
+    for (const auto& [content, i, special] : added_entries) {
+      const size_t k = static_cast<size_t>(i);
+      PIKV_CHECK(!added_taken[k], "'{}': added_tokens gives id {} to both '{}' and '{}'", path, i, t->vocab[k], content);
+      added_taken[k] = true;
+      t->vocab[k] = content;
+      t->special[k] = special;
+      t->matchable.emplace_back(content, i);
     }
-    int rank = 0;
-    for (const auto& m : model.value("merges", nlohmann::json::array())) {
-      const std::string key = m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>();
-      t->merge_rank.emplace(key, rank++);
+    t->index();
+    const nlohmann::json merges = model.contains("merges") && !model.at("merges").is_null() ? model.at("merges")
+                                                                                              : nlohmann::json::array();
+    PIKV_CHECK(merges.is_array(), "'{}': model.merges must be a list, got {}", path, shown(merges));
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const auto& m = merges[r];
+      std::string a, b;
+      if (m.is_string()) {
+        PIKV_CHECK(split_merge(m.get<std::string>(), &a, &b),
+                   "'{}': model.merges[{}] is {}, not two tokens separated by a space", path, r, shown(m));
+      } else {
+        PIKV_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
+                   "'{}': model.merges[{}] is {}, not a pair of tokens", path, r, shown(m));
+        a = m[0].get<std::string>();
+        b = m[1].get<std::string>();
+        PIKV_CHECK(!a.empty() && !b.empty(), "'{}': model.merges[{}] is {}, a pair with an empty token", path, r,
+                   shown(m));
+      }
+      PIKV_CHECK(t->ids.count(a) && t->ids.count(b), "'{}': model.merges[{}] merges '{}', which is not in the vocabulary",
+                 path, r, t->ids.count(a) ? b : a);
+      PIKV_CHECK(r <= static_cast<size_t>(std::numeric_limits<int>::max()), "'{}': too many merges", path);
+      t->merge_rank.emplace(a + " " + b, static_cast<int>(r));
     }
+    PIKV_CHECK(!model.contains("ignore_merges") || model.at("ignore_merges").is_boolean(),
+               "'{}': model.ignore_merges must be true or false, got {}", path, shown(model.at("ignore_merges")));
     t->ignore_merges = model.value("ignore_merges", false);
     bool byte_level = false;
     const std::string pre = pre_name_of(j.value("pre_tokenizer", nlohmann::json()), &byte_level);
@@ -568,7 +694,6 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const s
       t->set_pre(pre == "spm" ? "gpt2" : pre);
       t->ignore_merges = im;
     }
-    t->index();
     if (!byte_level) {
       t->kind = Kind::sentencepiece_bpe;
       t->pre = "spm";
@@ -588,23 +713,42 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const s
     PIKV_FAIL("'{}': unexpected tokenizer.json structure ({})", path, e.what());
   }
   if (!config_path.empty()) {
-    const nlohmann::json c = read_json(config_path);
-    auto name = [&](const char* key) -> std::optional<std::string> {
-      if (!c.contains(key) || c.at(key).is_null()) return std::nullopt;
-      const auto& v = c.at(key);
-      return v.is_string() ? v.get<std::string>() : v.value("content", std::string());
-    };
-    if (auto b = name("bos_token"); b && t->ids.count(*b)) t->bos = t->ids.at(*b);
-    if (auto e = name("eos_token"); e && t->ids.count(*e)) t->eos = t->ids.at(*e);
-    t->add_bos = c.value("add_bos_token", false);
-    if (c.contains("chat_template")) {
-      const auto& ct = c.at("chat_template");
-      if (ct.is_string()) {
-        t->chat_template = ct.get<std::string>();
-      } else if (ct.is_array()) {
-        for (const auto& entry : ct)
-          if (entry.value("name", "") == "default") t->chat_template = entry.value("template", "");
+    const nlohmann::json c = read_json(config_path, "tokenizer_config.json");
+    try {
+      PIKV_CHECK(c.is_object(), "'{}': tokenizer_config.json must be a JSON object", config_path);
+      auto name = [&](const char* key) -> std::optional<std::string> {
+        if (!c.contains(key) || c.at(key).is_null()) return std::nullopt;
+        const auto& v = c.at(key);
+        if (v.is_string()) return v.get<std::string>();
+        PIKV_CHECK(v.is_object() && v.contains("content") && v.at("content").is_string(),
+                   "'{}': {} must be a token string or an object with a string 'content', got {}", config_path, key,
+                   shown(v));
+        return v.at("content").get<std::string>();
+      };
+      if (auto b = name("bos_token"); b && t->ids.count(*b)) t->bos = t->ids.at(*b);
+      if (auto e = name("eos_token"); e && t->ids.count(*e)) t->eos = t->ids.at(*e);
+      if (c.contains("add_bos_token") && !c.at("add_bos_token").is_null()) {
+        PIKV_CHECK(c.at("add_bos_token").is_boolean(), "'{}': add_bos_token must be true or false, got {}", config_path,
+                   shown(c.at("add_bos_token")));
+        t->add_bos = c.at("add_bos_token").get<bool>();
       }
+      if (c.contains("chat_template")) {
+        const auto& ct = c.at("chat_template");
+        if (ct.is_string()) {
+          t->chat_template = ct.get<std::string>();
+        } else if (ct.is_array()) {
+          for (size_t k = 0; k < ct.size(); ++k) {
+            const auto& entry = ct[k];
+            PIKV_CHECK(entry.is_object() && entry.contains("template") && entry.at("template").is_string(),
+                       "'{}': chat_template[{}] must be an object with a string 'template'", config_path, k);
+            if (entry.value("name", "") == "default") t->chat_template = entry.at("template").get<std::string>();
+          }
+        } else {
+          PIKV_CHECK(ct.is_null(), "'{}': chat_template must be a string or a list, got {}", config_path, shown(ct));
+        }
+      }
+    } catch (const nlohmann::json::exception& e) {
+      PIKV_FAIL("'{}': unexpected tokenizer_config.json structure ({})", config_path, e.what());
     }
   }
   t->collect_stops();
