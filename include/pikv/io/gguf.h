@@ -1,7 +1,11 @@
 #pragma once
 // GGUF files (llama.cpp's format): header "GGUF", version 2 or 3, typed metadata, tensor infos
 // (dimensions fastest first) and aligned data. Reading validates the whole header against the file
-// before any tensor is touched; tensors are dequantised to float32 on request. Supported tensor
+// before any tensor is touched: counts and lengths against the file size, byte counts with checked
+// arithmetic, unique metadata keys and tensor names, general.alignment a power of two, and the layout
+// llama.cpp requires (tensors back to back in the order of their infos, each padded to the alignment,
+// at most one alignment of padding after the last), so a wrong alignment or a retyped tensor cannot
+// shift what is read. Tensors are dequantised to float32 on request. Supported tensor
 // types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K (others are rejected naming tensor and type).
 
 #include <ATen/core/Tensor.h>
@@ -60,6 +64,10 @@ class GGUFFile {
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   // The tensor dequantised to float32 on the CPU, in PyTorch shape (dims reversed).
   at::Tensor load(const std::string& name) const;
+  // The flat index of the first value of the tensor that dequantises to NaN or infinity, or -1. Reads
+  // the raw data only (every value of float types, the f16 block scales of quantised types), so it
+  // costs a fraction of load().
+  int64_t first_non_finite(const std::string& name) const;
 
  private:
   std::string path_;
@@ -77,3 +85,7 @@ class GGUFFile {
 void dequantize(uint32_t type, const uint8_t* src, int64_t count, float* dst);
 
 }  // namespace pikv::io
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/io/detail/gguf-inl.h>
+#endif

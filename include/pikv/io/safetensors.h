@@ -52,3 +52,7 @@ void save_safetensors(const std::string& path,
                       const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace pikv::io
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/io/detail/safetensors-inl.h>
+#endif

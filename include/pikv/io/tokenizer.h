@@ -65,3 +65,7 @@ class Tokenizer {
 void check_utf8(std::string_view text, std::string_view what);
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/io/detail/tokenizer-inl.h>
+#endif

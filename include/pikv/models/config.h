@@ -11,6 +11,20 @@
 
 namespace pikv {
 
+// Upper bounds ModelConfig::validate enforces: far above any released model, low enough that a corrupt
+// or hostile config cannot drive an absurd allocation.
+namespace config_limits {
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+constexpr int64_t kMaxHidden = int64_t{1} << 20;
+constexpr int64_t kMaxIntermediate = int64_t{1} << 22;
+constexpr int64_t kMaxLayers = 10000;
+constexpr int64_t kMaxHeads = int64_t{1} << 12;
+constexpr int64_t kMaxHeadDim = int64_t{1} << 12;
+constexpr int64_t kMaxPositions = int64_t{1} << 28;
+constexpr double kMaxRopeTheta = 1e12;   // rope_theta must lie in (1, kMaxRopeTheta]
+constexpr double kMaxRopeFactor = 1e6;   // scaling factors must lie in (0, kMaxRopeFactor]
+}  // namespace config_limits
+
 enum class Architecture { llama, mistral, qwen2, qwen3, phi3, gemma3, gpt2 };
 
 std::string_view to_string(Architecture arch);
@@ -71,8 +85,9 @@ struct ModelConfig {
   static ModelConfig from_json_text(const std::string& text, const std::string& source);
   static ModelConfig from_file(const std::string& path);
 
-  // Checks the invariants (positive sizes, H % Hkv == 0, even rotary dim, one flag per layer) and
-  // throws pikv::Error naming the field and value.
+  // Checks the invariants and throws pikv::Error naming the field and value: sizes positive and within
+  // config_limits, H % Hkv == 0, even rotary dim, one flag per layer, finite positive epsilon, RoPE
+  // theta and scaling factors, max_position_embeddings >= 1.
   void validate(const std::string& source) const;
 
   bool is_sliding(int64_t layer) const { return !sliding_layers.empty() && sliding_layers[static_cast<size_t>(layer)]; }
@@ -81,3 +96,7 @@ struct ModelConfig {
 };
 
 }  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/models/detail/config-inl.h>
+#endif

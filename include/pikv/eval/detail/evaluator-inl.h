@@ -9,6 +9,7 @@
 #include <pikv/pipeline/pipeline.h>
 #include <pikv/pipeline/shared_prefill.h>
 #include <pikv/core/registry.h>
+#include <pikv/io/files.h>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -103,8 +104,7 @@ PIKV_INLINE std::vector<Sample> Evaluator::samples(const GridConfig& c) const {
 }
 
 PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path, std::string* header) {
-  std::ifstream in(path);
-  PIKV_CHECK(in.good(), "cannot read results file '{}'", path);
+  std::istringstream in(io::read_text_file(path, "results file"));
   std::vector<Record> out;
   std::string line;
   int64_t no = 0;

@@ -5,6 +5,7 @@
 #include <pikv/core/detail/check.h>
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/registry.h>
+#include <pikv/io/files.h>
 #include <pikv/core/detail/logging.h>
 #include <pikv/routing/moe_router.h>
 
@@ -92,13 +93,11 @@ PIKV_INLINE void GateWeights::save(const std::string& path) const {
 }
 
 PIKV_INLINE GateWeights GateWeights::load(const std::string& path) {
-  std::ifstream in(path);
-  PIKV_CHECK(in.good(), "cannot open router weights file '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  // A gate file is a few kB: a bounded read refuses devices, FIFOs and huge files.
+  const std::string text = io::read_text_file(path, "router weights file", 16ull << 20);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    j = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     PIKV_FAIL("router weights file '{}' is not valid JSON: {}", path, e.what());
   }

@@ -10,8 +10,9 @@ namespace pikv::io {
 
 class MappedFile {
  public:
-  // Maps `path`; `kind` names the format in errors ("GGUF", "safetensors"). An empty file maps to
-  // size 0 (the caller reports it as truncated).
+  // Maps `path`; `kind` names the format in errors ("GGUF", "safetensors"). Refuses anything but a
+  // regular file (a FIFO, a device, a folder) without blocking on it. An empty file maps to size 0
+  // (the caller reports it as truncated).
   static std::shared_ptr<const MappedFile> open(const std::string& path, const char* kind);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -27,3 +28,7 @@ class MappedFile {
 };
 
 }  // namespace pikv::io
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/io/detail/mapped_file-inl.h>
+#endif

@@ -1,8 +1,12 @@
+#pragma once
+
+#include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/tensor_checks.h>
+#include <pikv/io/files.h>
 #include <pikv/io/safetensors.h>
 
-#include "mapped_file.h"
+#include <pikv/io/detail/mapped_file.h>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -16,28 +20,28 @@
 #include <set>
 
 namespace pikv::io {
-namespace {
+namespace detail {
 
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit (100 MB)
+PIKV_INLINE constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit (100 MB)
 
 struct DtypeInfo {
   const char* name;
   at::ScalarType type;
 };
-constexpr DtypeInfo kDtypes[] = {
+PIKV_INLINE constexpr DtypeInfo kDtypes[] = {
     {"F64", at::kDouble}, {"F32", at::kFloat},  {"F16", at::kHalf},  {"BF16", at::kBFloat16}, {"I64", at::kLong},
     {"I32", at::kInt},    {"I16", at::kShort},  {"I8", at::kChar},   {"U8", at::kByte},       {"BOOL", at::kBool},
 };
 
-const char* safetensors_dtype(at::ScalarType t) {
+PIKV_INLINE const char* safetensors_dtype(at::ScalarType t) {
   for (const auto& d : kDtypes)
     if (d.type == t) return d.name;
   return nullptr;
 }
 
-}  // namespace
+}  // namespace detail
 
-SafetensorsFile SafetensorsFile::open(const std::string& path) {
+PIKV_INLINE SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
   f.mapping_ = MappedFile::open(path, "safetensors");
@@ -52,7 +56,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
              "safetensors file '{}': header length {} is larger than the {} bytes that follow it (file truncated or "
              "not safetensors)",
              path, header_len, size - 8);
-  PIKV_CHECK(header_len <= kMaxHeaderBytes, "safetensors file '{}': header length {} exceeds the 100 MB limit", path,
+  PIKV_CHECK(header_len <= detail::kMaxHeaderBytes, "safetensors file '{}': header length {} exceeds the 100 MB limit", path,
              header_len);
   const uint64_t data_size = size - 8 - header_len;
   f.data_ = bytes + 8 + header_len;
@@ -83,20 +87,20 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                "safetensors file '{}': tensor '{}' must have dtype, shape and data_offsets", path, name);
     PIKV_CHECK(v["dtype"].is_string(), "safetensors file '{}': tensor '{}' has a non-string dtype", path, name);
     const std::string dtype = v["dtype"].get<std::string>();
-    const DtypeInfo* info = nullptr;
-    for (const auto& d : kDtypes)
+    const detail::DtypeInfo* info = nullptr;
+    for (const auto& d : detail::kDtypes)
       if (dtype == d.name) info = &d;
     PIKV_CHECK(info != nullptr, "safetensors file '{}': tensor '{}' has unsupported dtype '{}'", path, name, dtype);
     Entry e{info->type, {}, 0, 0};
     PIKV_CHECK(v["shape"].is_array(), "safetensors file '{}': tensor '{}' shape must be an array", path, name);
     uint64_t numel = 1;
+    int64_t span = 1;  // product of the non-zero dimensions: the largest stride must fit int64
     for (const auto& dim : v["shape"]) {
       PIKV_CHECK(dim.is_number_integer() && dim.get<int64_t>() >= 0,
                  "safetensors file '{}': tensor '{}' has an invalid dimension {}", path, name, dim.dump());
       const uint64_t d = dim.get<uint64_t>();
-      PIKV_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / d,
-                 "safetensors file '{}': tensor '{}' shape overflows", path, name);
-      numel *= d;
+      PIKV_CHECK(checked_mul(numel, d, &numel) && (d == 0 || checked_mul(span, static_cast<int64_t>(d), &span)),
+                 "safetensors file '{}': tensor '{}' shape {} overflows", path, name, v["shape"].dump());
       e.shape.push_back(static_cast<int64_t>(d));
     }
     const auto& off = v["data_offsets"];
@@ -109,9 +113,12 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                "safetensors file '{}': tensor '{}' data_offsets [{}, {}] lie outside the {} data bytes", path, name,
                e.begin, e.end, data_size);
     const uint64_t elem = at::elementSize(e.dtype);
-    PIKV_CHECK(numel <= std::numeric_limits<uint64_t>::max() / elem && numel * elem == e.end - e.begin,
+    uint64_t nbytes = 0;
+    PIKV_CHECK(checked_mul(numel, elem, &nbytes), "safetensors file '{}': tensor '{}' of shape [{}] {} overflows a "
+               "64-bit byte count", path, name, fmt::join(e.shape, ", "), dtype);
+    PIKV_CHECK(nbytes == e.end - e.begin,
                "safetensors file '{}': tensor '{}' of shape [{}] {} needs {} bytes but data_offsets span {}", path,
-               name, fmt::join(e.shape, ", "), dtype, numel * elem, e.end - e.begin);
+               name, fmt::join(e.shape, ", "), dtype, nbytes, e.end - e.begin);
     f.entries_.emplace(name, std::move(e));
   }
 
@@ -127,7 +134,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   return f;
 }
 
-std::vector<std::string> SafetensorsFile::names() const {
+PIKV_INLINE std::vector<std::string> SafetensorsFile::names() const {
   std::vector<std::pair<uint64_t, std::string>> order;
   for (const auto& [name, e] : entries_) order.emplace_back(e.begin, name);
   std::sort(order.begin(), order.end());
@@ -136,21 +143,21 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
-bool SafetensorsFile::contains(const std::string& name) const { return entries_.count(name) != 0; }
+PIKV_INLINE bool SafetensorsFile::contains(const std::string& name) const { return entries_.count(name) != 0; }
 
-std::vector<int64_t> SafetensorsFile::shape(const std::string& name) const {
+PIKV_INLINE std::vector<int64_t> SafetensorsFile::shape(const std::string& name) const {
   auto it = entries_.find(name);
   PIKV_CHECK(it != entries_.end(), "safetensors file '{}' has no tensor '{}'", path_, name);
   return it->second.shape;
 }
 
-at::ScalarType SafetensorsFile::dtype(const std::string& name) const {
+PIKV_INLINE at::ScalarType SafetensorsFile::dtype(const std::string& name) const {
   auto it = entries_.find(name);
   PIKV_CHECK(it != entries_.end(), "safetensors file '{}' has no tensor '{}'", path_, name);
   return it->second.dtype;
 }
 
-at::Tensor SafetensorsFile::get(const std::string& name) const {
+PIKV_INLINE at::Tensor SafetensorsFile::get(const std::string& name) const {
   auto it = entries_.find(name);
   PIKV_CHECK(it != entries_.end(), "safetensors file '{}' has no tensor '{}'", path_, name);
   const Entry& e = it->second;
@@ -159,7 +166,7 @@ at::Tensor SafetensorsFile::get(const std::string& name) const {
   return t;
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+PIKV_INLINE void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -170,7 +177,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     PIKV_CHECK(name != "__metadata__" && seen.insert(name).second,
                "save_safetensors('{}'): duplicate or reserved tensor name '{}'", path, name);
     PIKV_CHECK(tensor.defined(), "save_safetensors('{}'): tensor '{}' is undefined", path, name);
-    const char* dtype = safetensors_dtype(tensor.scalar_type());
+    const char* dtype = detail::safetensors_dtype(tensor.scalar_type());
     PIKV_CHECK(dtype != nullptr, "save_safetensors('{}'): tensor '{}' has unsupported dtype {}", path, name,
                pikv::dtype_name(tensor.scalar_type()));
     at::Tensor t = tensor.detach().to(at::kCPU).contiguous();

@@ -1,5 +1,10 @@
+#pragma once
+
+#include <pikv/core/config.h>
+#include <pikv/io/detail/json.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/detail/logging.h>
+#include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/tokenizer.h>
 
@@ -12,18 +17,23 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <mutex>
+#include <tuple>
 #include <sstream>
 #include <unordered_map>
 
 namespace pikv {
-namespace {
+namespace detail {
 
 // ---- UTF-8 ----
 
 // Length of the UTF-8 sequence starting at s[i] if it is valid, else 0.
-size_t utf8_len(std::string_view s, size_t i) {
+PIKV_INLINE size_t utf8_len(std::string_view s, size_t i) {
   const auto c = static_cast<unsigned char>(s[i]);
   size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
   if (n == 0 || i + n > s.size()) return 0;
@@ -36,7 +46,7 @@ size_t utf8_len(std::string_view s, size_t i) {
   return n;
 }
 
-std::string utf8_encode(uint32_t cp) {
+PIKV_INLINE std::string utf8_encode(uint32_t cp) {
   std::string out;
   if (cp < 0x80) {
     out += static_cast<char>(cp);
@@ -56,7 +66,7 @@ std::string utf8_encode(uint32_t cp) {
   return out;
 }
 
-std::vector<std::string> utf8_chars(std::string_view s) {
+PIKV_INLINE std::vector<std::string> utf8_chars(std::string_view s) {
   std::vector<std::string> out;
   for (size_t i = 0; i < s.size();) {
     size_t n = utf8_len(s, i);
@@ -82,7 +92,7 @@ struct ByteMap {
   }
 };
 
-const ByteMap& byte_map() {
+PIKV_INLINE const ByteMap& byte_map() {
   static const ByteMap m;
   return m;
 }
@@ -136,15 +146,15 @@ class Regex {
   pcre2_code* code_ = nullptr;
 };
 
-const char* kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-const char* kLlama3Regex =
+PIKV_INLINE const char* kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+PIKV_INLINE const char* kLlama3Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* kQwen2Regex =
+PIKV_INLINE const char* kQwen2Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-const std::string kSpace = "\xE2\x96\x81";  // ▁
+PIKV_INLINE const std::string kSpace = "\xE2\x96\x81";  // ▁
 
-}  // namespace
+}  // namespace detail
 
 struct Tokenizer::Impl {
   Kind kind = Kind::byte_level_bpe;
@@ -155,7 +165,7 @@ struct Tokenizer::Impl {
   std::vector<std::pair<std::string, int64_t>> matchable;  // special/added texts, longest first
   std::unordered_map<std::string, int> merge_rank;           // "a b" -> rank (byte-level)
   std::vector<float> scores;                                 // SentencePiece scores
-  std::vector<std::unique_ptr<Regex>> splits;                // pre-tokenizer regexes, applied in order
+  std::vector<std::unique_ptr<detail::Regex>> splits;                // pre-tokenizer regexes, applied in order
   bool ignore_merges = false;
   bool add_space_prefix = true;
   std::optional<int64_t> bos, eos, unk;
@@ -165,10 +175,14 @@ struct Tokenizer::Impl {
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;
 
-  // Builds the token -> id index; special texts are matched longest first.
+  // Builds the token -> id index; special texts are matched longest first. Empty entries (unused ids)
+  // are never matched: an empty special text would match everywhere and never advance.
   void index() {
     ids.clear();
-    for (size_t i = 0; i < vocab.size(); ++i) ids.emplace(vocab[i], static_cast<int64_t>(i));
+    for (size_t i = 0; i < vocab.size(); ++i)
+      if (!vocab[i].empty()) ids.emplace(vocab[i], static_cast<int64_t>(i));
+    matchable.erase(std::remove_if(matchable.begin(), matchable.end(), [](const auto& m) { return m.first.empty(); }),
+                    matchable.end());
     std::sort(matchable.begin(), matchable.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   }
@@ -188,17 +202,17 @@ struct Tokenizer::Impl {
     splits.clear();
     if (name == "gpt2" || name == "gpt-2" || name == "default" || name == "stablelm2" || name == "mpt" ||
         name == "falcon" || name == "starcoder" || name == "refact" || name == "olmo") {
-      splits.push_back(std::make_unique<Regex>(kGpt2Regex));
+      splits.push_back(std::make_unique<detail::Regex>(detail::kGpt2Regex));
       pre = "gpt2";  // one name for the GPT-2 regex family
     } else if (name == "smollm") {
-      splits.push_back(std::make_unique<Regex>(R"(\p{N})"));
-      splits.push_back(std::make_unique<Regex>(kGpt2Regex));
+      splits.push_back(std::make_unique<detail::Regex>(R"(\p{N})"));
+      splits.push_back(std::make_unique<detail::Regex>(detail::kGpt2Regex));
     } else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3") {
-      splits.push_back(std::make_unique<Regex>(kLlama3Regex));
+      splits.push_back(std::make_unique<detail::Regex>(detail::kLlama3Regex));
       ignore_merges = true;
       pre = "llama-bpe";
     } else if (name == "qwen2" || name == "deepseek-r1-qwen") {
-      splits.push_back(std::make_unique<Regex>(kQwen2Regex));
+      splits.push_back(std::make_unique<detail::Regex>(detail::kQwen2Regex));
       pre = "qwen2";
     } else {
       PIKV_FAIL("tokenizer pre-tokenizer '{}' is not supported (supported: gpt2, smollm, llama-bpe, qwen2)", name);
@@ -214,7 +228,7 @@ struct Tokenizer::Impl {
         return;
       }
     }
-    std::vector<std::string> word = utf8_chars(piece);
+    std::vector<std::string> word = detail::utf8_chars(piece);
     while (word.size() > 1) {
       int best = -1;
       size_t at = 0;
@@ -252,7 +266,7 @@ struct Tokenizer::Impl {
   // SentencePiece-style BPE of one normalised segment (spaces already ▁): merge the adjacent pair
   // whose concatenation has the highest score (leftmost on ties), then byte-fall-back the rest.
   void spm(const std::string& text, std::vector<int64_t>& out) const {
-    std::vector<std::string> sym = utf8_chars(text);
+    std::vector<std::string> sym = detail::utf8_chars(text);
     while (sym.size() > 1) {
       float best = 0;
       bool found = false;
@@ -292,8 +306,8 @@ struct Tokenizer::Impl {
   void encode_segment(std::string_view text, std::vector<int64_t>& out) const {
     if (text.empty()) return;
     if (kind == Kind::sentencepiece_bpe) {
-      std::string norm = add_space_prefix ? kSpace : std::string();
-      for (char c : text) norm += c == ' ' ? kSpace : std::string(1, c);
+      std::string norm = add_space_prefix ? detail::kSpace : std::string();
+      for (char c : text) norm += c == ' ' ? detail::kSpace : std::string(1, c);
       spm(norm, out);
       return;
     }
@@ -303,7 +317,7 @@ struct Tokenizer::Impl {
       for (const auto& p : pieces) re->split(p, next);
       pieces.swap(next);
     }
-    const ByteMap& bm = byte_map();
+    const detail::ByteMap& bm = detail::byte_map();
     for (const auto& p : pieces) {
       {
         std::lock_guard<std::mutex> lock(cache_mutex);
@@ -324,18 +338,18 @@ struct Tokenizer::Impl {
   }
 };
 
-Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Tokenizer::~Tokenizer() = default;
+PIKV_INLINE Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PIKV_INLINE Tokenizer::~Tokenizer() = default;
 
-void check_utf8(std::string_view text, std::string_view what) {
+PIKV_INLINE void check_utf8(std::string_view text, std::string_view what) {
   for (size_t i = 0; i < text.size();) {
-    const size_t n = utf8_len(text, i);
+    const size_t n = detail::utf8_len(text, i);
     PIKV_CHECK(n > 0, "{} is not valid UTF-8: bad byte 0x{:02X} at offset {}", what, static_cast<unsigned char>(text[i]), i);
     i += n;
   }
 }
 
-std::vector<int64_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
+PIKV_INLINE std::vector<int64_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
   check_utf8(text, "the text to tokenize");
   std::vector<int64_t> out;
   const Impl& t = *impl_;
@@ -362,10 +376,10 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text, bool parse_special
   return out;
 }
 
-std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+PIKV_INLINE std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
   const Impl& t = *impl_;
   std::string out;
-  const ByteMap& bm = byte_map();
+  const detail::ByteMap& bm = detail::byte_map();
   for (int64_t id : ids) {
     PIKV_CHECK(id >= 0 && id < vocab_size(), "token id {} is outside the vocabulary [0, {})", id, vocab_size());
     const size_t k = static_cast<size_t>(id);
@@ -375,14 +389,17 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
     }
     const std::string& tok = t.vocab[k];
     if (t.kind == Kind::sentencepiece_bpe) {
-      if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>') {
-        out += static_cast<char>(std::stoi(tok.substr(3, 2), nullptr, 16));
+      const bool byte_token = tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
+                              std::isxdigit(static_cast<unsigned char>(tok[3])) &&
+                              std::isxdigit(static_cast<unsigned char>(tok[4]));
+      if (byte_token) {
+        out += static_cast<char>(std::strtol(tok.substr(3, 2).c_str(), nullptr, 16));
         continue;
       }
       for (size_t i = 0; i < tok.size();) {
-        if (tok.compare(i, kSpace.size(), kSpace) == 0) {
+        if (tok.compare(i, detail::kSpace.size(), detail::kSpace) == 0) {
           out += ' ';
-          i += kSpace.size();
+          i += detail::kSpace.size();
         } else {
           out += tok[i++];
         }
@@ -391,7 +408,7 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
     }
     bool all_bytes = true;
     std::string bytes;
-    for (const auto& ch : utf8_chars(tok)) {
+    for (const auto& ch : detail::utf8_chars(tok)) {
       auto it = bm.to_byte.find(ch);
       if (it == bm.to_byte.end()) {
         all_bytes = false;
@@ -405,29 +422,45 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
   return out;
 }
 
-Tokenizer::Kind Tokenizer::kind() const { return impl_->kind; }
-int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->vocab.size()); }
-const std::string& Tokenizer::token(int64_t id) const {
+PIKV_INLINE Tokenizer::Kind Tokenizer::kind() const { return impl_->kind; }
+PIKV_INLINE int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->vocab.size()); }
+PIKV_INLINE const std::string& Tokenizer::token(int64_t id) const {
   PIKV_CHECK(id >= 0 && id < vocab_size(), "token id {} is outside the vocabulary [0, {})", id, vocab_size());
   return impl_->vocab[static_cast<size_t>(id)];
 }
-std::optional<int64_t> Tokenizer::token_id(std::string_view token) const {
+PIKV_INLINE std::optional<int64_t> Tokenizer::token_id(std::string_view token) const {
   auto it = impl_->ids.find(std::string(token));
   if (it == impl_->ids.end()) return std::nullopt;
   return it->second;
 }
-bool Tokenizer::is_special(int64_t id) const {
+PIKV_INLINE bool Tokenizer::is_special(int64_t id) const {
   token(id);  // range check
   return impl_->special[static_cast<size_t>(id)];
 }
-std::optional<int64_t> Tokenizer::bos_id() const { return impl_->bos; }
-std::optional<int64_t> Tokenizer::eos_id() const { return impl_->eos; }
-const std::vector<int64_t>& Tokenizer::stop_ids() const { return impl_->stops; }
-bool Tokenizer::add_bos() const { return impl_->add_bos; }
-const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
-const std::string& Tokenizer::pre_tokenizer() const { return impl_->pre; }
+PIKV_INLINE std::optional<int64_t> Tokenizer::bos_id() const { return impl_->bos; }
+PIKV_INLINE std::optional<int64_t> Tokenizer::eos_id() const { return impl_->eos; }
+PIKV_INLINE const std::vector<int64_t>& Tokenizer::stop_ids() const { return impl_->stops; }
+PIKV_INLINE bool Tokenizer::add_bos() const { return impl_->add_bos; }
+PIKV_INLINE const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+PIKV_INLINE const std::string& Tokenizer::pre_tokenizer() const { return impl_->pre; }
 
-std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
+namespace detail {
+
+// The largest vocabulary a tokenizer may have (config_limits::kMaxVocab): ids beyond it are corrupt.
+PIKV_INLINE constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+
+// Splits a merge rule "a b" (llama.cpp: the first space after the first character) into its two tokens.
+PIKV_INLINE bool split_merge(const std::string& rule, std::string* a, std::string* b) {
+  const size_t sp = rule.size() > 1 ? rule.find(' ', 1) : std::string::npos;
+  if (sp == std::string::npos) return false;
+  *a = rule.substr(0, sp);
+  *b = rule.substr(sp + 1);
+  return !a->empty() && !b->empty();
+}
+
+}  // namespace detail
+
+PIKV_INLINE std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   auto t = std::make_unique<Impl>();
   const auto& md = f.metadata();
   auto strings = [&](const std::string& key) -> const std::vector<std::string>& {
@@ -440,6 +473,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   const std::string model = f.has("tokenizer.ggml.model") ? f.get_string("tokenizer.ggml.model") : std::string();
   t->vocab = strings("tokenizer.ggml.tokens");
   PIKV_CHECK(!t->vocab.empty(), "GGUF file '{}': the tokenizer vocabulary is empty", f.path());
+  PIKV_CHECK(static_cast<int64_t>(t->vocab.size()) <= detail::kMaxVocabSize,
+             "GGUF file '{}': tokenizer.ggml.tokens has {} entries, more than the {} a vocabulary may have", f.path(),
+             t->vocab.size(), detail::kMaxVocabSize);
   std::vector<int64_t> types(t->vocab.size(), 1);
   if (auto it = md.find("tokenizer.ggml.token_type"); it != md.end()) {
     const auto* v = std::get_if<std::vector<int64_t>>(&it->second);
@@ -449,13 +485,28 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   }
   t->special.assign(t->vocab.size(), false);
   for (size_t i = 0; i < types.size(); ++i) {
-    if (types[i] == 3) t->special[i] = true;                                      // control
-    if (types[i] == 3 || types[i] == 4) t->matchable.emplace_back(t->vocab[i], i);  // control, user-defined
+    if (types[i] == 3) t->special[i] = true;  // control
+    if ((types[i] == 3 || types[i] == 4) && !t->vocab[i].empty()) {  // control, user-defined
+      t->matchable.emplace_back(t->vocab[i], static_cast<int64_t>(i));
+    }
   }
+  // Empty entries are kept (ids must not shift) but never matched: index() leaves them out.
+  t->index();
   if (model == "gpt2") {
     t->kind = Kind::byte_level_bpe;
     const auto& merges = strings("tokenizer.ggml.merges");
-    for (size_t r = 0; r < merges.size(); ++r) t->merge_rank.emplace(merges[r], static_cast<int>(r));
+    std::string a, b;
+    for (size_t r = 0; r < merges.size(); ++r) {
+      PIKV_CHECK(detail::split_merge(merges[r], &a, &b),
+                 "GGUF file '{}': tokenizer.ggml.merges[{}] is '{}', not two tokens separated by a space", f.path(), r,
+                 merges[r]);
+      PIKV_CHECK(t->ids.count(a) && t->ids.count(b),
+                 "GGUF file '{}': tokenizer.ggml.merges[{}] '{}' merges '{}', which is not in the vocabulary", f.path(),
+                 r, merges[r], t->ids.count(a) ? b : a);
+      PIKV_CHECK(r <= static_cast<size_t>(std::numeric_limits<int>::max()), "GGUF file '{}': too many merges",
+                 f.path());
+      t->merge_rank.emplace(merges[r], static_cast<int>(r));
+    }
     t->set_pre(f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "gpt2");
   } else if (model == "llama") {
     t->kind = Kind::sentencepiece_bpe;
@@ -464,6 +515,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
       const auto* v = std::get_if<std::vector<double>>(&it->second);
       PIKV_CHECK(v != nullptr && v->size() == t->vocab.size(), "GGUF file '{}': scores must have one entry per token",
                  f.path());
+      for (size_t i = 0; i < v->size(); ++i) {
+        PIKV_CHECK(std::isfinite((*v)[i]), "GGUF file '{}': tokenizer.ggml.scores[{}] (token '{}') is {}, not finite",
+                   f.path(), i, t->vocab[i], (*v)[i]);
+      }
       t->scores.assign(v->begin(), v->end());
     }
     t->add_space_prefix = f.find_int("tokenizer.ggml.add_space_prefix").value_or(1) != 0;
@@ -471,10 +526,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
     PIKV_FAIL("GGUF file '{}': tokenizer model '{}' is not supported (supported: gpt2 = byte-level BPE, llama = "
               "SentencePiece BPE)", f.path(), model.empty() ? std::string("(none)") : model);
   }
-  t->index();
+  const int64_t n = static_cast<int64_t>(t->vocab.size());
   auto id = [&](const char* key) -> std::optional<int64_t> {
     auto v = f.find_int(key);
-    if (v && (*v < 0 || *v >= static_cast<int64_t>(t->vocab.size()))) return std::nullopt;
+    PIKV_CHECK(!v || (*v >= 0 && *v < n), "GGUF file '{}': {} is {}, outside the vocabulary [0, {})", f.path(), key,
+               v.value_or(0), n);
     return v;
   };
   t->bos = id("tokenizer.ggml.bos_token_id");
@@ -486,22 +542,32 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& f) {
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(t)));
 }
 
-namespace {
+namespace detail {
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  PIKV_CHECK(in.good(), "cannot read '{}'", path);
+PIKV_INLINE nlohmann::json read_json(const std::string& path, const char* what) {
+  const std::string text = io::read_text_file(path, what);
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     PIKV_FAIL("'{}' is not valid JSON ({})", path, e.what());
   }
 }
 
+
+// A token id from tokenizer.json: an integer in [0, kMaxVocabSize). `field` names it in errors.
+PIKV_INLINE int64_t token_id_of(const nlohmann::json& v, const std::string& path, const std::string& field) {
+  const bool ok = (v.is_number_unsigned() && v.get<uint64_t>() < static_cast<uint64_t>(kMaxVocabSize)) ||
+                  (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < kMaxVocabSize);
+  PIKV_CHECK(ok, "'{}': {} is {}, not a token id in [0, {})", path, field, detail::shown_json(v), kMaxVocabSize);
+  return v.get<int64_t>();
+}
+
 // The pre-tokenizer of a tokenizer.json as one of our names, by the regex it uses.
-std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
+PIKV_INLINE std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
   std::vector<nlohmann::json> steps;
   if (pre.is_object() && pre.value("type", "") == "Sequence") {
+    PIKV_CHECK(pre.contains("pretokenizers") && pre.at("pretokenizers").is_array(),
+               "tokenizer.json: pre_tokenizer.pretokenizers must be a list");
     for (const auto& s : pre.at("pretokenizers")) steps.push_back(s);
   } else if (pre.is_object()) {
     steps.push_back(pre);
@@ -509,6 +575,7 @@ std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
   bool digits = false;
   std::string regex;
   for (const auto& s : steps) {
+    PIKV_CHECK(s.is_object(), "tokenizer.json: a pre-tokenizer must be an object, got {}", detail::shown_json(s));
     const std::string type = s.value("type", "");
     if (type == "ByteLevel") {
       *byte_level = true;
@@ -531,35 +598,93 @@ std::string pre_name_of(const nlohmann::json& pre, bool* byte_level) {
   PIKV_FAIL("tokenizer.json: the split regex '{}' is not one PiKVPress knows (GPT-2, Llama-3, Qwen2)", regex);
 }
 
-}  // namespace
+}  // namespace detail
 
-std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const std::string& config_path) {
-  const nlohmann::json j = read_json(path);
+PIKV_INLINE std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const std::string& config_path) {
+  const nlohmann::json j = detail::read_json(path, "tokenizer.json");
   auto t = std::make_unique<Impl>();
   try {
+    PIKV_CHECK(j.is_object() && j.contains("model") && j.at("model").is_object(),
+               "'{}': a tokenizer.json must be an object with a 'model' object", path);
     const auto& model = j.at("model");
     PIKV_CHECK(model.value("type", "") == "BPE", "'{}': tokenizer model '{}' is not supported (BPE only)", path,
                model.value("type", std::string("?")));
+    PIKV_CHECK(model.contains("vocab") && model.at("vocab").is_object(), "'{}': model.vocab must be an object", path);
+    const auto& vocab = model.at("vocab");
+    const nlohmann::json added = j.contains("added_tokens") && !j.at("added_tokens").is_null() ? j.at("added_tokens")
+                                                                                                : nlohmann::json::array();
+    PIKV_CHECK(added.is_array(), "'{}': added_tokens must be a list, got {}", path, detail::shown_json(added));
+    // Ids first, checked before anything is sized by them: in range, unique.
+    std::vector<std::pair<std::string, int64_t>> entries;
     int64_t size = 0;
-    for (const auto& [tok, id] : model.at("vocab").items()) size = std::max(size, id.get<int64_t>() + 1);
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) size = std::max(size, a.at("id").get<int64_t>() + 1);
+    for (const auto& [tok, id] : vocab.items()) {
+      const int64_t i = detail::token_id_of(id, path, fmt::format("model.vocab['{}']", tok));
+      entries.emplace_back(tok, i);
+      size = std::max(size, i + 1);
+    }
+    std::vector<std::tuple<std::string, int64_t, bool>> added_entries;
+    for (size_t k = 0; k < added.size(); ++k) {
+      const auto& a = added[k];
+      PIKV_CHECK(a.is_object() && a.contains("id") && a.contains("content") && a.at("content").is_string(),
+                 "'{}': added_tokens[{}] must be an object with an integer 'id' and a string 'content', got {}", path, k,
+                 detail::shown_json(a));
+      const int64_t i = detail::token_id_of(a.at("id"), path, fmt::format("added_tokens[{}].id", k));
+      const std::string content = a.at("content").get<std::string>();
+      PIKV_CHECK(!content.empty(), "'{}': added_tokens[{}] (id {}) has an empty 'content'", path, k, i);
+      const bool special = a.contains("special") && a.at("special").is_boolean() && a.at("special").get<bool>();
+      added_entries.emplace_back(content, i, special);
+      size = std::max(size, i + 1);
+    }
+    const int64_t assigned = static_cast<int64_t>(entries.size() + added_entries.size());
+    PIKV_CHECK(size <= 2 * assigned + 1024,
+               "'{}': token id {} leaves most of the ids [0, {}) without a token ({} tokens in all): the ids are corrupt",
+               path, size - 1, size, assigned);
     t->vocab.assign(static_cast<size_t>(size), std::string());
-    for (const auto& [tok, id] : model.at("vocab").items()) t->vocab[static_cast<size_t>(id.get<int64_t>())] = tok;
+    std::vector<bool> taken(static_cast<size_t>(size), false);
+    for (const auto& [tok, i] : entries) {
+      const size_t k = static_cast<size_t>(i);
+      PIKV_CHECK(!taken[k], "'{}': model.vocab gives id {} to both '{}' and '{}'", path, i, t->vocab[k], tok);
+      taken[k] = true;
+      t->vocab[k] = tok;
+    }
     t->special.assign(t->vocab.size(), false);
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-      const size_t id = static_cast<size_t>(a.at("id").get<int64_t>());
-      t->vocab[id] = a.at("content").get<std::string>();
-      t->special[id] = a.value("special", false);
-      t->matchable.emplace_back(t->vocab[id], static_cast<int64_t>(id));
+    std::vector<bool> added_taken(static_cast<size_t>(size), false);
+    for (const auto& [content, i, special] : added_entries) {
+      const size_t k = static_cast<size_t>(i);
+      PIKV_CHECK(!added_taken[k], "'{}': added_tokens gives id {} to both '{}' and '{}'", path, i, t->vocab[k], content);
+      added_taken[k] = true;
+      t->vocab[k] = content;
+      t->special[k] = special;
+      t->matchable.emplace_back(content, i);
     }
-    int rank = 0;
-    for (const auto& m : model.value("merges", nlohmann::json::array())) {
-      const std::string key = m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>();
-      t->merge_rank.emplace(key, rank++);
+    t->index();
+    const nlohmann::json merges = model.contains("merges") && !model.at("merges").is_null() ? model.at("merges")
+                                                                                              : nlohmann::json::array();
+    PIKV_CHECK(merges.is_array(), "'{}': model.merges must be a list, got {}", path, detail::shown_json(merges));
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const auto& m = merges[r];
+      std::string a, b;
+      if (m.is_string()) {
+        PIKV_CHECK(detail::split_merge(m.get<std::string>(), &a, &b),
+                   "'{}': model.merges[{}] is {}, not two tokens separated by a space", path, r, detail::shown_json(m));
+      } else {
+        PIKV_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
+                   "'{}': model.merges[{}] is {}, not a pair of tokens", path, r, detail::shown_json(m));
+        a = m[0].get<std::string>();
+        b = m[1].get<std::string>();
+        PIKV_CHECK(!a.empty() && !b.empty(), "'{}': model.merges[{}] is {}, a pair with an empty token", path, r,
+                   detail::shown_json(m));
+      }
+      PIKV_CHECK(t->ids.count(a) && t->ids.count(b), "'{}': model.merges[{}] merges '{}', which is not in the vocabulary",
+                 path, r, t->ids.count(a) ? b : a);
+      PIKV_CHECK(r <= static_cast<size_t>(std::numeric_limits<int>::max()), "'{}': too many merges", path);
+      t->merge_rank.emplace(a + " " + b, static_cast<int>(r));
     }
+    PIKV_CHECK(!model.contains("ignore_merges") || model.at("ignore_merges").is_boolean(),
+               "'{}': model.ignore_merges must be true or false, got {}", path, detail::shown_json(model.at("ignore_merges")));
     t->ignore_merges = model.value("ignore_merges", false);
     bool byte_level = false;
-    const std::string pre = pre_name_of(j.value("pre_tokenizer", nlohmann::json()), &byte_level);
+    const std::string pre = detail::pre_name_of(j.value("pre_tokenizer", nlohmann::json()), &byte_level);
     if (j.contains("decoder") && j.at("decoder").is_object() && j.at("decoder").value("type", "") == "ByteLevel") {
       byte_level = true;
     }
@@ -568,7 +693,6 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const s
       t->set_pre(pre == "spm" ? "gpt2" : pre);
       t->ignore_merges = im;
     }
-    t->index();
     if (!byte_level) {
       t->kind = Kind::sentencepiece_bpe;
       t->pre = "spm";
@@ -588,30 +712,49 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& path, const s
     PIKV_FAIL("'{}': unexpected tokenizer.json structure ({})", path, e.what());
   }
   if (!config_path.empty()) {
-    const nlohmann::json c = read_json(config_path);
-    auto name = [&](const char* key) -> std::optional<std::string> {
-      if (!c.contains(key) || c.at(key).is_null()) return std::nullopt;
-      const auto& v = c.at(key);
-      return v.is_string() ? v.get<std::string>() : v.value("content", std::string());
-    };
-    if (auto b = name("bos_token"); b && t->ids.count(*b)) t->bos = t->ids.at(*b);
-    if (auto e = name("eos_token"); e && t->ids.count(*e)) t->eos = t->ids.at(*e);
-    t->add_bos = c.value("add_bos_token", false);
-    if (c.contains("chat_template")) {
-      const auto& ct = c.at("chat_template");
-      if (ct.is_string()) {
-        t->chat_template = ct.get<std::string>();
-      } else if (ct.is_array()) {
-        for (const auto& entry : ct)
-          if (entry.value("name", "") == "default") t->chat_template = entry.value("template", "");
+    const nlohmann::json c = detail::read_json(config_path, "tokenizer_config.json");
+    try {
+      PIKV_CHECK(c.is_object(), "'{}': tokenizer_config.json must be a JSON object", config_path);
+      auto name = [&](const char* key) -> std::optional<std::string> {
+        if (!c.contains(key) || c.at(key).is_null()) return std::nullopt;
+        const auto& v = c.at(key);
+        if (v.is_string()) return v.get<std::string>();
+        PIKV_CHECK(v.is_object() && v.contains("content") && v.at("content").is_string(),
+                   "'{}': {} must be a token string or an object with a string 'content', got {}", config_path, key,
+                   detail::shown_json(v));
+        return v.at("content").get<std::string>();
+      };
+      if (auto b = name("bos_token"); b && t->ids.count(*b)) t->bos = t->ids.at(*b);
+      if (auto e = name("eos_token"); e && t->ids.count(*e)) t->eos = t->ids.at(*e);
+      if (c.contains("add_bos_token") && !c.at("add_bos_token").is_null()) {
+        PIKV_CHECK(c.at("add_bos_token").is_boolean(), "'{}': add_bos_token must be true or false, got {}", config_path,
+                   detail::shown_json(c.at("add_bos_token")));
+        t->add_bos = c.at("add_bos_token").get<bool>();
       }
+      if (c.contains("chat_template")) {
+        const auto& ct = c.at("chat_template");
+        if (ct.is_string()) {
+          t->chat_template = ct.get<std::string>();
+        } else if (ct.is_array()) {
+          for (size_t k = 0; k < ct.size(); ++k) {
+            const auto& entry = ct[k];
+            PIKV_CHECK(entry.is_object() && entry.contains("template") && entry.at("template").is_string(),
+                       "'{}': chat_template[{}] must be an object with a string 'template'", config_path, k);
+            if (entry.value("name", "") == "default") t->chat_template = entry.at("template").get<std::string>();
+          }
+        } else {
+          PIKV_CHECK(ct.is_null(), "'{}': chat_template must be a string or a list, got {}", config_path, detail::shown_json(ct));
+        }
+      }
+    } catch (const nlohmann::json::exception& e) {
+      PIKV_FAIL("'{}': unexpected tokenizer_config.json structure ({})", config_path, e.what());
     }
   }
   t->collect_stops();
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(t)));
 }
 
-std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
+PIKV_INLINE std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
   struct stat st {};
   PIKV_CHECK(::stat(model_path.c_str(), &st) == 0, "model path '{}' does not exist", model_path);
   if (S_ISDIR(st.st_mode)) {
