@@ -237,3 +237,157 @@ TEST(KVCache, ReserveMakesAppendsInPlace) {
   empty.reserve(8);  // nothing to size yet: a no-op
   EXPECT_EQ(empty.bytes(), 0);
 }
+
+// ---- the fixed-capacity layout: the same verbs, the same views, shapes that never change ----------
+
+namespace {
+
+KVCache fixed(int64_t layers, int64_t capacity) {
+  return KVCache::fixed_capacity({layers, B, H, capacity, D}, at::TensorOptions().dtype(at::kFloat));
+}
+
+// A head-wise result over n tokens: head (b, h) keeps the first lengths[b][h] of `chosen`.
+CompressedKV headwise(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& lengths,
+                      const std::vector<int64_t>& chosen) {
+  const int64_t k = static_cast<int64_t>(chosen.size());
+  at::Tensor idx = at::full({B, H, k}, -1, at::kLong);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < lengths[b][h].item<int64_t>(); ++j) idx[b][h][j] = chosen[static_cast<size_t>(j)];
+  CompressedKV r;
+  r.indices = idx;
+  r.keys = gather_tokens(keys, idx.clamp_min(0));
+  r.values = gather_tokens(values, idx.clamp_min(0));
+  r.head_lengths = lengths;
+  return r;
+}
+
+// Every stored (b, h) token of two caches: same count, same keys, values and logical positions.
+void expect_same_tokens(const KVCache& a, const KVCache& b, int64_t layer) {
+  ASSERT_TRUE(test::tensors_equal(a.head_lengths(layer), b.head_lengths(layer)));
+  EXPECT_EQ(a.logical_length(layer), b.logical_length(layer));
+  EXPECT_EQ(a.physical_length(layer), b.physical_length(layer));
+  EXPECT_EQ(a.bytes_in_use(layer), b.bytes_in_use(layer));
+  const KVCache::Padded pa = a.padded(layer), pb = b.padded(layer);
+  const at::Tensor qa = a.token_positions(layer), qb = b.token_positions(layer);
+  const at::Tensor lengths = a.head_lengths(layer);
+  for (int64_t r = 0; r < B; ++r) {
+    for (int64_t h = 0; h < H; ++h) {
+      // Stored order may differ between layouts (a ragged prefix + suffix vs compacted slots): compare
+      // the tokens sorted by logical position.
+      auto sorted = [&](const KVCache::Padded& p, const at::Tensor& pos) {
+        at::Tensor valid = pos[r][h] >= 0;
+        at::Tensor order = std::get<1>(pos[r][h].masked_select(valid).sort());
+        at::Tensor rows = valid.nonzero().squeeze(1).index_select(0, order);
+        return std::make_tuple(pos[r][h].index_select(0, rows), p.keys[r][h].index_select(0, rows),
+                               p.values[r][h].index_select(0, rows));
+      };
+      const auto [pa_pos, pa_k, pa_v] = sorted(pa, qa);
+      const auto [pb_pos, pb_k, pb_v] = sorted(pb, qb);
+      EXPECT_EQ(pa_pos.size(0), lengths[r][h].item<int64_t>());
+      EXPECT_TRUE(test::tensors_equal(pa_pos, pb_pos)) << "row " << r << " head " << h;
+      EXPECT_TRUE(test::tensors_equal(pa_k, pb_k)) << "row " << r << " head " << h;
+      EXPECT_TRUE(test::tensors_equal(pa_v, pb_v)) << "row " << r << " head " << h;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(FixedCapacityCache, SameVerbsGiveTheDynamicCachesTokens) {
+  KVCache dyn(2), fix = fixed(2, 32);
+  ASSERT_TRUE(fix.is_fixed_capacity());
+  const int64_t allocated = fix.bytes();
+  EXPECT_EQ(allocated, 2 * (2 * B * H * 32 * D * 4));  // both layers' keys and values, at capacity
+  for (KVCache* c : {&dyn, &fix}) {
+    c->append(0, kv(10, 1), kv(10, 2));
+    c->append(1, kv(10, 3), kv(10, 4));
+  }
+  expect_same_tokens(dyn, fix, 0);
+  // A uniform press result in layer 0, a head-wise one in layer 1.
+  dyn.apply(0, keep(dyn, 0, {0, 2, 4, 6, 8}));
+  fix.apply(0, keep(fix, 0, {0, 2, 4, 6, 8}));
+  const at::Tensor lengths = at::tensor({6, 1, 3, 0, 2, 5}, at::kLong).view({B, H});
+  const std::vector<int64_t> chosen = {0, 2, 3, 5, 7, 9};
+  dyn.apply(1, headwise(dyn.keys(1), dyn.values(1), lengths, chosen));
+  fix.apply(1, headwise(fix.padded(1).keys, fix.padded(1).values, lengths, chosen));
+  for (int64_t l = 0; l < 2; ++l) expect_same_tokens(dyn, fix, l);
+  EXPECT_TRUE(test::tensors_equal(fix.head_lengths(1), lengths));
+  // Kept tokens are compacted to the front of each head; the rest of the slot map is empty.
+  const at::Tensor slots = fix.fixed_buffers(1).slots;
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t h = 0; h < H; ++h)
+      EXPECT_EQ((slots[r][h] >= 0).sum().item<int64_t>(), lengths[r][h].item<int64_t>());
+  EXPECT_TRUE((slots.narrow(2, 6, 26) == -1).all().item<bool>());
+
+  // Decoding appends after each head's own count; truncate returns to the compressed context.
+  for (KVCache* c : {&dyn, &fix}) {
+    c->append(0, kv(2, 5), kv(2, 6));
+    c->append(1, kv(2, 7), kv(2, 8));
+  }
+  for (int64_t l = 0; l < 2; ++l) expect_same_tokens(dyn, fix, l);
+  EXPECT_EQ(fix.logical_length(1), 12);
+  dyn.truncate(10);
+  fix.truncate(10);
+  for (int64_t l = 0; l < 2; ++l) expect_same_tokens(dyn, fix, l);
+  // The buffers never move or grow: the graph's pointers stay valid for the whole request.
+  EXPECT_EQ(fix.bytes(), allocated);
+  EXPECT_LT(fix.bytes_in_use(), allocated);
+  fix.clear();
+  EXPECT_TRUE(fix.empty(0));
+  EXPECT_EQ(fix.bytes(), allocated);
+  EXPECT_TRUE((fix.fixed_buffers(0).slots == -1).all().item<bool>());
+}
+
+TEST(FixedCapacityCache, RejectsWhatDoesNotFit) {
+  EXPECT_PIKV_ERROR(KVCache::fixed_capacity({1, B, H, 0, D}, at::kFloat), "positive sizes", "capacity 0");
+  EXPECT_PIKV_ERROR(KVCache::fixed_capacity({1, B, H, int64_t{1} << 30, D}, at::kFloat), "at most 2^24");
+  EXPECT_PIKV_ERROR(KVCache::fixed_capacity({1, B, H, 8, D}, at::kLong), "floating");
+  KVCache fix = fixed(1, 8);
+  fix.append(0, kv(6, 1), kv(6, 2));
+  EXPECT_PIKV_ERROR(fix.append(0, kv(3, 3), kv(3, 4)), "exceed the fixed capacity of 8");
+  EXPECT_EQ(fix.logical_length(0), 6);  // the failed append changed nothing
+  EXPECT_PIKV_ERROR(fix.append(0, test::randn({B, H + 1, 1, D}, 5), test::randn({B, H + 1, 1, D}, 6)), "Hkv");
+  EXPECT_PIKV_ERROR(KVCache::concat_batch({&fix}), "fixed-capacity");
+  KVCache dyn(1);
+  EXPECT_PIKV_ERROR(dyn.fixed_buffers(0), "not a fixed-capacity cache");
+}
+
+// The operator without a ForwardScope (eager Python, tracing): append + attend on the given buffers,
+// the same output as the one attention function over a dynamic cache.
+TEST(CachedAttentionOperator, UnboundAppendsAndAttendsLikeAttend) {
+  ASSERT_TRUE(ops::operator_registered());
+  const int64_t Hq = 2 * H, T = 7, C = 16;
+  KVCache fix = fixed(1, C);
+  const KVCache::FixedBuffers& buf = fix.fixed_buffers(0);
+  const at::Tensor q = test::randn({B, Hq, T, D}, 11), k = kv(T, 12), v = kv(T, 13);
+  const at::Tensor positions = at::arange(T, at::kLong).expand({B, T}).contiguous();
+  const at::Tensor no_rope = at::zeros({0}, at::kFloat);
+  at::Tensor out = ops::cached_attention(q, k, v, buf.keys, buf.values, buf.slots, positions, no_rope, std::nullopt,
+                                         0, 1, 0.0, 0, 0.0, 1.0);
+  EXPECT_TRUE(test::tensors_equal(buf.keys.narrow(2, 0, T), k));
+  EXPECT_TRUE((buf.slots.narrow(2, 0, T) == positions.unsqueeze(1)).all().item<bool>());
+  KVView view{k, v, at::Tensor()};
+  const at::Tensor want = attend(q, positions, view, AttentionParams()).output;
+  EXPECT_LE((out - want).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(out.is_contiguous());  // what the meta kernel promises a compiled graph
+  // One decode token continues after the stored seven.
+  const at::Tensor q1 = test::randn({B, Hq, 1, D}, 14), k1 = kv(1, 15), v1 = kv(1, 16);
+  const at::Tensor p1 = at::full({B, 1}, T, at::kLong);
+  out = ops::cached_attention(q1, k1, v1, buf.keys, buf.values, buf.slots, p1, no_rope, std::nullopt, 0, 1, 0.0, 0,
+                              0.0, 1.0);
+  KVView all{at::cat({k, k1}, 2), at::cat({v, v1}, 2), at::Tensor()};
+  EXPECT_LE((out - attend(q1, p1, all, AttentionParams()).output).abs().max().item<double>(), 1e-6);
+  // Bad input: a context beyond the capacity, a wrong layer index, mismatched shapes.
+  const at::Tensor big = kv(C, 17), bigq = test::randn({B, Hq, C, D}, 18);
+  const at::Tensor bigp = at::arange(T + 1, T + 1 + C, at::kLong).expand({B, C}).contiguous();
+  EXPECT_PIKV_ERROR(ops::cached_attention(bigq, big, big, buf.keys, buf.values, buf.slots, bigp, no_rope, std::nullopt,
+                                          0, 1, 0.0, 0, 0.0, 1.0),
+                    "exceed the cache capacity 16");
+  EXPECT_PIKV_ERROR(ops::cached_attention(q1, k1, v1, buf.keys, buf.values, buf.slots, p1, no_rope, std::nullopt, 3,
+                                          1, 0.0, 0, 0.0, 1.0),
+                    "layer 3 is not in [0, 1)");
+  EXPECT_PIKV_ERROR(ops::cached_attention(q1, kv(2, 19), kv(2, 20), buf.keys, buf.values, buf.slots, p1, no_rope,
+                                          std::nullopt, 0, 1, 0.0, 0, 0.0, 1.0),
+                    "do not fit query");
+}

@@ -55,6 +55,13 @@ struct AttentionContext {
 
   const AttentionLayerView* layer_view = nullptr;  // null when the runner exposes no view
 
+  // Tokens in this forward (q): from hidden_states, else from query_states, else the cache length.
+  int64_t forward_length() const {
+    return hidden_states.defined() ? hidden_states.size(1) : query_states.defined() ? query_states.size(2) : keys.size(2);
+  }
+  // The forward's queries are available: pre-RoPE query_states, or hidden states with a layer view.
+  bool has_queries() const { return query_states.defined() || (hidden_states.defined() && layer_view != nullptr); }
+
   int64_t batch() const { return keys.size(0); }
   int64_t kv_heads() const { return keys.size(1); }
   int64_t length() const { return keys.size(2); }  // n
@@ -111,7 +118,8 @@ struct AttentionResult {
                        const AttentionParams& params = {}, const at::Tensor& key_padding = at::Tensor());
 
 // Pre-RoPE queries of the forward's tokens [start, start + len): ctx.query_states sliced when present,
-// else recomputed through ctx.layer_view from ctx.hidden_states. -> [B, H, len, d]
+// else recomputed through ctx.layer_view from ctx.hidden_states. -> [B, H, len, d]. Runners without
+// hidden states (the cached_attention operator) pass query_states.
 [[nodiscard]] at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len);
 
 // The same queries with the layer's RoPE applied at their positions (position_offset + start + i).

@@ -60,13 +60,14 @@ class HookableModel {
   // What the installed press did during the last prefill (cleared when a prefill begins).
   const CompressionStats& compression_stats() const { return stats_; }
 
- protected:
   // The central attention function: appends call.keys/values to `cache` (layer call.layer->layer_index()),
   // attends over the layer's whole cache, then runs the installed press on it (pressable layers).
   // `is_prefill` / `position_offset` describe this forward (the cache was empty before it / the
   // logical index of its first token). Attention weights are materialised when call.params asks for
   // them or the installed press needs them. Returns the attention output [B, H, T, d].
   AttentionResult attention(const LayerAttention& call, KVCache& cache, bool is_prefill, int64_t position_offset);
+
+ protected:
 
   // Called by the model's central attention function once per layer, after attention consumed the
   // full cache of this forward. Returns true when the layer was compressed.
@@ -87,8 +88,42 @@ class HookableModel {
   void decode_step();
 
  private:
+  friend class ForwardScope;
   Press* press_ = nullptr;
   CompressionStats stats_;
+};
+
+// What the pikv::cached_attention operator (an exported or scripted graph's attention) needs to know
+// about the forward running on this thread: the model whose press and statistics apply, the cache the
+// graph's buffers belong to, and what this forward is.
+struct ForwardBinding {
+  HookableModel* model = nullptr;
+  KVCache* cache = nullptr;
+  bool is_prefill = false;
+  int64_t position_offset = 0;  // logical index of the forward's first token
+};
+
+// The binding of the innermost ForwardScope on this thread, or nullptr.
+[[nodiscard]] const ForwardBinding* current_forward();
+
+// Brackets one forward of a model whose attention runs outside a forward loop of ours (an exported
+// graph, a TorchScript module, a hand-written module calling the operator): begins a prefill when the
+// cache is empty, binds model and cache for the operator on this thread, and on scope exit ends the
+// prefill (or counts a decode step) and restores the previous binding. Scopes nest per thread, so
+// several models (and threads) in one process never see each other's presses.
+class ForwardScope {
+ public:
+  ForwardScope(HookableModel& model, KVCache& cache);
+  ~ForwardScope();
+  ForwardScope(const ForwardScope&) = delete;
+  ForwardScope& operator=(const ForwardScope&) = delete;
+
+  const ForwardBinding& binding() const { return binding_; }
+
+ private:
+  ForwardBinding binding_;
+  const ForwardBinding* previous_;
+  int exceptions_;
 };
 
 // Binds one press to one model for a scope, restoring the previously installed press on destruction,

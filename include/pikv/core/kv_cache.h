@@ -8,6 +8,14 @@
 // they differ. Head-wise budgets (AdaKV) give each (batch row, KV head) its own physical length; such
 // a layer is stored "ragged": the compressed prefix is packed without padding, so its memory is really
 // freed, and tokens appended later go to a dense suffix shared by all heads.
+//
+// Two storage layouts serve the same verbs:
+//   dynamic         (KVCache(num_layers)) tensors sized to what is stored: compression frees memory.
+//   fixed capacity  (KVCache::fixed_capacity) every layer preallocated as [B, Hkv, C, d] plus a slot
+//                   map int64 [B, Hkv, C] holding each slot's logical position (-1 = empty). Kept tokens
+//                   are compacted to the front of each head. Shapes never change, which is what
+//                   exported graphs (the pikv::cached_attention operator) and CUDA graphs need; the
+//                   memory is allocated once, and bytes_in_use() reports what the stored tokens take.
 
 #include <ATen/core/Tensor.h>
 
@@ -18,9 +26,30 @@
 
 namespace pikv {
 
+// The geometry of a fixed-capacity cache: every layer [batch, kv_heads, capacity, head_dim].
+struct FixedCacheShape {
+  int64_t num_layers = 0;
+  int64_t batch = 1;
+  int64_t kv_heads = 0;
+  int64_t capacity = 0;  // tokens per (batch row, KV head)
+  int64_t head_dim = 0;
+};
+
 class KVCache {
  public:
   explicit KVCache(int64_t num_layers);
+
+  // A fixed-capacity cache (see the layouts above), allocated now with `options` (dtype, device).
+  // Throws pikv::Error for non-positive sizes or a capacity above 2^24 tokens.
+  [[nodiscard]] static KVCache fixed_capacity(const FixedCacheShape& shape, at::TensorOptions options);
+  bool is_fixed_capacity() const { return fixed_.num_layers > 0; }
+  const FixedCacheShape& fixed_shape() const { return fixed_; }
+  // The buffers of a fixed-capacity layer: keys/values [B, Hkv, C, d], slots int64 [B, Hkv, C] (the
+  // logical position held by each slot, -1 = empty). Exported graphs mutate these tensors in place.
+  struct FixedBuffers {
+    at::Tensor keys, values, slots;
+  };
+  const FixedBuffers& fixed_buffers(int64_t layer) const;
 
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
@@ -92,9 +121,14 @@ class KVCache {
   // True while the layer stores exactly tokens 0..n-1 in order (nothing compressed).
   bool is_contiguous_prefix(int64_t layer) const;
 
-  // Bytes the cache really holds (keys + values) for one layer / all layers.
+  // Bytes the cache really holds (keys + values) for one layer / all layers: for a fixed-capacity
+  // cache the whole preallocated buffers.
   int64_t bytes(int64_t layer) const;
   int64_t bytes() const;
+  // Bytes of the stored tokens only (stored entries x d x 2 x element size): what a compressed cache
+  // needs, whatever the layout allocates.
+  int64_t bytes_in_use(int64_t layer) const;
+  int64_t bytes_in_use() const;
 
  private:
   struct Layer {
@@ -109,13 +143,24 @@ class KVCache {
     int64_t logical = 0;             // tokens seen
     int64_t logical_at_apply = 0;    // logical length when apply() last ran (truncate floor)
     at::Tensor kept;                 // kept_positions
+    // Fixed-capacity layout: buffers and the stored count of every (b, h), row-major, on the host.
+    FixedBuffers fixed;
+    std::vector<int64_t> fixed_lengths;
+    bool compressed = false;  // an apply() changed what is stored (fixed layout)
     bool ragged() const { return !ragged_lengths.empty(); }
   };
+
+  // The fixed-capacity verbs and reads.
+  void fixed_append(Layer& L, int64_t layer, const at::Tensor& keys, const at::Tensor& values);
+  void fixed_apply(Layer& L, int64_t layer, const CompressedKV& result);
+  void fixed_truncate(Layer& L, int64_t logical_length);
+  int64_t fixed_uniform_length(const Layer& L, int64_t layer, const char* verb) const;
 
   Layer& at_layer(int64_t layer, const char* verb);
   const Layer& at_layer(int64_t layer, const char* verb) const;
 
   std::vector<Layer> layers_;
+  FixedCacheShape fixed_;  // num_layers == 0: the dynamic layout
 };
 
 }  // namespace pikv

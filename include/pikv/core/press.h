@@ -24,7 +24,7 @@ class ScorerPress;
 // What a press needs beyond keys/values; checked before compress() so a press never silently
 // falls back (e.g. ObservedAttention without attention weights).
 struct PressRequirements {
-  bool hidden_states = false;      // ctx.hidden_states defined
+  bool hidden_states = false;      // the forward's queries: ctx.hidden_states (with the layer view) or ctx.query_states
   bool layer_view = false;         // ctx.layer_view != nullptr
   bool attention_weights = false;  // ctx.attention_weights present (the model must run eager attention)
 

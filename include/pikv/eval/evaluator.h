@@ -6,7 +6,7 @@
 
 #include <pikv/eval/tasks.h>
 #include <pikv/io/tokenizer.h>
-#include <pikv/models/decoder.h>
+#include <pikv/core/causal_lm.h>
 
 #include <functional>
 #include <optional>
@@ -57,7 +57,7 @@ struct GridTiming {
 
 class Evaluator {
  public:
-  Evaluator(DecoderModel& model, const Tokenizer& tokenizer, const Corpus& corpus);
+  Evaluator(CausalLM& model, const Tokenizer& tokenizer, const Corpus& corpus);
 
   // Runs the grid, appending every new record to `results_path` (created with a header line when
   // absent). Cells already in the file are skipped. Throws before any work when the file's header was
@@ -75,7 +75,7 @@ class Evaluator {
   static std::vector<Record> read_results(const std::string& path, std::string* header = nullptr);
 
  private:
-  DecoderModel& model_;
+  CausalLM& model_;
   const Tokenizer& tokenizer_;
   const Corpus& corpus_;
 };

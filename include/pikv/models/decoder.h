@@ -7,7 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/arg.h>
 
-#include <pikv/core/hookable_model.h>
+#include <pikv/core/causal_lm.h>
 #include <pikv/models/config.h>
 
 #include <functional>
@@ -27,21 +27,7 @@ struct LoadOptions {
   TORCH_ARG(std::string, device) = "cpu";         // "cpu", "cuda", "cuda:1"
 };
 
-struct ForwardOptions {
-  // [B, n_total] (1 = real token, 0 = left padding) over every token of the request so far
-  // (cached + this forward); undefined = all real.
-  TORCH_ARG(at::Tensor, attention_mask);
-  // [B, T] int64 logical positions of this forward's tokens; undefined = continue from the cache.
-  TORCH_ARG(at::Tensor, positions);
-  // Materialise attention weights (eager attention) even if no press asks for them.
-  TORCH_ARG(bool, eager_attention) = false;
-  // Return the final hidden states [B, T, Dm] instead of logits.
-  TORCH_ARG(bool, return_hidden) = false;
-  // Called after each layer with (layers done, layers in all): progress of a long prefill.
-  TORCH_ARG(std::function<void(int64_t, int64_t)>, on_layer);
-};
-
-class DecoderModel : public HookableModel {
+class DecoderModel : public CausalLM {
  public:
   // `weights` are consumed (moved to the compute dtype/device); a missing tensor or a shape that
   // disagrees with the config throws pikv::Error naming `source`, the tensor and the problem.
@@ -56,12 +42,13 @@ class DecoderModel : public HookableModel {
   int64_t num_layers() const override { return config_.num_layers; }
   const ModelConfig& config() const { return config_; }
   const AttentionLayerView& layer(int64_t index) const;
-  at::TensorOptions options() const { return options_; }
+  at::TensorOptions options() const override { return options_; }
+  ModelShape shape() const override;
 
   // input_ids: int64 [B, T] -> logits [B, T, V] in the compute dtype (or hidden states [B, T, Dm]).
   // A forward on an empty cache is the prefill: an installed press compresses each layer right after
   // that layer's attention (Gemma3 sliding-window layers are never compressed).
-  at::Tensor forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& options = {});
+  at::Tensor forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& options = {}) override;
 
  private:
   class Layer;

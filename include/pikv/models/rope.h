@@ -1,9 +1,10 @@
 #pragma once
-// Rotary position embeddings, half-split convention (rotate_half), computed as Hugging Face
-// transformers does: angles in float32, cos/sin cast to the input dtype.
+// Rotary position embeddings of the model families: inverse frequencies with transformers' scaling rules.
+// The rotation itself (apply_rope, rotate_half) is pikv/core/rotary.h.
 
 #include <ATen/core/Tensor.h>
 
+#include <pikv/core/rotary.h>
 #include <pikv/models/config.h>
 
 #include <cstdint>
@@ -13,15 +14,6 @@ namespace pikv {
 // Default RoPE inverse frequencies: theta^(-2i / rot_dim) for i < rot_dim / 2 -> float32 [rot_dim / 2].
 // Throws for an odd or non-positive rot_dim or theta <= 0.
 at::Tensor rope_inv_freq(int64_t rot_dim, double theta);
-
-// Rotates the first 2 * inv_freq.size(0) channels of x (partial rotary leaves the rest untouched).
-// x: [B, h, q, d]; positions: int64 [q] or [B, q]; inv_freq: float32 [r]; cos/sin are multiplied by
-// attention_scaling (YaRN / longrope). -> [B, h, q, d], x's dtype.
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& inv_freq,
-                      double attention_scaling = 1.0);
-
-// (x1, x2) -> (-x2, x1) over the last dim split in halves. x: [..., r] -> [..., r]
-at::Tensor rotate_half(const at::Tensor& x);
 
 // One layer type's rotary embedding with transformers' scaling rules (default, linear, dynamic, llama3,
 // yarn, longrope). dynamic and longrope depend on the sequence length, so the frequencies are asked

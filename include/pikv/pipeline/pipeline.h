@@ -11,7 +11,7 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/press.h>
 #include <pikv/io/tokenizer.h>
-#include <pikv/models/decoder.h>
+#include <pikv/core/causal_lm.h>
 #include <pikv/pipeline/chat_template.h>
 
 #include <cstdint>
@@ -34,7 +34,7 @@ struct PipelineOptions {
 struct PipelineStats {
   int64_t context_tokens = 0;               // after truncation
   std::vector<int64_t> kept_tokens;         // per layer, after compression (longest head)
-  int64_t kv_bytes_before = 0;              // context cache before compression
+  int64_t kv_bytes_before = 0;              // context cache before compression (bytes of the stored tokens)
   int64_t kv_bytes_after = 0;               // and after
   double prefill_ms = 0.0;                  // context forward incl. compression
   double compression_ms = 0.0;              // part of prefill_ms spent in the press
@@ -50,7 +50,7 @@ class Pipeline {
  public:
   // Without a template argument the model's own chat template is used when the tokenizer has one
   // (an unrecognised one is an error); with none, the context gets BOS and questions end with "\n".
-  Pipeline(DecoderModel& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template = std::nullopt,
+  Pipeline(CausalLM& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template = std::nullopt,
            bool use_model_template = true);
 
   // Answers every question about `context`. `press` may be null (no compression).
@@ -81,7 +81,7 @@ class Pipeline {
   const std::optional<ChatTemplate>& chat_template() const { return template_; }
 
  private:
-  DecoderModel& model_;
+  CausalLM& model_;
   const Tokenizer& tokenizer_;
   std::optional<ChatTemplate> template_;
 };

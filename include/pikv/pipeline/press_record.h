@@ -6,7 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <pikv/core/press.h>
-#include <pikv/models/decoder.h>
+#include <pikv/core/causal_lm.h>
 
 #include <map>
 #include <string>
@@ -34,7 +34,7 @@ struct PressRecordOptions {
 //   layer{l}.bytes   int64 [2]: KV bytes of the layer before and after its prefill compression (when
 //                    the press compressed it during the prefill).
 // The model runs in its own dtype; scores are converted to float32.
-[[nodiscard]] std::map<std::string, at::Tensor> record_press(DecoderModel& model, const at::Tensor& input_ids, Press* press,
+[[nodiscard]] std::map<std::string, at::Tensor> record_press(CausalLM& model, const at::Tensor& input_ids, Press* press,
                                                const PressRecordOptions& options = {});
 
 }  // namespace pikv

@@ -10,7 +10,7 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/press.h>
 #include <pikv/core/stats.h>
-#include <pikv/models/decoder.h>
+#include <pikv/core/causal_lm.h>
 
 #include <map>
 
@@ -21,7 +21,7 @@ class SharedPrefill {
   // Runs the uncompressed prefill of input_ids (int64 [B, T]). With attention_weights the model runs
   // eager attention and keeps every layer's weights [B, H, T, T] (ObservedAttention needs them; memory
   // grows with T^2).
-  SharedPrefill(DecoderModel& model, const at::Tensor& input_ids, bool attention_weights = false,
+  SharedPrefill(CausalLM& model, const at::Tensor& input_ids, bool attention_weights = false,
                 const ForwardOptions& options = {});
 
   // The cache the prefill leaves under `press` (nullptr: the uncompressed cache), with what the press
@@ -36,7 +36,7 @@ class SharedPrefill {
   double prefill_ms() const { return prefill_ms_; }
 
  private:
-  DecoderModel& model_;
+  CausalLM& model_;
   KVCache full_;
   std::map<int64_t, AttentionContext> contexts_;  // pressed layers only
   at::Tensor last_logits_;

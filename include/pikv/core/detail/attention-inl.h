@@ -49,6 +49,11 @@ PIKV_INLINE void AttentionContext::validate() const {
     check_same_size(query_states, 0, "query_states", keys, 0, "keys", "B");
     check_same_size(query_states, 3, "query_states", keys, 3, "keys", "d");
     if (hidden_states.defined()) check_same_size(query_states, 2, "query_states", hidden_states, 1, "hidden_states", "q");
+    if (layer_view != nullptr) {
+      PIKV_CHECK(query_states.size(1) == layer_view->num_heads(),
+                 "query_states {} of layer {} do not have the layer view's {} query heads", describe_tensor(query_states),
+                 layer, layer_view->num_heads());
+    }
   }
   if (layer_view != nullptr) {
     PIKV_CHECK(layer_view->num_kv_heads() == keys.size(1),
@@ -60,8 +65,9 @@ PIKV_INLINE void AttentionContext::validate() const {
 }
 
 PIKV_INLINE at::Tensor prerope_queries(const AttentionContext& ctx, int64_t start, int64_t len) {
-  PIKV_CHECK(ctx.hidden_states.defined(), "layer {}: queries need the forward's hidden states", ctx.layer);
-  const int64_t q = ctx.hidden_states.size(1);
+  PIKV_CHECK(ctx.hidden_states.defined() || ctx.query_states.defined(),
+             "layer {}: queries need the forward's hidden states or its query states", ctx.layer);
+  const int64_t q = ctx.forward_length();
   PIKV_CHECK(start >= 0 && len >= 0 && start + len <= q, "layer {}: query slice [{}, {}) is outside the forward's {} tokens",
              ctx.layer, start, start + len, q);
   if (ctx.query_states.defined() && ctx.query_states.size(2) == q) return ctx.query_states.narrow(2, start, len);

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <exception>
 
 namespace pikv {
 namespace detail {
@@ -29,7 +30,7 @@ PIKV_INLINE bool apply_press(Press& press, const AttentionContext& ctx, KVCache&
   s.layer = ctx.layer;
   s.tokens_before = cache.physical_length(ctx.layer);
   s.entries_before = detail::stored_entries(cache, ctx.layer);
-  s.bytes_before = cache.bytes(ctx.layer);
+  s.bytes_before = cache.bytes_in_use(ctx.layer);
   const auto t0 = std::chrono::steady_clock::now();
   CompressedKV result = press.compress(ctx);
   if (result.skipped) return false;
@@ -38,7 +39,7 @@ PIKV_INLINE bool apply_press(Press& press, const AttentionContext& ctx, KVCache&
   s.compress_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   s.tokens_after = cache.physical_length(ctx.layer);
   s.entries_after = detail::stored_entries(cache, ctx.layer);
-  s.bytes_after = cache.bytes(ctx.layer);
+  s.bytes_after = cache.bytes_in_use(ctx.layer);
   log::debug("{} {}", press.name(), to_string(s));
   if (stats != nullptr) {
     if (stats->press.empty()) stats->press = press.describe();
@@ -123,6 +124,41 @@ PIKV_INLINE void HookableModel::end_prefill() {
 
 PIKV_INLINE void HookableModel::decode_step() {
   if (press_ != nullptr) press_->on_decode_step();
+}
+
+namespace detail {
+inline const ForwardBinding*& forward_slot() {
+  thread_local const ForwardBinding* slot = nullptr;
+  return slot;
+}
+}  // namespace detail
+
+PIKV_INLINE const ForwardBinding* current_forward() { return detail::forward_slot(); }
+
+PIKV_INLINE ForwardScope::ForwardScope(HookableModel& model, KVCache& cache)
+    : previous_(detail::forward_slot()), exceptions_(std::uncaught_exceptions()) {
+  PIKV_CHECK(cache.num_layers() == model.num_layers(), "ForwardScope: the cache has {} layers but the model has {}",
+             cache.num_layers(), model.num_layers());
+  binding_.model = &model;
+  binding_.cache = &cache;
+  binding_.is_prefill = cache.empty(0);
+  binding_.position_offset = cache.logical_length(0);
+  if (binding_.is_prefill) model.begin_prefill();
+  detail::forward_slot() = &binding_;
+}
+
+PIKV_INLINE ForwardScope::~ForwardScope() {
+  detail::forward_slot() = previous_;
+  if (std::uncaught_exceptions() > exceptions_) return;  // the forward failed: no lifecycle step
+  try {
+    if (binding_.is_prefill) {
+      binding_.model->end_prefill();
+    } else {
+      binding_.model->decode_step();
+    }
+  } catch (const std::exception& e) {
+    log::error("ForwardScope: the press's end-of-forward hook failed: {}", e.what());
+  }
 }
 
 PIKV_INLINE PressGuard::PressGuard(HookableModel& model, Press& press)

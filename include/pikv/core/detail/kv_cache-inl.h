@@ -30,6 +30,19 @@ PIKV_INLINE int64_t distinct_storage_bytes(std::initializer_list<const at::Tenso
   return total;
 }
 
+// Views of a fixed layer's stored prefix when every head holds the same count (else undefined).
+PIKV_INLINE void refresh_fixed_views(at::Tensor& keys, at::Tensor& values, const at::Tensor& buf_k, const at::Tensor& buf_v,
+                                const std::vector<int64_t>& lengths) {
+  const auto [lo, hi] = std::minmax_element(lengths.begin(), lengths.end());
+  if (*lo == *hi && *hi > 0) {
+    keys = buf_k.narrow(2, 0, *hi);
+    values = buf_v.narrow(2, 0, *hi);
+  } else {
+    keys = at::Tensor();
+    values = at::Tensor();
+  }
+}
+
 }  // namespace detail
 
 PIKV_INLINE KVCache::KVCache(int64_t num_layers) {
@@ -60,6 +73,10 @@ PIKV_INLINE void KVCache::append(int64_t layer, const at::Tensor& keys, const at
   check_same_device(keys, "keys", values, "values");
   PIKV_CHECK(keys.size(0) >= 1 && keys.size(1) >= 1 && keys.size(3) >= 1,
              "KVCache::append: keys must have B, Hkv, d >= 1, got {}", describe_tensor(keys));
+  if (is_fixed_capacity()) {
+    fixed_append(L, layer, keys, values);
+    return;
+  }
   const bool fresh = L.logical == 0 && !L.ragged();
   if (!fresh) {
     const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
@@ -97,6 +114,10 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
              "KVCache::apply: layer {} already holds head-wise budgets; it can be compressed again only after clear()",
              layer);
   if (result.unchanged) return;
+  if (is_fixed_capacity()) {
+    fixed_apply(L, layer, result);
+    return;
+  }
   const int64_t n = L.keys.size(2), d = L.keys.size(3);
   check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
   check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
@@ -173,6 +194,9 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
 
 PIKV_INLINE KVCache KVCache::concat_batch(const std::vector<const KVCache*>& caches) {
   PIKV_CHECK(!caches.empty(), "KVCache::concat_batch needs at least one cache");
+  for (const KVCache* c : caches) {
+    PIKV_CHECK(!c->is_fixed_capacity(), "KVCache::concat_batch works on dynamic caches, not fixed-capacity ones");
+  }
   const KVCache& first = *caches.front();
   KVCache out(first.num_layers());
   for (size_t l = 0; l < first.layers_.size(); ++l) {
@@ -206,11 +230,18 @@ PIKV_INLINE KVCache KVCache::concat_batch(const std::vector<const KVCache*>& cac
 
 PIKV_INLINE KVCache KVCache::clone() const {
   KVCache out(num_layers());
+  out.fixed_ = fixed_;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& L = layers_[i];
     Layer& C = out.layers_[i];
     C = L;
     auto deep = [](const at::Tensor& t) { return t.defined() ? t.clone() : t; };
+    if (is_fixed_capacity()) {
+      C.fixed = {L.fixed.keys.clone(), L.fixed.values.clone(), L.fixed.slots.clone()};
+      C.kept = deep(L.kept);
+      detail::refresh_fixed_views(C.keys, C.values, C.fixed.keys, C.fixed.values, C.fixed_lengths);
+      continue;
+    }
     if (L.buf_keys.defined()) {
       C.buf_keys = L.buf_keys.clone();
       C.buf_values = L.buf_values.clone();
@@ -244,6 +275,10 @@ PIKV_INLINE void KVCache::truncate(int64_t logical_length) {
     if (L.logical == 0) continue;
     const int64_t drop = L.logical - logical_length;
     if (drop == 0) continue;
+    if (is_fixed_capacity()) {
+      fixed_truncate(L, logical_length);
+      continue;
+    }
     const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
     if (L.logical_at_apply == 0 && drop == L.logical) {
       L = Layer();
@@ -267,6 +302,7 @@ PIKV_INLINE void KVCache::truncate(int64_t logical_length) {
 
 PIKV_INLINE void KVCache::reserve(int64_t extra_tokens) {
   PIKV_CHECK(extra_tokens >= 0, "KVCache::reserve: extra_tokens must be >= 0, got {}", extra_tokens);
+  if (is_fixed_capacity()) return;  // preallocated
   for (Layer& L : layers_) {
     if (!L.keys.defined() && !L.ragged()) continue;
     const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
@@ -288,7 +324,14 @@ PIKV_INLINE void KVCache::reserve(int64_t extra_tokens) {
 }
 
 PIKV_INLINE void KVCache::clear() {
-  for (Layer& L : layers_) L = Layer();
+  for (Layer& L : layers_) {
+    if (is_fixed_capacity()) {
+      L.logical_at_apply = 0;
+      fixed_truncate(L, 0);
+    } else {
+      L = Layer();
+    }
+  }
 }
 
 PIKV_INLINE bool KVCache::empty(int64_t layer) const { return at_layer(layer, "empty").logical == 0; }
@@ -299,14 +342,23 @@ PIKV_INLINE int64_t KVCache::logical_length(int64_t layer) const { return at_lay
 
 PIKV_INLINE int64_t KVCache::physical_length(int64_t layer) const {
   const Layer& L = at_layer(layer, "physical_length");
+  if (is_fixed_capacity()) return *std::max_element(L.fixed_lengths.begin(), L.fixed_lengths.end());
   const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
   return L.ragged_max + dense;
 }
 
-PIKV_INLINE bool KVCache::is_ragged(int64_t layer) const { return at_layer(layer, "is_ragged").ragged(); }
+PIKV_INLINE bool KVCache::is_ragged(int64_t layer) const {
+  const Layer& L = at_layer(layer, "is_ragged");
+  if (is_fixed_capacity()) {
+    const auto [lo, hi] = std::minmax_element(L.fixed_lengths.begin(), L.fixed_lengths.end());
+    return *lo != *hi;
+  }
+  return L.ragged();
+}
 
 PIKV_INLINE at::Tensor KVCache::head_lengths(int64_t layer) const {
   const Layer& L = at_layer(layer, "head_lengths");
+  if (is_fixed_capacity()) return at::tensor(L.fixed_lengths, at::kLong).view({L.batch, L.kv_heads});
   const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
   if (!L.ragged()) return at::full({L.batch, L.kv_heads}, dense, at::kLong);
   at::Tensor out = at::tensor(L.ragged_lengths, at::kLong).view({L.batch, L.kv_heads});
@@ -315,14 +367,14 @@ PIKV_INLINE at::Tensor KVCache::head_lengths(int64_t layer) const {
 
 PIKV_INLINE const at::Tensor& KVCache::keys(int64_t layer) const {
   const Layer& L = at_layer(layer, "keys");
-  PIKV_CHECK(!L.ragged(), "KVCache::keys: layer {} holds head-wise budgets; read it with padded()", layer);
+  PIKV_CHECK(!L.ragged() && !is_ragged(layer), "KVCache::keys: layer {} holds head-wise budgets; read it with padded()", layer);
   PIKV_CHECK(L.keys.defined(), "KVCache::keys: layer {} is empty", layer);
   return L.keys;
 }
 
 PIKV_INLINE const at::Tensor& KVCache::values(int64_t layer) const {
   const Layer& L = at_layer(layer, "values");
-  PIKV_CHECK(!L.ragged(), "KVCache::values: layer {} holds head-wise budgets; read it with padded()", layer);
+  PIKV_CHECK(!L.ragged() && !is_ragged(layer), "KVCache::values: layer {} holds head-wise budgets; read it with padded()", layer);
   PIKV_CHECK(L.values.defined(), "KVCache::values: layer {} is empty", layer);
   return L.values;
 }
@@ -330,6 +382,11 @@ PIKV_INLINE const at::Tensor& KVCache::values(int64_t layer) const {
 PIKV_INLINE KVCache::Padded KVCache::padded(int64_t layer) const {
   const Layer& L = at_layer(layer, "padded");
   PIKV_CHECK(L.logical > 0 || L.ragged(), "KVCache::padded: layer {} is empty", layer);
+  if (is_fixed_capacity()) {
+    const int64_t m = physical_length(layer);
+    if (!is_ragged(layer)) return {L.fixed.keys.narrow(2, 0, m), L.fixed.values.narrow(2, 0, m), at::Tensor()};
+    return {L.fixed.keys.narrow(2, 0, m), L.fixed.values.narrow(2, 0, m), L.fixed.slots.narrow(2, 0, m) >= 0};
+  }
   if (!L.ragged()) return {L.keys, L.values, at::Tensor()};
   const int64_t d = L.ragged_keys.size(1);
   auto opts = L.ragged_keys.options();
@@ -349,6 +406,10 @@ PIKV_INLINE KVCache::Padded KVCache::padded(int64_t layer) const {
 
 PIKV_INLINE at::Tensor KVCache::token_positions(int64_t layer) const {
   const Layer& L = at_layer(layer, "token_positions");
+  if (is_fixed_capacity()) {
+    PIKV_CHECK(L.logical > 0, "KVCache::token_positions: layer {} is empty", layer);
+    return L.fixed.slots.narrow(2, 0, physical_length(layer));
+  }
   const at::Tensor& ref = L.keys.defined() ? L.keys : L.ragged_keys;
   PIKV_CHECK(ref.defined(), "KVCache::token_positions: layer {} is empty", layer);
   auto opts = ref.options().dtype(at::kLong);
@@ -359,6 +420,7 @@ PIKV_INLINE at::Tensor KVCache::token_positions(int64_t layer) const {
 
 PIKV_INLINE bool KVCache::is_contiguous_prefix(int64_t layer) const {
   const Layer& L = at_layer(layer, "is_contiguous_prefix");
+  if (is_fixed_capacity()) return !L.compressed;
   return !L.kept.defined() && !L.ragged();
 }
 
@@ -366,6 +428,7 @@ PIKV_INLINE const at::Tensor& KVCache::kept_positions(int64_t layer) const { ret
 
 PIKV_INLINE int64_t KVCache::bytes(int64_t layer) const {
   const Layer& L = at_layer(layer, "bytes");
+  if (is_fixed_capacity()) return detail::distinct_storage_bytes({&L.fixed.keys, &L.fixed.values});
   return detail::distinct_storage_bytes({&L.keys, &L.values, &L.ragged_keys, &L.ragged_values});
 }
 
@@ -374,5 +437,176 @@ PIKV_INLINE int64_t KVCache::bytes() const {
   for (int64_t i = 0; i < num_layers(); ++i) total += bytes(i);
   return total;
 }
+
+PIKV_INLINE int64_t KVCache::bytes_in_use(int64_t layer) const {
+  const Layer& L = at_layer(layer, "bytes_in_use");
+  if (L.logical == 0 && !L.ragged()) return 0;
+  const at::Tensor& ref = is_fixed_capacity() ? L.fixed.keys : (L.keys.defined() ? L.keys : L.ragged_keys);
+  const int64_t entries = head_lengths(layer).sum().item<int64_t>();  // a CPU tensor: no device sync
+  return entries * ref.size(-1) * 2 * static_cast<int64_t>(ref.element_size());
+}
+
+PIKV_INLINE int64_t KVCache::bytes_in_use() const {
+  int64_t total = 0;
+  for (int64_t i = 0; i < num_layers(); ++i) total += bytes_in_use(i);
+  return total;
+}
+
+// ---- fixed-capacity layout ----------------------------------------------------------------------------
+
+PIKV_INLINE KVCache KVCache::fixed_capacity(const FixedCacheShape& s, at::TensorOptions options) {
+  PIKV_CHECK(s.num_layers >= 1 && s.batch >= 1 && s.kv_heads >= 1 && s.capacity >= 1 && s.head_dim >= 1,
+             "KVCache::fixed_capacity needs positive sizes, got num_layers {}, batch {}, kv_heads {}, capacity {}, "
+             "head_dim {}",
+             s.num_layers, s.batch, s.kv_heads, s.capacity, s.head_dim);
+  PIKV_CHECK(s.capacity <= (int64_t{1} << 24) && s.batch <= 4096 && s.kv_heads <= 4096 && s.head_dim <= 4096,
+             "KVCache::fixed_capacity: capacity {} (at most 2^24), batch {}, kv_heads {}, head_dim {} (at most 4096) "
+             "are out of range",
+             s.capacity, s.batch, s.kv_heads, s.head_dim);
+  PIKV_CHECK(at::isFloatingType(options.dtype().toScalarType()), "KVCache::fixed_capacity needs a floating dtype, got {}",
+             dtype_name(options.dtype().toScalarType()));
+  KVCache c(s.num_layers);
+  c.fixed_ = s;
+  for (Layer& L : c.layers_) {
+    L.fixed.keys = at::zeros({s.batch, s.kv_heads, s.capacity, s.head_dim}, options);
+    L.fixed.values = at::zeros({s.batch, s.kv_heads, s.capacity, s.head_dim}, options);
+    L.fixed.slots = at::full({s.batch, s.kv_heads, s.capacity}, -1, options.dtype(at::kLong));
+    L.fixed_lengths.assign(static_cast<size_t>(s.batch * s.kv_heads), 0);
+    L.batch = s.batch;
+    L.kv_heads = s.kv_heads;
+  }
+  return c;
+}
+
+PIKV_INLINE const KVCache::FixedBuffers& KVCache::fixed_buffers(int64_t layer) const {
+  const Layer& L = at_layer(layer, "fixed_buffers");
+  PIKV_CHECK(is_fixed_capacity(), "KVCache::fixed_buffers: the cache is not a fixed-capacity cache");
+  return L.fixed;
+}
+
+
+PIKV_INLINE int64_t KVCache::fixed_uniform_length(const Layer& L, int64_t layer, const char* verb) const {
+  const auto [lo, hi] = std::minmax_element(L.fixed_lengths.begin(), L.fixed_lengths.end());
+  PIKV_CHECK(*lo == *hi,
+             "KVCache::{}: layer {} holds head-wise budgets (heads keep {} to {} tokens); it can be compressed again "
+             "only after clear()",
+             verb, layer, *lo, *hi);
+  return *hi;
+}
+
+PIKV_INLINE void KVCache::fixed_append(Layer& L, int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
+  const FixedCacheShape& s = fixed_;
+  PIKV_CHECK(keys.size(0) == s.batch && keys.size(1) == s.kv_heads && keys.size(3) == s.head_dim &&
+                 keys.scalar_type() == L.fixed.keys.scalar_type() && keys.device() == L.fixed.keys.device(),
+             "KVCache::append to layer {}: new keys {} do not match the fixed-capacity cache [B={}, Hkv={}, d={}] {} on {}",
+             layer, describe_tensor(keys), s.batch, s.kv_heads, s.head_dim, dtype_name(L.fixed.keys.scalar_type()),
+             L.fixed.keys.device().str());
+  const int64_t T = keys.size(2);
+  const auto [lo, hi] = std::minmax_element(L.fixed_lengths.begin(), L.fixed_lengths.end());
+  PIKV_CHECK(*hi + T <= s.capacity,
+             "KVCache::append to layer {}: {} new tokens after the {} a head holds exceed the fixed capacity of {} "
+             "tokens (make the cache, or export the model, with a larger capacity)",
+             layer, T, *hi, s.capacity);
+  auto lopts = L.fixed.slots.options();
+  at::Tensor positions = at::arange(L.logical, L.logical + T, lopts).expand({s.batch, s.kv_heads, T});
+  if (*lo == *hi) {
+    // Every head holds the same count: one contiguous write.
+    L.fixed.keys.narrow(2, *hi, T).copy_(keys);
+    L.fixed.values.narrow(2, *hi, T).copy_(values);
+    L.fixed.slots.narrow(2, *hi, T).copy_(positions);
+  } else {
+    at::Tensor start = at::tensor(L.fixed_lengths, at::kLong).view({s.batch, s.kv_heads, 1}).to(lopts.device());
+    at::Tensor index = start + at::arange(T, lopts);  // [B, Hkv, T]
+    at::Tensor index4 = index.unsqueeze(-1).expand({s.batch, s.kv_heads, T, s.head_dim});
+    L.fixed.keys.scatter_(2, index4, keys);
+    L.fixed.values.scatter_(2, index4, values);
+    L.fixed.slots.scatter_(2, index, positions);
+  }
+  for (int64_t& n : L.fixed_lengths) n += T;
+  L.logical += T;
+  detail::refresh_fixed_views(L.keys, L.values, L.fixed.keys, L.fixed.values, L.fixed_lengths);
+}
+
+PIKV_INLINE void KVCache::fixed_apply(Layer& L, int64_t layer, const CompressedKV& result) {
+  const FixedCacheShape& s = fixed_;
+  const int64_t n = fixed_uniform_length(L, layer, "apply");
+  const int64_t d = s.head_dim;
+  check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
+  check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
+  PIKV_CHECK(result.keys.size(0) == s.batch && result.keys.size(1) == s.kv_heads && result.keys.size(3) == d &&
+                 result.keys.size(2) <= n && result.values.sizes() == result.keys.sizes(),
+             "KVCache::apply to layer {}: compressed keys {} / values {} do not fit the cache [B={}, Hkv={}, n={}, d={}]",
+             layer, describe_tensor(result.keys), describe_tensor(result.values), s.batch, s.kv_heads, n, d);
+  PIKV_CHECK(result.keys.scalar_type() == L.fixed.keys.scalar_type() && result.keys.device() == L.fixed.keys.device(),
+             "KVCache::apply to layer {}: compressed keys {} must keep the cache's dtype and device ({} on {})", layer,
+             describe_tensor(result.keys), dtype_name(L.fixed.keys.scalar_type()), L.fixed.keys.device().str());
+  const int64_t k = result.keys.size(2);
+  at::Tensor kept;
+  if (result.indices.defined()) {
+    PIKV_CHECK(result.indices.dim() == 3 && result.indices.size(0) == s.batch && result.indices.size(1) == s.kv_heads &&
+                   result.indices.size(2) == k && result.indices.scalar_type() == at::kLong,
+               "KVCache::apply to layer {}: indices must be int64 [B, Hkv, k] = [{}, {}, {}], got {}", layer, s.batch,
+               s.kv_heads, k, describe_tensor(result.indices));
+    at::Tensor before = L.fixed.slots.narrow(2, 0, n);
+    at::Tensor idx = result.indices.to(before.device());
+    kept = at::where(idx < 0, at::full({}, -1, before.options()), before.gather(2, idx.clamp_min(0)));
+  } else {
+    PIKV_CHECK(k == n, "KVCache::apply to layer {}: a result that drops tokens ({} -> {}) must report their indices",
+               layer, n, k);
+    kept = L.fixed.slots.narrow(2, 0, n).clone();
+  }
+  // The result is gathered from the stored prefix: a new tensor, so writing it back in place is safe.
+  L.fixed.keys.narrow(2, 0, k).copy_(result.keys);
+  L.fixed.values.narrow(2, 0, k).copy_(result.values);
+  L.fixed.slots.narrow(2, 0, k).copy_(kept);
+  if (k < s.capacity) L.fixed.slots.narrow(2, k, s.capacity - k).fill_(-1);
+  if (result.head_lengths) {
+    at::Tensor lengths = result.head_lengths->to(at::kCPU, at::kLong).contiguous();
+    PIKV_CHECK(lengths.dim() == 2 && lengths.size(0) == s.batch && lengths.size(1) == s.kv_heads,
+               "KVCache::apply to layer {}: head_lengths must be int64 [B, Hkv] = [{}, {}], got {}", layer, s.batch,
+               s.kv_heads, describe_tensor(lengths));
+    const int64_t* len = lengths.data_ptr<int64_t>();
+    for (size_t i = 0; i < L.fixed_lengths.size(); ++i) {
+      PIKV_CHECK(len[i] >= 0 && len[i] <= k, "KVCache::apply to layer {}: head {} keeps {} tokens, outside [0, {}]",
+                 layer, i, len[i], k);
+      L.fixed_lengths[i] = len[i];
+    }
+  } else {
+    for (int64_t& m : L.fixed_lengths) m = k;
+  }
+  if (result.positions_reset) {
+    PIKV_CHECK(!result.head_lengths && L.logical == n,
+               "KVCache::apply to layer {}: positions can be reset only by a uniform result on the whole cache", layer);
+    L.fixed.slots.narrow(2, 0, k).copy_(at::arange(k, L.fixed.slots.options()).expand({s.batch, s.kv_heads, k}));
+    L.logical = k;
+    L.kept = at::Tensor();
+  } else {
+    L.kept = kept;
+  }
+  L.compressed = true;
+  L.logical_at_apply = L.logical;
+  detail::refresh_fixed_views(L.keys, L.values, L.fixed.keys, L.fixed.values, L.fixed_lengths);
+}
+
+PIKV_INLINE void KVCache::fixed_truncate(Layer& L, int64_t logical_length) {
+  if (L.logical_at_apply == 0 && logical_length == 0) {
+    L.fixed.slots.fill_(-1);
+    std::fill(L.fixed_lengths.begin(), L.fixed_lengths.end(), 0);
+    L.logical = 0;
+    L.compressed = false;
+    L.kept = at::Tensor();
+    L.keys = at::Tensor();
+    L.values = at::Tensor();
+    return;
+  }
+  // Tokens after the cut are the suffix of every head (appended after any compression).
+  L.fixed.slots.masked_fill_(L.fixed.slots >= logical_length, -1);
+  at::Tensor counts = (L.fixed.slots >= 0).sum(-1).to(at::kCPU, at::kLong).contiguous();
+  const int64_t* c = counts.data_ptr<int64_t>();
+  L.fixed_lengths.assign(c, c + counts.numel());
+  L.logical = logical_length;
+  detail::refresh_fixed_views(L.keys, L.values, L.fixed.keys, L.fixed.values, L.fixed_lengths);
+}
+
 
 }  // namespace pikv

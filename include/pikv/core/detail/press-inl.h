@@ -17,8 +17,9 @@ PIKV_INLINE std::string Press::describe() const {
 PIKV_INLINE void Press::check_context(const AttentionContext& ctx) const {
   ctx.validate();
   const PressRequirements req = requirements();
-  PIKV_CHECK(!req.hidden_states || ctx.hidden_states.defined(),
-             "press '{}' needs the attention input hidden_states [B, q, Dm] (layer {}), but the context has none",
+  PIKV_CHECK(!req.hidden_states || ctx.hidden_states.defined() || ctx.query_states.defined(),
+             "press '{}' needs the forward's queries (hidden_states [B, q, Dm] or query_states [B, H, q, d]) of layer "
+             "{}, but the context has neither",
              name(), ctx.layer);
   PIKV_CHECK(!req.layer_view || ctx.layer_view != nullptr,
              "press '{}' recomputes queries and needs an AttentionLayerView for layer {}, but the context has none "

@@ -90,7 +90,7 @@ PIKV_INLINE std::string Record::key() const {
   return fmt::format("{}|{}|{}|{}|{}", task, length, sample, press, detail::ratio_text(ratio));
 }
 
-PIKV_INLINE Evaluator::Evaluator(DecoderModel& model, const Tokenizer& tokenizer, const Corpus& corpus)
+PIKV_INLINE Evaluator::Evaluator(CausalLM& model, const Tokenizer& tokenizer, const Corpus& corpus)
     : model_(model), tokenizer_(tokenizer), corpus_(corpus) {}
 
 PIKV_INLINE std::vector<Sample> Evaluator::samples(const GridConfig& c) const {
@@ -151,7 +151,7 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
   }
   bool need_weights = false;
   for (const auto& spec : c.presses) need_weights |= detail::press_at(spec, 0.5)->requirements().attention_weights;
-  const int64_t limit = model_.config().max_position_embeddings;
+  const int64_t limit = model_.position_limit();
   for (int64_t length : c.lengths) {
     // Room for the question, the answer and the continuation after the context.
     PIKV_CHECK(length >= 128 && length + 200 + c.continuation_tokens <= limit,
@@ -159,7 +159,7 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
                "answer and continuation",
                length, limit - 200 - c.continuation_tokens, limit, 200 + c.continuation_tokens);
     if (need_weights) {
-      const double bytes = static_cast<double>(model_.num_layers()) * model_.config().num_heads * 4.0 *
+      const double bytes = static_cast<double>(model_.num_layers()) * model_.shape().num_heads * 4.0 *
                            static_cast<double>(length) * static_cast<double>(length);
       PIKV_CHECK(bytes < 8.0 * (1 << 30),
                  "a press needs attention weights, which at {} tokens take {:.1f} GiB over all layers; drop it from the "

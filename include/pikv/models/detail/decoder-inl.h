@@ -299,6 +299,11 @@ PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, co
 
 PIKV_INLINE DecoderModel::~DecoderModel() = default;
 
+PIKV_INLINE ModelShape DecoderModel::shape() const {
+  const ModelConfig& c = config_;
+  return {c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size, c.max_position_embeddings};
+}
+
 PIKV_INLINE const AttentionLayerView& DecoderModel::layer(int64_t index) const {
   PIKV_CHECK(index >= 0 && index < num_layers(), "layer index must be in [0, {}), got {}", num_layers(), index);
   return *layers_[static_cast<size_t>(index)];

@@ -20,7 +20,7 @@ namespace detail {
 
 }  // namespace detail
 
-PIKV_INLINE Pipeline::Pipeline(DecoderModel& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template,
+PIKV_INLINE Pipeline::Pipeline(CausalLM& model, const Tokenizer& tokenizer, std::optional<ChatTemplate> chat_template,
                    bool use_model_template)
     : model_(model), tokenizer_(tokenizer), template_(std::move(chat_template)) {
   if (!template_ && use_model_template && !tokenizer.chat_template().empty()) {
@@ -67,9 +67,9 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
     longest_question = std::max<int64_t>(longest_question, static_cast<int64_t>(qs.back().size()));
   }
   // Keep room for the question and the answer inside the model's positions.
-  const int64_t model_limit = model_.config().max_position_embeddings - longest_question - options.max_new_tokens();
+  const int64_t model_limit = model_.position_limit() - longest_question - options.max_new_tokens();
   PIKV_CHECK(model_limit > 0, "the model supports {} positions, too few for a {}-token question and {} new tokens",
-             model_.config().max_position_embeddings, longest_question, options.max_new_tokens());
+             model_.position_limit(), longest_question, options.max_new_tokens());
   int64_t limit = model_limit;
   if (options.max_context_length() > 0) limit = std::min(limit, options.max_context_length());
   if (static_cast<int64_t>(ctx.size()) > limit) {
@@ -78,13 +78,13 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
   }
 
   const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
-  KVCache cache(model_.num_layers());
+  KVCache cache = model_.make_cache();
   auto t0 = std::chrono::steady_clock::now();
   {
     std::optional<PressGuard> guard;
     if (press != nullptr) guard.emplace(model_, *press);
     model_.forward(at::tensor(ctx, ids_opts).unsqueeze(0), cache,
-                   ForwardOptions().return_hidden(true).on_layer(options.on_prefill_progress()));
+                   ForwardOptions().return_hidden(model_.supports_hidden_output()).on_layer(options.on_prefill_progress()));
   }
   const double prefill_ms = detail::ms_since(t0);
   const int64_t context_length = cache.logical_length(0);
@@ -93,7 +93,8 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
     stats->context_tokens = context_length;
     stats->prefill_ms = prefill_ms;
     for (int64_t l = 0; l < model_.num_layers(); ++l) stats->kept_tokens.push_back(cache.physical_length(l));
-    stats->kv_bytes_after = cache.bytes();
+    // What the stored tokens take (a fixed-capacity cache keeps its buffers allocated: bytes_in_use).
+    stats->kv_bytes_after = cache.bytes_in_use();
     // Before = what the whole cache held before the press: layers it skipped (Gemma3 sliding) count too.
     stats->kv_bytes_before = stats->kv_bytes_after;
     if (press != nullptr) {
@@ -133,10 +134,10 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer_cached(KVCache& cache, con
     PIKV_CHECK(!questions[qi].empty(), "question {} is empty", qi + 1);
     const std::vector<int64_t> q = question_ids(questions[qi], options.answer_prefix());
     PIKV_CHECK(context_length + static_cast<int64_t>(q.size()) + options.max_new_tokens() <=
-                   model_.config().max_position_embeddings,
+                   model_.position_limit(),
                "question {} ({} tokens) and {} new tokens do not fit after a {}-token context in the model's {} "
                "positions",
-               qi + 1, q.size(), options.max_new_tokens(), context_length, model_.config().max_position_embeddings);
+               qi + 1, q.size(), options.max_new_tokens(), context_length, model_.position_limit());
     std::optional<KVCache> snapshot;
     if (decoding) {
       snapshot.emplace(cache.clone());
@@ -195,7 +196,7 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer_cached_batch(KVCache& cach
   const int64_t B = cache.batch_size(0), context_length = cache.logical_length(0);
   const std::vector<int64_t> q = question_ids(question, options.answer_prefix());
   PIKV_CHECK(context_length + static_cast<int64_t>(q.size()) + options.max_new_tokens() <=
-                 model_.config().max_position_embeddings,
+                 model_.position_limit(),
              "the question ({} tokens) and {} new tokens do not fit after a {}-token context", q.size(),
              options.max_new_tokens(), context_length);
   const std::vector<int64_t>& stops = tokenizer_.stop_ids();

@@ -71,7 +71,7 @@ PIKV_INLINE at::Tensor compact(const at::Tensor& positions) {
 
 }  // namespace detail
 
-PIKV_INLINE std::map<std::string, at::Tensor> record_press(DecoderModel& model, const at::Tensor& input_ids, Press* press,
+PIKV_INLINE std::map<std::string, at::Tensor> record_press(CausalLM& model, const at::Tensor& input_ids, Press* press,
                                                const PressRecordOptions& options) {
   check_rank(input_ids, 2, "input_ids", "[B, T]");
   const at::Tensor& decode = options.decode_tokens;
@@ -80,7 +80,7 @@ PIKV_INLINE std::map<std::string, at::Tensor> record_press(DecoderModel& model, 
     PIKV_CHECK(decode.size(0) == input_ids.size(0), "decode_tokens has batch {} but input_ids has batch {}",
                decode.size(0), input_ids.size(0));
   }
-  KVCache cache(model.num_layers());
+  KVCache cache = model.make_cache(input_ids.size(0));
   std::unique_ptr<detail::RecordingPress> recorder;
   std::vector<at::Tensor> logits;
   CompressionStats prefill_stats;

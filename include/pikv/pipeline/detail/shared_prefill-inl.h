@@ -39,9 +39,9 @@ class CapturePress : public Press {
 
 }  // namespace detail
 
-PIKV_INLINE SharedPrefill::SharedPrefill(DecoderModel& model, const at::Tensor& input_ids, bool attention_weights,
+PIKV_INLINE SharedPrefill::SharedPrefill(CausalLM& model, const at::Tensor& input_ids, bool attention_weights,
                              const ForwardOptions& options)
-    : model_(model), full_(model.num_layers()), weights_(attention_weights) {
+    : model_(model), full_(model.make_cache(input_ids.size(0))), weights_(attention_weights) {
   detail::CapturePress capture(contexts_, attention_weights);
   const auto t0 = std::chrono::steady_clock::now();
   {

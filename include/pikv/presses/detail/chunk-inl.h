@@ -33,9 +33,8 @@ PIKV_INLINE ChunkPress::ChunkPress(std::shared_ptr<ScorerPress> press, const Chu
 
 PIKV_INLINE CompressedKV ChunkPress::compress_wrapped(const AttentionContext& ctx, double ratio) {
   const int64_t n = ctx.length(), chunk = options_.chunk_length();
-  PIKV_CHECK(!ctx.hidden_states.defined() || ctx.hidden_states.size(1) == n,
-             "chunk compresses a prefill: layer {} has {} cached tokens but {} in this forward", ctx.layer, n,
-             ctx.hidden_states.size(1));
+  PIKV_CHECK(ctx.forward_length() == n, "chunk compresses a prefill: layer {} has {} cached tokens but {} in this forward",
+             ctx.layer, n, ctx.forward_length());
   std::vector<at::Tensor> kept;
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t len = std::min(chunk, n - start);

@@ -22,7 +22,7 @@ PIKV_INLINE std::string CompressionRatioDecodingPress::describe() const {
 }
 
 PIKV_INLINE int64_t CompressionRatioDecodingPress::target(const AttentionContext& ctx) const {
-  const int64_t seen = ctx.position_offset + ctx.hidden_states.size(1);  // last position + 1
+  const int64_t seen = ctx.position_offset + ctx.forward_length();  // last position + 1
   return std::max<int64_t>(1, n_kept(seen, options_.target_compression_ratio()));
 }
 

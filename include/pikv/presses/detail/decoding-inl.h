@@ -70,19 +70,27 @@ PIKV_INLINE void DecodingPress::on_detach() {
 
 PIKV_INLINE CompressedKV DecodingPress::compress(const AttentionContext& ctx) {
   check_context(ctx);
-  PIKV_CHECK(ctx.hidden_states.defined(), "decoding buffers the hidden states of decoding forwards; layer {} has none",
-             ctx.layer);
+  // The forward's hidden states [B, q, Dm], or its pre-RoPE query states [B, H, q, d] when the runner has
+  // no hidden states (the cached_attention operator): whichever the base press will recompute queries from.
+  const bool hidden = ctx.hidden_states.defined();
+  PIKV_CHECK(hidden || ctx.query_states.defined(),
+             "decoding buffers the hidden states (or query states) of decoding forwards; layer {} has neither", ctx.layer);
   std::vector<at::Tensor>& buffer = buffers_[ctx.layer];
-  buffer.push_back(ctx.hidden_states.detach().clone());
+  buffer.push_back((hidden ? ctx.hidden_states : ctx.query_states).detach().clone());
   const int64_t steps = ++steps_[ctx.layer];
-  const int64_t q = ctx.hidden_states.size(1);
+  const int64_t q = ctx.forward_length();
   const int64_t target_tokens = target(ctx);
   CompressedKV out;
   if (steps >= schedule_.compression_interval || q >= target_tokens) {
     AttentionContext sub = ctx;
-    sub.hidden_states = at::cat(buffer, 1);  // the buffered forwards: the cache's most recent tokens
-    sub.query_states = at::Tensor();
-    sub.position_offset = ctx.position_offset + q - sub.hidden_states.size(1);
+    // The buffered forwards: the cache's most recent tokens.
+    if (hidden) {
+      sub.hidden_states = at::cat(buffer, 1);
+      sub.query_states = at::Tensor();
+    } else {
+      sub.query_states = at::cat(buffer, 2);
+    }
+    sub.position_offset = ctx.position_offset + q - sub.forward_length();
     if (sub.attention_weights) sub.attention_weights.reset();
     const double ratio = target_ratio(ctx.length(), target_tokens);
     last_ratio_ = ratio;

@@ -27,7 +27,7 @@ PIKV_INLINE at::Tensor ExpectedAttentionPress::average_rotation(const AttentionL
 
 PIKV_INLINE at::Tensor ExpectedAttentionPress::score(const AttentionContext& ctx, double) const {
   const auto& o = options_;
-  const int64_t n = ctx.length(), sink = o.n_sink(), q_len = ctx.hidden_states.size(1);
+  const int64_t n = ctx.length(), sink = o.n_sink(), q_len = ctx.forward_length();
   PIKV_CHECK(n > sink, "expected_attention needs more cached tokens than n_sink={}, layer {} has n={}", sink,
              ctx.layer, n);
   PIKV_CHECK(q_len > sink,

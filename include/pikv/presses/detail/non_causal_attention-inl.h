@@ -32,7 +32,7 @@ PIKV_INLINE at::Tensor NonCausalAttentionPress::chunked_attention_sums(const at:
 }
 
 PIKV_INLINE at::Tensor NonCausalAttentionPress::score(const AttentionContext& ctx, double) const {
-  const int64_t n = ctx.length(), q_len = ctx.hidden_states.size(1);
+  const int64_t n = ctx.length(), q_len = ctx.forward_length();
   PIKV_CHECK(q_len == n,
              "non_causal_attention scores a prefill (every cached token is also a query): layer {} has {} queries "
              "for {} cached tokens",

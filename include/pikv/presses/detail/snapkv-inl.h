@@ -19,7 +19,7 @@ PIKV_INLINE PressRequirements query_requirements() {
 PIKV_INLINE PressRequirements SnapKVPress::requirements() const { return query_requirements(); }
 
 PIKV_INLINE at::Tensor SnapKVPress::window_attention_full(const AttentionContext& ctx, int64_t w) {
-  const int64_t n = ctx.length(), q_len = ctx.hidden_states.size(1);
+  const int64_t n = ctx.length(), q_len = ctx.forward_length();
   if (ctx.attention_weights) return ctx.attention_weights->narrow(2, q_len - w, w);
   at::Tensor q = rotated_queries(ctx, q_len - w, w);  // [B, H, w, d]
   // Window query i sits at cache slot n - w + i and sees the slots up to it; logits / sqrt(d) as kvpress.
@@ -43,7 +43,7 @@ PIKV_INLINE at::Tensor SnapKVPress::pooled_scores(const at::Tensor& attn, int64_
 
 PIKV_INLINE at::Tensor SnapKVPress::window_scores(const AttentionContext& ctx, int64_t w, int64_t kernel_size) {
   const int64_t n = ctx.length();
-  const int64_t q_len = ctx.hidden_states.size(1);
+  const int64_t q_len = ctx.forward_length();
   PIKV_CHECK(q_len > w, "snapkv needs a prefill longer than its window: window_size={} but layer {} saw {} tokens",
              w, ctx.layer, q_len);
   PIKV_CHECK(n > w, "snapkv needs more cached tokens than its window: window_size={}, n={}", w, n);

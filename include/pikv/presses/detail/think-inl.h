@@ -23,7 +23,7 @@ PIKV_INLINE std::map<std::string, at::Tensor> ThinKPress::layer_record(const Att
 PIKV_INLINE at::Tensor ThinKPress::pruned_channels(const AttentionContext& ctx) const {
   check_context(ctx);
   const int64_t B = ctx.batch(), Hkv = ctx.kv_heads(), d = ctx.head_dim();
-  const int64_t q_len = ctx.hidden_states.size(1);
+  const int64_t q_len = ctx.forward_length();
   const int64_t w = std::min(options_.window_size(), q_len);
   const int64_t G = ctx.layer_view->num_heads() / Hkv;
   at::Tensor q = rotated_queries(ctx, q_len - w, w);                        // [B, H, w, d]

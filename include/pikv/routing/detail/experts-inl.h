@@ -14,11 +14,12 @@
 namespace pikv::routing {
 
 PIKV_INLINE LayerSignals compute_signals(const AttentionContext& ctx, int64_t window, int64_t kernel_size, int64_t n_sink) {
-  PIKV_CHECK(ctx.hidden_states.defined(), "moe_router needs the prefill's hidden states (layer {})", ctx.layer);
+  PIKV_CHECK(ctx.hidden_states.defined() || ctx.query_states.defined(),
+             "moe_router needs the prefill's hidden states or query states (layer {})", ctx.layer);
   PIKV_CHECK(ctx.layer_view != nullptr || ctx.attention_weights,
              "moe_router needs the layer's query projection (an AttentionLayerView) or attention weights (layer {})",
              ctx.layer);
-  const int64_t n = ctx.length(), q_len = ctx.hidden_states.size(1);
+  const int64_t n = ctx.length(), q_len = ctx.forward_length();
   PIKV_CHECK(q_len > window && n > window,
              "moe_router needs a prefill longer than its observation window: window_size={} but layer {} saw {} "
              "tokens ({} cached)",
