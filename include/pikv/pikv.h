@@ -6,6 +6,7 @@
 
 #include <pikv/core/attention.h>
 #include <pikv/core/budget.h>
+#include <pikv/core/causal_lm.h>
 #include <pikv/core/config.h>
 #include <pikv/core/error.h>
 #include <pikv/core/hookable_model.h>
@@ -14,16 +15,21 @@
 #include <pikv/core/options.h>
 #include <pikv/core/press.h>
 #include <pikv/core/registry.h>
+#include <pikv/core/rotary.h>
 #include <pikv/core/selection.h>
 #include <pikv/core/stats.h>
 #include <pikv/core/tensor_checks.h>
 
+#include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/io/tokenizer.h>
 
+#include <pikv/ops/cached_attention.h>
+
 #include <pikv/models/config.h>
 #include <pikv/models/decoder.h>
+#include <pikv/models/graph_model.h>
 #include <pikv/models/loader.h>
 #include <pikv/models/rope.h>
 #include <pikv/models/synthetic.h>

@@ -197,7 +197,7 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
         use(input_ids=ids, past_key_values=cache)
         for layer in range(L):
             known[layer] = stored_positions(full.layers[layer].values, cache.layers[layer].values)
-        if "decode" in flags or "headwise" in flags:
+        if "decode" in flags or "headwise" in flags or "logits" in flags:
             tensors["decode_ids"] = decode_ids
             for t in range(decode_ids.shape[1]):
                 pos = torch.tensor([[T + t]])
@@ -221,7 +221,7 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
             tensors[f"layer{layer}.scores"] = recorded[layer].contiguous()
         if "keys" in flags:
             tensors[f"layer{layer}.keys"] = cache.layers[layer].keys.float().contiguous()
-    if "headwise" in flags:
+    if "headwise" in flags or "logits" in flags:
         tensors["logits"] = torch.cat(logits, 1).contiguous()
     for layer in layers:
         if hasattr(layer.self_attn, "masked_key_indices"):
