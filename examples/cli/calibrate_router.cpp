@@ -51,8 +51,15 @@ int run_calibrate_router(const CalibrateArgs& a) {
                "models/calibration.txt)",
                corpus_path);
   }
-  auto model = load_model(m);
-  auto tokenizer = Tokenizer::load(m.model);
+  auto loaded = load_model(m);
+  // Calibration reads attention weights of later queries, which only our decoder materialises.
+  auto* model = dynamic_cast<DecoderModel*>(loaded.get());
+  if (model == nullptr) {
+    usage_error(fmt::format("calibrate-router needs a model PiKVPress runs itself (a .gguf file or a checkpoint "
+                            "folder), not the exported graph {}",
+                            m.model));
+  }
+  auto tokenizer = load_tokenizer(m);
   const eval::Corpus corpus(corpus_text, *tokenizer);
 
   const bool tty = ::isatty(2) != 0;

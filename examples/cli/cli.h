@@ -41,16 +41,21 @@ std::string default_model();
 // $PIKV_HAYSTACK, else the haystack text scripts/setup.sh made.
 std::string default_haystack();
 
-// --model / --device / --dtype, shared by the commands that load a model.
+// --model / --tokenizer / --device / --dtype, shared by the commands that load a model.
 struct ModelArgs {
   std::string model = default_model();
+  std::string tokenizer;  // empty: the model's own (GGUF, folder) or one beside an exported graph
   std::string device = "cpu";
   std::string dtype = "float32";
 };
-// Declares --model/--device/--dtype (listed under "Common options").
+// Declares --model/--tokenizer/--device/--dtype (listed under "Common options").
 void add_model_flags(args::Flags& flags, ModelArgs& m);
-// Loads the model (checks that a CUDA device exists when one is asked for).
-std::unique_ptr<DecoderModel> load_model(const ModelArgs& m);
+// Loads the model: our decoder for a folder or .gguf, an exported graph for .pt2 (AOTInductor) or .pt
+// (TorchScript). Checks that a CUDA device exists when one is asked for.
+std::unique_ptr<CausalLM> load_model(const ModelArgs& m);
+// The tokenizer: --tokenizer, else the model's (a .gguf or a folder with tokenizer.json); for an exported
+// graph a tokenizer.json or a .gguf of the same name beside it.
+std::unique_ptr<Tokenizer> load_tokenizer(const ModelArgs& m);
 
 // The largest token id the tool reads (larger ones are typos, not vocabularies).
 constexpr int64_t kMaxTokenId = 2147483647;

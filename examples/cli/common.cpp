@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -48,7 +49,12 @@ at::ScalarType parse_dtype(const std::string& value) {
 void add_model_flags(args::Flags& flags, ModelArgs& m) {
   flags.push_back(args::path("--model", "PATH", &m.model,
                              "Hugging Face checkpoint folder or .gguf file (default: SmolLM2-135M-Instruct,\n"
-                             "fetched into models/ by scripts/setup.sh; or $PIKV_MODEL)")
+                             "fetched into models/ by scripts/setup.sh; or $PIKV_MODEL), or a model exported\n"
+                             "with `python -m pikv_export`: FILE.pt2 (AOTInductor) or FILE.pt (TorchScript)")
+                      .as_common());
+  flags.push_back(args::path("--tokenizer", "PATH", &m.tokenizer,
+                             "tokenizer.json folder or .gguf file (default: the model's own; for FILE.pt2/.pt\n"
+                             "a tokenizer.json or FILE.gguf beside it)")
                       .as_common());
   flags.push_back(args::choice("--device", "D", &m.device, {"cpu", "cuda"}, "cpu or cuda (default {default})").as_common());
   flags.push_back(args::choice("--dtype", "T", &m.dtype, {"float32", "bfloat16", "float16"},
@@ -56,10 +62,42 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
                       .as_common());
 }
 
-std::unique_ptr<DecoderModel> load_model(const ModelArgs& m) {
+namespace {
+bool is_graph_file(const std::string& path) {
+  const auto ends_with = [&](const std::string& e) {
+    return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
+  };
+  return ends_with(".pt2") || ends_with(".pt");
+}
+}  // namespace
+
+std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
   if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
   fmt::print(stderr, "loading {} ...\n", m.model);
-  return DecoderModel::load(m.model, LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device));
+  auto model = load_causal_lm(m.model, LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device));
+  if (is_graph_file(m.model)) {
+    // An exported graph runs in the dtype and on the device it was exported for.
+    const at::TensorOptions o = model->options();
+    if (o.dtype() != parse_dtype(m.dtype) || o.device().type() != c10::Device(m.device).type()) {
+      fmt::print(stderr, "note: {} was exported for {} on {}; --dtype/--device do not change it\n", m.model,
+                 c10::toString(o.dtype().toScalarType()), o.device().str());
+    }
+  }
+  return model;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const ModelArgs& m) {
+  if (!m.tokenizer.empty()) return Tokenizer::load(m.tokenizer);
+  if (!is_graph_file(m.model)) return Tokenizer::load(m.model);
+  const std::filesystem::path model(m.model);
+  const std::filesystem::path dir = model.parent_path().empty() ? std::filesystem::path(".") : model.parent_path();
+  std::filesystem::path gguf = model;
+  gguf.replace_extension(".gguf");
+  if (std::filesystem::is_regular_file(dir / "tokenizer.json")) return Tokenizer::load(dir.string());
+  if (std::filesystem::is_regular_file(gguf)) return Tokenizer::load(gguf.string());
+  usage_error(fmt::format("{} is an exported graph without a tokenizer: pass --tokenizer (a folder with tokenizer.json "
+                          "or a .gguf file), or put tokenizer.json or {} beside it",
+                          m.model, gguf.filename().string()));
 }
 
 bool parse_token_ids(const std::string& text, std::vector<int64_t>& ids, std::string& bad) {

@@ -48,7 +48,7 @@ int run_eval(const EvalArgs& a) {
   grid.model_path = basename(m.model);
   grid.corpus_name = basename(corpus_path);
   auto model = load_model(m);
-  auto tokenizer = Tokenizer::load(m.model);
+  auto tokenizer = load_tokenizer(m);
   const eval::Corpus corpus(read_file(corpus_path, "corpus (scripts/setup.sh makes models/haystack.txt)"), *tokenizer);
   eval::Evaluator evaluator(*model, *tokenizer, corpus);
 

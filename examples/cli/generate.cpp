@@ -74,7 +74,7 @@ int run_generate(const GenerateArgs& a) {
     press = build_press(pa.name, pa.options, pa.ratio, pa.ratio_given);
   }
   auto model = load_model(m);
-  auto tokenizer = Tokenizer::load(m.model);
+  auto tokenizer = load_tokenizer(m);
   std::optional<ChatTemplate> tmpl;
   if (!a.chat_template.empty()) tmpl = ChatTemplate::custom(a.chat_template);
   Pipeline pipeline(*model, *tokenizer, tmpl);
@@ -102,6 +102,7 @@ int run_generate(const GenerateArgs& a) {
     return 0;
   }
   fmt::print("\n\n");
+  std::fflush(stdout);  // the answer before the statistics on stderr, also through a pipe
   const int64_t kept = stats.kept_tokens.empty() ? 0 : *std::max_element(stats.kept_tokens.begin(), stats.kept_tokens.end());
   fmt::print(stderr, "press {} | context {} tokens, kept {} per layer | KV {} -> {} | prefill {:.0f} ms ({:.0f} ms "
              "compressing) | decode {:.1f} tokens/s\n",
@@ -132,7 +133,7 @@ int run_needle_demo(const DemoArgs& a) {
   const std::vector<std::string> presses = a.press.empty() ? kDemoPresses : std::vector<std::string>{a.press};
   const std::string raw = read_file(haystack_path, "haystack text (made by scripts/setup.sh)");
   auto model = load_model(m);
-  auto tokenizer = Tokenizer::load(m.model);
+  auto tokenizer = load_tokenizer(m);
   // The haystack: the first `tokens` tokens of package documentation text; the needle goes in at a
   // sentence boundary near `depth`.
   std::vector<int64_t> ids = tokenizer->encode(raw);

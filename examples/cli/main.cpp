@@ -53,9 +53,9 @@ int run_logits(const LogitsArgs& a) {
   if (a.ids.empty()) usage_error("logits needs --tokens \"ID ID ...\"");
   if (a.out.empty()) usage_error("logits needs --out FILE");
   auto model = load_model(a.model);
-  KVCache cache(model->num_layers());
-  const at::Tensor input = at::tensor(a.ids, at::kLong).unsqueeze(0);
-  const at::Tensor logits = model->forward(input, cache).to(at::kFloat);
+  KVCache cache = model->make_cache();
+  const at::Tensor input = at::tensor(a.ids, at::kLong).unsqueeze(0).to(model->options().device());
+  const at::Tensor logits = model->forward(input, cache).to(at::kCPU, at::kFloat);
   io::save_safetensors(a.out, {{"logits", logits}}, {{"model", a.model.model}});
   fmt::print(stderr, "wrote logits [1, {}, {}] to {}\n", a.ids.size(), logits.size(2), a.out);
   return 0;

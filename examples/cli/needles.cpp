@@ -96,7 +96,7 @@ int run_needles(const NeedlesArgs& a) {
   }
   const std::string haystack = read_file(haystack_path, "haystack text (scripts/setup.sh makes models/haystack.txt)");
   auto model = load_model(m);
-  auto tokenizer = Tokenizer::load(m.model);
+  auto tokenizer = load_tokenizer(m);
   Pipeline pipeline(*model, *tokenizer);
   const auto cases = make_cases(haystack, *tokenizer, tokens, count, a.seed);
 

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The pikv command line as a user meets it: good runs produce output, bad input gives a clear message
-# and a non-zero exit status, never a crash. Usage: cli_tests.sh PATH/TO/pikv
+# and a non-zero exit status, never a crash.
+# Usage: cli_tests.sh PATH/TO/pikv                      the commands on the default model
+#        cli_tests.sh PATH/TO/pikv EXPORT_DIR MODEL.gguf  the same commands on exported graphs (default.pt2,
+#                                                         default.pt from reference.export_goldens)
 set -u
 PIKV=$1
+EXPORTED=${2:-}
+GGUF=${3:-}
 fails=0
 passes=0
 tmp=$(mktemp -d)
@@ -23,6 +28,31 @@ expect() {
     passes=$((passes + 1))
   fi
 }
+
+if [ -n "$EXPORTED" ]; then
+  cp "$EXPORTED/default.pt2" "$tmp/smol.pt2"
+  cp "$EXPORTED/default.pt" "$tmp/smol.pt"
+  ctx="The Zephyr project ships every Tuesday. Its lead engineer is Amara Osei, who joined in 2021."
+  for graph in "$tmp/smol.pt2" "$tmp/smol.pt"; do
+    expect 2 "is an exported graph without a tokenizer: pass --tokenizer" -- generate --model "$graph" --context "$ctx" \
+      --question "Who is the lead engineer?"
+    expect 0 "tokens, kept" -- generate --model "$graph" --tokenizer "$GGUF" --press knorm --ratio 0.5 --context "$ctx" \
+      --question "Who is the lead engineer?" --max-new-tokens 4
+    expect 0 "wrote logits [1, 4, 49152]" -- logits --model "$graph" --tokens "1 2 3 4" --out "$tmp/logits.safetensors"
+    expect 0 "kept 2700 of 5490" -- score --model "$graph" --press snapkv --option window_size=4 --ratio 0.5 \
+      --tokens "$(seq -s ' ' 100 160)" --out "$tmp/score.safetensors"
+    expect 2 "calibrate-router needs a model PiKVPress runs itself" -- calibrate-router --model "$graph" --out "$tmp/gates.json"
+  done
+  # A tokenizer found beside the graph: FILE.gguf next to FILE.pt2.
+  ln -s "$(realpath "$GGUF")" "$tmp/smol.gguf"
+  expect 0 "tokens, kept" -- generate --model "$tmp/smol.pt2" --press streaming_llm --ratio 0.5 --context "$ctx" \
+    --question "Who?" --max-new-tokens 2
+  printf 'not a package' > "$tmp/broken.pt2"
+  expect 2 "broken.pt2" -- logits --model "$tmp/broken.pt2" --tokens "1 2" --out "$tmp/x.safetensors"
+  echo "$passes passed, $fails failed"
+  [ "$fails" -eq 0 ]
+  exit
+fi
 
 expect 0 "needle-in-a-haystack" -- --help
 expect 0 "pikv 0." -- --version
