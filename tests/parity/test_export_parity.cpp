@@ -252,6 +252,66 @@ TEST(ExportedModels, PressesOfSeveralModelsAndThreadsStayApart) {
   EXPECT_EQ(alone[2].at("layer0.kept").size(2), ids.size(1) * 3 / 4 + decode.size(1));
 }
 
+TEST(ExportedModels, ThreadsSharingOneModelEachKeepTheirOwnPress) {
+  // One model object, four threads, each with its own request, cache, press instance and PressGuard:
+  // every thread gets exactly its single-threaded result, its own compression statistics, and a press
+  // installed by one thread is invisible to the others. For our decoder (parallel forwards) and for an
+  // exported graph (its calls take turns on the graph's buffers).
+  auto reference = io::SafetensorsFile::open(export_dir() + "/llama_gqa__reference.safetensors");
+  const at::Tensor ids = reference.get("input_ids"), decode = reference.get("decode_ids");
+  const std::vector<std::pair<std::string, std::map<std::string, std::string>>> specs = {
+      {"knorm", {{"compression_ratio", "0.5"}}},
+      {"snapkv", {{"compression_ratio", "0.75"}, {"window_size", "8"}}},
+      {"none", {}},
+      {"adakv", {{"compression_ratio", "0.25"}, {"press", "knorm"}}}};
+  for (const std::string file : {"llama_gqa", "llama_gqa.pt2"}) {
+    SCOPED_TRACE(file);
+    auto model = load_causal_lm(export_dir() + "/" + file, LoadOptions());
+    auto run = [&](size_t i, std::string* stats) {
+      std::shared_ptr<Press> press;
+      if (specs[i].first != "none") press = make_press(specs[i].first, specs[i].second);
+      PressRecordOptions ro;
+      ro.decode_tokens = decode;
+      ro.return_logits = true;
+      auto out = record_press(*model, ids, press.get(), ro);
+      EXPECT_EQ(model->press(), nullptr);  // the guard inside record_press restored this thread's slot
+      if (stats != nullptr) *stats = model->compression_stats().press;
+      return out;
+    };
+    std::vector<std::map<std::string, at::Tensor>> alone, together(specs.size());
+    for (size_t i = 0; i < specs.size(); ++i) alone.push_back(run(i, nullptr));
+    std::vector<std::string> errors(specs.size()), stats(specs.size());
+    {
+      // A press this (main) thread keeps installed during the run must not reach the workers.
+      auto intruder = make_press("streaming_llm", {{"compression_ratio", "0.9"}});
+      PressGuard guard(*model, *intruder);
+      std::vector<std::thread> threads;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        threads.emplace_back([&, i] {
+          try {
+            together[i] = run(i, &stats[i]);
+          } catch (const std::exception& e) {
+            errors[i] = e.what();
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      EXPECT_EQ(model->press(), intruder.get());
+    }
+    for (size_t i = 0; i < specs.size(); ++i) {
+      SCOPED_TRACE(specs[i].first);
+      ASSERT_TRUE(errors[i].empty()) << errors[i];
+      EXPECT_EQ(stats[i].empty(), specs[i].first == "none") << stats[i];
+      if (!stats[i].empty()) EXPECT_EQ(stats[i].rfind(specs[i].first, 0), 0u) << stats[i];
+      for (const auto& [key, tensor] : alone[i]) {
+        ASSERT_TRUE(together[i].count(key)) << key;
+        EXPECT_TRUE(tensors_equal(together[i].at(key), tensor)) << key;
+      }
+    }
+    EXPECT_EQ(alone[2].at("layer0.kept").size(2), ids.size(1) + decode.size(1));  // "none" kept everything
+  }
+}
+
 TEST(ExportedModels, CacheIsTheHostsAndResetsPerRequest) {
   auto model = ExportedModel::load(export_dir() + "/llama_gqa.pt2");
   auto reference = io::SafetensorsFile::open(export_dir() + "/llama_gqa__reference.safetensors");

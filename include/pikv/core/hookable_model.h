@@ -1,6 +1,12 @@
 #pragma once
-// HookableModel: a model with one press slot, used by its central attention function. PressGuard:
-// the RAII way to install a press for a scope.
+// HookableModel: a model with a press slot per thread, used by its central attention function.
+// PressGuard: the RAII way to install a press for a scope.
+//
+// Threads. The press slot and the compression statistics belong to the calling thread: several
+// threads may share one model (its weights are read-only during a forward), each with its own cache,
+// request and PressGuard, and none sees another's press. A press *instance* holds per-request state
+// for some presses (decoding presses count steps, moe_router and ThinK keep what they computed): give
+// each thread its own instance (see README "Threads").
 //
 // A model's layers call HookableModel::attention() (the one hook point): it appends the forward's
 // keys/values to the cache, attends through pikv::attend(), and runs the installed press on the layer.
@@ -49,16 +55,21 @@ class HookableModel {
 
   virtual int64_t num_layers() const = 0;
 
-  // The installed press, or nullptr.
-  Press* press() const { return press_; }
+  HookableModel();
+  HookableModel(const HookableModel&) = delete;
+  HookableModel& operator=(const HookableModel&) = delete;
+
+  // The press installed on this model by the calling thread, or nullptr.
+  Press* press() const;
 
   // Installs `press` (nullptr removes it) and returns the previous press. The new press's on_attach
   // runs first (it may reject the model: then nothing changes), then the replaced press's on_detach.
   // Prefer PressGuard, which restores the previous press automatically.
   [[nodiscard]] Press* exchange_press(Press* press);
 
-  // What the installed press did during the last prefill (cleared when a prefill begins).
-  const CompressionStats& compression_stats() const { return stats_; }
+  // What the calling thread's press did during its last prefill on this model (cleared when a prefill
+  // begins).
+  const CompressionStats& compression_stats() const;
 
   // The central attention function: appends call.keys/values to `cache` (layer call.layer->layer_index()),
   // attends over the layer's whole cache, then runs the installed press on it (pressable layers).
@@ -89,8 +100,13 @@ class HookableModel {
 
  private:
   friend class ForwardScope;
-  Press* press_ = nullptr;
-  CompressionStats stats_;
+  struct Slot {
+    Press* press = nullptr;
+    CompressionStats stats;
+  };
+  // The calling thread's slot for this model (created on first use).
+  Slot& slot() const;
+  uint64_t id_;  // unique per model for the process's lifetime: a slot never outlives into another model
 };
 
 // What the pikv::cached_attention operator (an exported or scripted graph's attention) needs to know

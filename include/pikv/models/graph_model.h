@@ -19,6 +19,7 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ class GraphModel : public CausalLM {
  private:
   GraphModelInfo info_;
   std::string path_;
+  // The graph has one set of cache buffers: binding a cache and running the graph is one critical
+  // section, so threads sharing the model take turns (load one model per thread to run in parallel).
+  std::mutex run_mutex_;
   const void* bound_ = nullptr;  // layer 0's key buffer of the cache bound last
 };
 

@@ -8,8 +8,10 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
+#include <unordered_map>
 
 namespace pikv {
 namespace detail {
@@ -48,23 +50,45 @@ PIKV_INLINE bool apply_press(Press& press, const AttentionContext& ctx, KVCache&
   return true;
 }
 
+namespace detail {
+inline std::atomic<uint64_t>& next_model_id() {
+  static std::atomic<uint64_t> next{1};
+  return next;
+}
+}  // namespace detail
+
+PIKV_INLINE HookableModel::HookableModel() : id_(detail::next_model_id().fetch_add(1)) {}
+
+PIKV_INLINE HookableModel::Slot& HookableModel::slot() const {
+  // Keyed by the model's id, not its address: a model allocated where a destroyed one lived starts
+  // empty. Slots of destroyed models stay until the thread ends (one small entry per model used).
+  thread_local std::unordered_map<uint64_t, Slot> slots;
+  return slots[id_];
+}
+
+PIKV_INLINE Press* HookableModel::press() const { return slot().press; }
+
+PIKV_INLINE const CompressionStats& HookableModel::compression_stats() const { return slot().stats; }
+
 PIKV_INLINE Press* HookableModel::exchange_press(Press* press) {
   if (press != nullptr) press->on_attach(*this);  // may throw: then nothing changed
-  Press* previous = press_;
+  Slot& s = slot();
+  Press* previous = s.press;
   if (previous != nullptr && previous != press) previous->on_detach();
-  press_ = press;
+  s.press = press;
   return previous;
 }
 
 PIKV_INLINE bool HookableModel::run_press(const AttentionContext& ctx, KVCache& cache) {
-  if (press_ == nullptr) return false;
-  return apply_press(*press_, ctx, cache, &stats_);
+  Slot& s = slot();
+  if (s.press == nullptr) return false;
+  return apply_press(*s.press, ctx, cache, &s.stats);
 }
 
 PIKV_INLINE bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
                               const at::Tensor& values, const at::Tensor& weights, bool is_prefill,
                               int64_t position_offset, KVCache& cache, const at::Tensor& query_states) {
-  if (press_ == nullptr) return false;
+  if (press() == nullptr) return false;
   AttentionContext ctx;
   ctx.layer = layer.layer_index();
   ctx.num_layers = num_layers();
@@ -103,8 +127,9 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   KVView view{kv.keys, kv.values, at::Tensor()};
   if (!cache.is_contiguous_prefix(l)) view.positions = cache.token_positions(l).to(kv.keys.device());
   AttentionParams params = call.params;
-  const bool pressed = call.pressable && press_ != nullptr;
-  if (pressed && press_->requirements().attention_weights) params.need_weights = true;
+  Press* const installed = press();
+  const bool pressed = call.pressable && installed != nullptr;
+  if (pressed && installed->requirements().attention_weights) params.need_weights = true;
   AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
   if (pressed) {
     run_press(*call.layer, call.hidden_states, kv.keys, kv.values, r.weights, is_prefill, position_offset, cache,
@@ -114,16 +139,17 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
 }
 
 PIKV_INLINE void HookableModel::begin_prefill() {
-  stats_.clear();
-  if (press_ != nullptr) press_->on_prefill_begin();
+  Slot& s = slot();
+  s.stats.clear();
+  if (s.press != nullptr) s.press->on_prefill_begin();
 }
 
 PIKV_INLINE void HookableModel::end_prefill() {
-  if (press_ != nullptr) press_->on_prefill_end();
+  if (Press* p = press()) p->on_prefill_end();
 }
 
 PIKV_INLINE void HookableModel::decode_step() {
-  if (press_ != nullptr) press_->on_decode_step();
+  if (Press* p = press()) p->on_decode_step();
 }
 
 namespace detail {

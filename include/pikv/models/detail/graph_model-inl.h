@@ -154,6 +154,7 @@ PIKV_INLINE at::Tensor GraphModel::forward(const at::Tensor& input_ids, KVCache&
   PIKV_CHECK(k0.scalar_type() == info_.dtype && k0.device() == at::Device(info_.device),
              "'{}' runs in {} on {}; the cache is {} on {}", path_, dtype_name(info_.dtype), info_.device,
              dtype_name(k0.scalar_type()), k0.device().str());
+  const std::lock_guard<std::mutex> lock(run_mutex_);
   if (bound_ != k0.data_ptr()) {
     bind(cache);
     bound_ = k0.data_ptr();
