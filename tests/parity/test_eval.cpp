@@ -7,6 +7,12 @@
 #include "helpers.h"
 
 #include <fstream>
+#include <filesystem>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <sstream>
 
 using namespace pikv;
@@ -110,11 +116,55 @@ TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
   other.seed = 9;
   EXPECT_PIKV_ERROR(ev.run(other, path), "seed", "use another --out");
   EXPECT_EQ(slurp(path), grown);
-  // A broken line (a run killed mid-write): refused, file untouched.
+  // A record torn by a kill mid-write (no newline): never accepted; reading alone refuses the file,
+  // resuming drops exactly that line and keeps every finished cell.
   { std::ofstream(path, std::ios::app) << "{\"task\": \"passkey\", \"len"; }
+  const std::string torn = slurp(path);
+  EXPECT_PIKV_ERROR(eval::Evaluator::read_results(path), "line 5 is incomplete", "left untouched");
+  EXPECT_EQ(slurp(path), torn);
+  const auto resumed = ev.run(g, path, {}, &t);
+  EXPECT_EQ(t.cells, 0);
+  EXPECT_EQ(resumed.size(), 3u);
+  EXPECT_EQ(slurp(path), grown);
+  // A complete line that is not a record (or a record with an impossible value): refused, untouched.
+  { std::ofstream(path, std::ios::app) << "{\"task\": \"passkey\", \"length\": 256}\n"; }
   const std::string broken = slurp(path);
-  EXPECT_PIKV_ERROR(ev.run(g, path), "line 5", "left untouched");
+  EXPECT_PIKV_ERROR(ev.run(g, path), "line 5", "no field 'sample'", "left untouched");
   EXPECT_EQ(slurp(path), broken);
+  std::string bad_score = grown.substr(0, grown.rfind("\"score\":")) + "\"score\":7.5,\"task\":\"passkey\"}\n";
+  { std::ofstream(dir + "/bad_score.jsonl") << bad_score; }
+  EXPECT_PIKV_ERROR(eval::Evaluator::read_results(dir + "/bad_score.jsonl"), "'score' must be a number in [0, 1]",
+                    "7.5");
+  // A results file that cannot be written (read-only folder): a clear error, nothing half-made.
+  if (::geteuid() != 0) {
+    const std::string ro = pikv::test::temp_dir("eval_readonly");
+    std::filesystem::permissions(ro, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    EXPECT_PIKV_ERROR(ev.run(g, ro + "/results.jsonl"), "cannot create results file");
+    std::filesystem::permissions(ro, std::filesystem::perms::owner_all);
+  }
+  EXPECT_PIKV_ERROR(ev.run(g, "/dev/full"), "results file");
+  // The disk fills while a new cell is written (a file-size limit: writes past it fail with EFBIG):
+  // a clear error; the finished records are intact and the next run resumes past the torn write.
+  {
+    const std::string full = slurp(path);
+    std::ofstream(path, std::ios::trunc) << grown;
+    eval::GridConfig more = g;
+    more.ratios = {0.5, 0.75, 0.9};
+    struct rlimit old_limit {};
+    ::getrlimit(RLIMIT_FSIZE, &old_limit);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old_limit;
+    small.rlim_cur = static_cast<rlim_t>(grown.size() + 20);
+    ::setrlimit(RLIMIT_FSIZE, &small);
+    EXPECT_PIKV_ERROR(ev.run(more, path), "cannot append to results file", "disk full");
+    ::setrlimit(RLIMIT_FSIZE, &old_limit);
+    std::signal(SIGXFSZ, old_handler);
+    EXPECT_EQ(slurp(path).substr(0, grown.size()), grown);
+    const auto after = ev.run(more, path, {}, &t);
+    EXPECT_EQ(t.cells, 1);
+    EXPECT_EQ(after.size(), 4u);
+    (void)full;
+  }
   // Not ours at all.
   { std::ofstream(dir + "/foreign.jsonl") << "{\"hello\": 1}\n"; }
   EXPECT_PIKV_ERROR(ev.run(g, dir + "/foreign.jsonl"), "not ours");

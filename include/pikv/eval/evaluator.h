@@ -71,8 +71,12 @@ class Evaluator {
   std::vector<Sample> samples(const GridConfig& config) const;
 
   // Reads a results file: header and records. Throws naming the line for corrupted content.
-  // `header` (may be null) receives the header line.
-  static std::vector<Record> read_results(const std::string& path, std::string* header = nullptr);
+  // `header` (may be null) receives the header line. A last line without its newline is a record torn
+  // by a run killed while writing it: it is never accepted; with `complete_bytes` (may be null) it is
+  // skipped and *complete_bytes is the length of the file's complete lines (run() truncates the file
+  // there before resuming), without it the file is refused.
+  static std::vector<Record> read_results(const std::string& path, std::string* header = nullptr,
+                                          int64_t* complete_bytes = nullptr);
 
  private:
   CausalLM& model_;

@@ -20,6 +20,11 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <cmath>
+#include <limits>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <sys/stat.h>
 
 namespace pikv::eval {
@@ -69,20 +74,49 @@ PIKV_INLINE std::string Record::to_json() const {
 }
 
 PIKV_INLINE Record Record::from_json(const std::string& line) {
-  const nlohmann::json j = nlohmann::json::parse(line);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    PIKV_FAIL("a result record must be one JSON object, got invalid JSON: {}", e.what());
+  }
+  PIKV_CHECK(j.is_object(), "a result record must be a JSON object, got {}", j.type_name());
+  auto field = [&](const char* name) -> const nlohmann::json& {
+    PIKV_CHECK(j.contains(name), "the result record has no field '{}'", name);
+    return j[name];
+  };
+  auto text = [&](const char* name) {
+    const nlohmann::json& v = field(name);
+    PIKV_CHECK(v.is_string(), "result record field '{}' must be a string, got {}", name, v.dump());
+    return v.get<std::string>();
+  };
+  auto integer = [&](const char* name) {
+    const nlohmann::json& v = field(name);
+    PIKV_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0,
+               "result record field '{}' must be a non-negative integer, got {}", name, v.dump());
+    return v.get<int64_t>();
+  };
+  auto number = [&](const char* name, double lo, double hi) {
+    const nlohmann::json& v = field(name);
+    PIKV_CHECK(v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= lo && v.get<double>() <= hi,
+               "result record field '{}' must be a number in [{}, {}], got {}", name, lo, hi, v.dump());
+    return v.get<double>();
+  };
+  constexpr double kAny = std::numeric_limits<double>::max();
   Record r;
-  r.task = j.at("task");
-  r.length = j.at("length");
-  r.sample = j.at("sample");
-  r.press = j.at("press");
-  r.ratio = j.at("ratio");
-  r.context_tokens = j.at("context_tokens");
-  r.score = j.at("score");
-  r.kl = j.at("kl");
-  r.answer = j.at("answer");
-  r.compress_ms = j.at("compress_ms");
-  r.answer_ms = j.at("answer_ms");
-  r.kv_bytes = j.at("kv_bytes");
+  r.task = text("task");
+  r.length = integer("length");
+  r.sample = integer("sample");
+  r.press = text("press");
+  r.ratio = number("ratio", 0.0, 1.0);
+  PIKV_CHECK(r.ratio < 1.0, "result record field 'ratio' must be in [0, 1), got {}", r.ratio);
+  r.context_tokens = integer("context_tokens");
+  r.score = number("score", 0.0, 1.0);
+  r.kl = number("kl", 0.0, kAny);
+  r.answer = text("answer");
+  r.compress_ms = number("compress_ms", 0.0, kAny);
+  r.answer_ms = number("answer_ms", 0.0, kAny);
+  r.kv_bytes = integer("kv_bytes");
   return r;
 }
 
@@ -103,23 +137,36 @@ PIKV_INLINE std::vector<Sample> Evaluator::samples(const GridConfig& c) const {
   return out;
 }
 
-PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path, std::string* header) {
-  std::istringstream in(io::read_text_file(path, "results file"));
+PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path, std::string* header,
+                                                     int64_t* complete_bytes) {
+  const std::string content = io::read_text_file(path, "results file");
   std::vector<Record> out;
-  std::string line;
   int64_t no = 0;
-  while (std::getline(in, line)) {
+  size_t pos = 0;
+  while (pos < content.size()) {
+    const size_t end = content.find('\n', pos);
     ++no;
-    if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      PIKV_FAIL("results file '{}' line {} is not valid JSON (a run interrupted while writing, or not a pikv eval "
-                "file): {}; the file was left untouched",
-                path, no, e.what());
+    if (end == std::string::npos) {
+      // A last line without its newline: a record torn by a kill mid-write. Never accepted.
+      PIKV_CHECK(complete_bytes != nullptr && no > 1,
+                 "results file '{}' line {} is incomplete (a run interrupted while writing it); the file was left "
+                 "untouched (pikv eval resumes it, dropping that line)",
+                 path, no);
+      log::warn("results file '{}': dropping the incomplete last line {} (a run interrupted while writing it)",
+                    path, no);
+      break;
     }
+    const std::string line = content.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
     if (no == 1) {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        PIKV_FAIL("results file '{}' line 1 is not valid JSON (not a pikv eval file): {}; the file was left untouched",
+                  path, e.what());
+      }
       PIKV_CHECK(j.is_object() && j.contains("pikv_eval"),
                  "results file '{}' does not start with a pikv eval header: it is not ours; choose another --out", path);
       if (header != nullptr) *header = line;
@@ -127,11 +174,12 @@ PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path,
     }
     try {
       out.push_back(Record::from_json(line));
-    } catch (const std::exception& e) {
+    } catch (const Error& e) {
       PIKV_FAIL("results file '{}' line {} is not a result record: {}; the file was left untouched", path, no, e.what());
     }
   }
   PIKV_CHECK(no >= 1, "results file '{}' is empty (no header); delete it or choose another --out", path);
+  if (complete_bytes != nullptr) *complete_bytes = static_cast<int64_t>(pos);
   return out;
 }
 
@@ -171,7 +219,8 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
   std::vector<Record> records;
   if (detail::file_exists(results_path)) {
     std::string header_line;
-    records = read_results(results_path, &header_line);
+    int64_t complete = 0;
+    records = read_results(results_path, &header_line, &complete);
     const nlohmann::json header = nlohmann::json::parse(header_line);
     const nlohmann::json want = detail::header_of(c);
     for (const auto& key : {"model", "corpus", "seed", "continuation_tokens"}) {
@@ -180,10 +229,18 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
                  results_path, key, header.contains(key) ? header[key].dump() : "nothing", want[key].dump());
     }
     for (const auto& r : records) done.insert(r.key());
+    // Drop a torn last record (everything before it was checked above).
+    if (complete < static_cast<int64_t>(std::filesystem::file_size(results_path))) {
+      std::error_code ec;
+      std::filesystem::resize_file(results_path, static_cast<uintmax_t>(complete), ec);
+      PIKV_CHECK(!ec, "cannot drop the incomplete last line of results file '{}': {}", results_path, ec.message());
+    }
   } else {
     std::ofstream out(results_path);
-    PIKV_CHECK(out.good(), "cannot create results file '{}'", results_path);
+    PIKV_CHECK(out.good(), "cannot create results file '{}': {}", results_path, std::strerror(errno));
     out << detail::header_of(c).dump() << "\n";
+    out.flush();
+    PIKV_CHECK(out.good(), "cannot write results file '{}' (disk full?)", results_path);
   }
   std::ofstream out(results_path, std::ios::app);
   PIKV_CHECK(out.good(), "cannot append to results file '{}'", results_path);
@@ -303,6 +360,9 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
               r.score = score_answer(s, r.answer);
               out << r.to_json() << "\n";
               out.flush();
+              // Earlier records stay intact: the file is only ever appended to.
+              PIKV_CHECK(out.good(), "cannot append to results file '{}' (disk full?); the {} records before this "
+                         "one are kept, run again to resume", results_path, records.size());
               records.push_back(r);
               t.cells_ms += each_ms + r.compress_ms;
               ++t.cells;
