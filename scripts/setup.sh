@@ -3,7 +3,7 @@
 # step is skipped when its result is already there and up to date. Used by scripts/demo.sh and
 # scripts/test.sh; safe to run by itself.
 #
-#   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, PCRE2, ccache, python3-venv
+#   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, PCRE2, ccache, python3-venv, clang
 #   .venv/           Python virtual environment with the pinned torch wheel (its LibTorch is what the
 #                    C++ code links) and the reference peers kvpress / transformers (requirements.txt,
 #                    fully pinned by constraints.txt)
@@ -15,7 +15,8 @@ ROOT=$(pwd)
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- Debian packages ---------------------------------------------------------------------------
-APT_PACKAGES=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev ccache python3 python3-venv)
+APT_PACKAGES=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev ccache python3 python3-venv
+              clang libclang-rt-14-dev)  # clang: the fuzz targets (libFuzzer, ASan, UBSan)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
