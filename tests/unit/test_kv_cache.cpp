@@ -21,6 +21,22 @@ CompressedKV keep(const KVCache& cache, int64_t layer, std::vector<int64_t> posi
   return r;
 }
 
+// A head-wise result over n tokens: head (b, h) keeps the first lengths[b][h] of `chosen`.
+CompressedKV headwise(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& lengths,
+                      const std::vector<int64_t>& chosen) {
+  const int64_t k = static_cast<int64_t>(chosen.size());
+  at::Tensor idx = at::full({B, H, k}, -1, at::kLong);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < lengths[b][h].item<int64_t>(); ++j) idx[b][h][j] = chosen[static_cast<size_t>(j)];
+  CompressedKV r;
+  r.indices = idx;
+  r.keys = gather_tokens(keys, idx.clamp_min(0));
+  r.values = gather_tokens(values, idx.clamp_min(0));
+  r.head_lengths = lengths;
+  return r;
+}
+
 }  // namespace
 
 TEST(KVCache, AppendTracksLengthsAndBytes) {
@@ -153,16 +169,8 @@ TEST(KVCache, HeadWiseResultIsStoredRaggedAndReallyFreed) {
   const at::Tensor keys = cache.keys(0), values = cache.values(0);
   // Head (b, h) keeps the first lengths[b][h] of these positions; -1 pads up to k_max = 6.
   at::Tensor lengths = at::tensor({6, 1, 3, 0, 2, 5}, at::kLong).view({B, H});
-  const std::vector<int64_t> chosen = {0, 2, 3, 5, 7, 9};
-  at::Tensor idx = at::full({B, H, 6}, -1, at::kLong);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < lengths[b][h].item<int64_t>(); ++j) idx[b][h][j] = chosen[static_cast<size_t>(j)];
-  CompressedKV r;
-  r.indices = idx;
-  r.keys = gather_tokens(keys, idx.clamp_min(0));
-  r.values = gather_tokens(values, idx.clamp_min(0));
-  r.head_lengths = lengths;
+  const CompressedKV r = headwise(keys, values, lengths, {0, 2, 3, 5, 7, 9});
+  const at::Tensor idx = r.indices;
   cache.apply(0, r);
 
   EXPECT_TRUE(cache.is_ragged(0));
@@ -244,22 +252,6 @@ namespace {
 
 KVCache fixed(int64_t layers, int64_t capacity) {
   return KVCache::fixed_capacity({layers, B, H, capacity, D}, at::TensorOptions().dtype(at::kFloat));
-}
-
-// A head-wise result over n tokens: head (b, h) keeps the first lengths[b][h] of `chosen`.
-CompressedKV headwise(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& lengths,
-                      const std::vector<int64_t>& chosen) {
-  const int64_t k = static_cast<int64_t>(chosen.size());
-  at::Tensor idx = at::full({B, H, k}, -1, at::kLong);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < lengths[b][h].item<int64_t>(); ++j) idx[b][h][j] = chosen[static_cast<size_t>(j)];
-  CompressedKV r;
-  r.indices = idx;
-  r.keys = gather_tokens(keys, idx.clamp_min(0));
-  r.values = gather_tokens(values, idx.clamp_min(0));
-  r.head_lengths = lengths;
-  return r;
 }
 
 // Every stored (b, h) token of two caches: same count, same keys, values and logical positions.
