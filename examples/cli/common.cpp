@@ -62,15 +62,6 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
                       .as_common());
 }
 
-namespace {
-bool is_graph_file(const std::string& path) {
-  const auto ends_with = [&](const std::string& e) {
-    return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
-  };
-  return ends_with(".pt2") || ends_with(".pt");
-}
-}  // namespace
-
 std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
   if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
   fmt::print(stderr, "loading {} ...\n", m.model);

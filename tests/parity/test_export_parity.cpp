@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "helpers.h"
+#include "pipeline_cases.h"
 
 #include <ATen/ATen.h>
 
@@ -156,10 +157,7 @@ TEST(ExportParity, ExportedGraphsMatchTransformersAndKvpress) {
 TEST(ExportParity, DefaultModelAnswersLikeKvpressAndTheNativeDecoder) {
   const nlohmann::json m = manifest();
   ASSERT_TRUE(m.contains("default")) << "export_goldens.py ran without --default-model";
-  const char* env = std::getenv("PIKV_GOLDENS_DIR");
-  std::ifstream in(std::string(env ? env : PIKV_GOLDENS_DIR_DEFAULT) + "/pipeline/pipeline.json");
-  ASSERT_TRUE(in.good());
-  const nlohmann::json golden = nlohmann::json::parse(in);
+  const nlohmann::json golden = test::pipeline_goldens();
   auto model = ExportedModel::load(export_dir() + "/" + m.at("default").at("graph").get<std::string>());
   auto tokenizer = Tokenizer::load(PIKV_DEFAULT_MODEL);
   Pipeline pipeline(*model, *tokenizer);
@@ -174,24 +172,7 @@ TEST(ExportParity, DefaultModelAnswersLikeKvpressAndTheNativeDecoder) {
           (press_name == "streaming_llm" && ratio == 0.25))) {
       continue;
     }
-    SCOPED_TRACE(press_name + " " + std::to_string(ratio));
-    std::shared_ptr<Press> press;
-    if (press_name != "none") press = make_press(press_name, {{"compression_ratio", fmt::format("{}", ratio)}});
-    PipelineStats stats;
-    const auto ours = pipeline.answer(c.at("context"), c.at("questions").get<std::vector<std::string>>(), press.get(),
-                                      options, &stats);
-    EXPECT_EQ(stats.context_tokens, c.at("context_tokens").get<int64_t>());
-    for (int64_t kept : stats.kept_tokens) EXPECT_EQ(kept, c.at("compressed_tokens").get<int64_t>());
-    const auto theirs = c.at("answers").get<std::vector<std::string>>();
-    ASSERT_EQ(ours.size(), theirs.size());
-    for (size_t i = 0; i < ours.size(); ++i) {
-      ++answers;
-      if (ours[i] == theirs[i]) {
-        ++same;
-      } else {
-        ADD_FAILURE() << "answer differs\n exported: " << ours[i] << "\n kvpress:  " << theirs[i];
-      }
-    }
+    answers += test::run_pipeline_case(pipeline, c, options, "exported", &same);
     contexts.insert(c.at("context").get<std::string>());
   }
   std::printf("  default model as an AOTInductor package: %d/%d answers over %zu contexts identical to kvpress\n", same,

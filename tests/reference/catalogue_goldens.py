@@ -229,6 +229,24 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
     return tensors
 
 
+def write_cases(out, mname, model, eager, ids, decode_ids, cases, ratios, manifest):
+    """Runs every case of cases(r) at every ratio on one model, writes OUT/MODEL__PRESS__I__RATIO.safetensors
+    and appends its manifest entry (what the C++ parity tests read)."""
+    for r in ratios:
+        for ci, (name, options, make, getter, flags) in enumerate(cases(r)):
+            opts = dict(options)
+            if "noratio" not in flags:
+                opts["compression_ratio"] = str(r)
+            try:
+                tensors = run_case(model, eager, ids, decode_ids, name, make, getter, flags)
+            except Exception as e:
+                raise RuntimeError(f"{mname} {name} {options} at ratio {r}: {e}") from e
+            file = f"{mname}__{name}__{ci}__{r}.safetensors"
+            save_file(tensors, str(out / file))
+            manifest.append({"model": mname, "file": file, "press": name, "options": opts, "ratio": r,
+                             "flags": flags.split()})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path)
@@ -248,19 +266,7 @@ def main():
         perm = torch.randperm(VOCAB, generator=g)
         ids = perm[:T].unsqueeze(0)
         decode_ids = perm[T:T + DECODE].unsqueeze(0)
-        for r in RATIOS:
-            for ci, (name, options, make, getter, flags) in enumerate(cases(r)):
-                opts = dict(options)
-                if "noratio" not in flags:
-                    opts["compression_ratio"] = str(r)
-                try:
-                    tensors = run_case(model, eager, ids, decode_ids, name, make, getter, flags)
-                except Exception as e:
-                    raise RuntimeError(f"{mname} {name} {options} at ratio {r}: {e}") from e
-                file = f"{mname}__{name}__{ci}__{r}.safetensors"
-                save_file(tensors, str(a.out / file))
-                manifest.append({"model": mname, "file": file, "press": name, "options": opts, "ratio": r,
-                                 "flags": flags.split()})
+        write_cases(a.out, mname, model, eager, ids, decode_ids, cases, RATIOS, manifest)
     (a.out / "manifest.json").write_text(json.dumps({"kvpress": kvpress.__version__ if hasattr(kvpress, "__version__")
                                                      else "", "cases": manifest}, indent=1))
     print(f"wrote {len(manifest)} catalogue cases to {a.out}")

@@ -137,17 +137,7 @@ def main():
         ref = reference(model, ids, decode_ids)
         save_file(ref, str(a.out / f"{mname}__reference.safetensors"))
         log(f"{mname}: eager operator vs transformers, max |logit difference| {check_eager(a.out / mname, ref):.3g}")
-        for r in RATIOS:
-            for ci, (name, options, make, getter, flags) in enumerate(cases(r)):
-                opts = {**options, "compression_ratio": str(r)}
-                try:
-                    tensors = cg.run_case(model, model, ids, decode_ids, name, make, getter, flags)
-                except Exception as e:
-                    raise RuntimeError(f"{mname} {name} {options} at ratio {r}: {e}") from e
-                file = f"{mname}__{name}__{ci}__{r}.safetensors"
-                save_file(tensors, str(a.out / file))
-                manifest.append({"model": mname, "file": file, "press": name, "options": opts, "ratio": r,
-                                 "flags": flags.split()})
+        cg.write_cases(a.out, mname, model, model, ids, decode_ids, cases, RATIOS, manifest)
         log(f"{mname}: {len(RATIOS) * len(list(cases(0.5)))} kvpress cases")
         export_both(a.out / mname, str(a.out / mname), CAPACITY, log)
         models.append({"name": mname, "checkpoint": mname, "reference": f"{mname}__reference.safetensors",

@@ -110,6 +110,9 @@ class ScriptedModel : public GraphModel {
 
 struct LoadOptions;
 
+// True for the files load_causal_lm loads as exported graphs: *.pt2 and *.pt.
+[[nodiscard]] bool is_graph_file(const std::string& path);
+
 // A model file by its kind: .pt2 -> ExportedModel, .pt -> ScriptedModel, anything else (a Hugging Face
 // folder, a .gguf file) -> DecoderModel::load with `options` (exported graphs keep the dtype and device
 // they were exported with).

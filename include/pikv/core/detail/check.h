@@ -20,3 +20,13 @@
 #define PIKV_FAIL(...) ::pikv::detail::throw_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
 
 #include <pikv/core/error.h>
+
+#include <cstdlib>
+
+namespace pikv::detail {
+// Checks whose cost is a device synchronisation run only when PIKV_DEBUG_CHECKS is set (read once).
+inline bool debug_checks() {
+  static const bool on = std::getenv("PIKV_DEBUG_CHECKS") != nullptr;
+  return on;
+}
+}  // namespace pikv::detail

@@ -2,6 +2,7 @@
 
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/fixed_slots.h>
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/tensor_checks.h>
 
@@ -28,6 +29,33 @@ PIKV_INLINE int64_t distinct_storage_bytes(std::initializer_list<const at::Tenso
     total += storage_bytes(*t);
   }
   return total;
+}
+
+// A press result for a layer of B rows, Hkv heads and n stored tokens whose tensors look like `like`
+// (both layouts): keys/values [B, Hkv, k <= n, d] of the cache's dtype and device, and indices int64
+// [B, Hkv, k] unless nothing was dropped.
+PIKV_INLINE void check_result_fits(const CompressedKV& result, int64_t layer, int64_t B, int64_t Hkv, int64_t n,
+                                   const at::Tensor& like) {
+  const int64_t d = like.size(3);
+  check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
+  check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
+  PIKV_CHECK(result.keys.size(0) == B && result.keys.size(1) == Hkv && result.keys.size(3) == d &&
+                 result.keys.size(2) <= n && result.values.sizes() == result.keys.sizes(),
+             "KVCache::apply to layer {}: compressed keys {} / values {} do not fit the cache [B={}, Hkv={}, n={}, d={}]",
+             layer, describe_tensor(result.keys), describe_tensor(result.values), B, Hkv, n, d);
+  PIKV_CHECK(result.keys.scalar_type() == like.scalar_type() && result.keys.device() == like.device(),
+             "KVCache::apply to layer {}: compressed keys {} must keep the cache's dtype and device ({} on {})", layer,
+             describe_tensor(result.keys), dtype_name(like.scalar_type()), like.device().str());
+  const int64_t k = result.keys.size(2);
+  if (result.indices.defined()) {
+    PIKV_CHECK(result.indices.dim() == 3 && result.indices.size(0) == B && result.indices.size(1) == Hkv &&
+                   result.indices.size(2) == k && result.indices.scalar_type() == at::kLong,
+               "KVCache::apply to layer {}: indices must be int64 [B, Hkv, k] = [{}, {}, {}], got {}", layer, B, Hkv,
+               k, describe_tensor(result.indices));
+  } else {
+    PIKV_CHECK(k == n, "KVCache::apply to layer {}: a result that drops tokens ({} -> {}) must report their indices",
+               layer, n, k);
+  }
 }
 
 // Views of a fixed layer's stored prefix when every head holds the same count (else undefined).
@@ -118,25 +146,13 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
     fixed_apply(L, layer, result);
     return;
   }
-  const int64_t n = L.keys.size(2), d = L.keys.size(3);
-  check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
-  check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
-  PIKV_CHECK(result.keys.size(0) == L.batch && result.keys.size(1) == L.kv_heads && result.keys.size(3) == d &&
-                 result.keys.size(2) <= n && result.values.sizes() == result.keys.sizes(),
-             "KVCache::apply to layer {}: compressed keys {} / values {} do not fit the cache [B={}, Hkv={}, n={}, d={}]",
-             layer, describe_tensor(result.keys), describe_tensor(result.values), L.batch, L.kv_heads, n, d);
-  PIKV_CHECK(result.keys.scalar_type() == L.keys.scalar_type() && result.keys.device() == L.keys.device(),
-             "KVCache::apply to layer {}: compressed keys {} must keep the cache's dtype and device ({} on {})", layer,
-             describe_tensor(result.keys), dtype_name(L.keys.scalar_type()), L.keys.device().str());
+  const int64_t n = L.keys.size(2);
+  detail::check_result_fits(result, layer, L.batch, L.kv_heads, n, L.keys);
   const int64_t k = result.keys.size(2);
 
   // Logical position of every stored token: the prefix kept by an earlier apply(), then the tokens
   // appended since.
   if (result.indices.defined()) {
-    PIKV_CHECK(result.indices.dim() == 3 && result.indices.size(0) == L.batch && result.indices.size(1) == L.kv_heads &&
-                   result.indices.size(2) == k && result.indices.scalar_type() == at::kLong,
-               "KVCache::apply to layer {}: indices must be int64 [B, Hkv, k] = [{}, {}, {}], got {}", layer, L.batch,
-               L.kv_heads, k, describe_tensor(result.indices));
     auto idx_opts = result.indices.options();
     at::Tensor positions;
     if (L.kept.defined()) {
@@ -149,8 +165,6 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
     at::Tensor mapped = positions.gather(2, result.indices.clamp_min(0));
     L.kept = at::where(padding, at::full({}, -1, idx_opts), mapped);
   } else {
-    PIKV_CHECK(k == n, "KVCache::apply to layer {}: a result that drops tokens ({} -> {}) must report their indices",
-               layer, n, k);
     L.kept = at::Tensor();
   }
 
@@ -509,19 +523,9 @@ PIKV_INLINE void KVCache::fixed_append(Layer& L, int64_t layer, const at::Tensor
              layer, T, *hi, s.capacity);
   auto lopts = L.fixed.slots.options();
   at::Tensor positions = at::arange(L.logical, L.logical + T, lopts).expand({s.batch, s.kv_heads, T});
-  if (*lo == *hi) {
-    // Every head holds the same count: one contiguous write.
-    L.fixed.keys.narrow(2, *hi, T).copy_(keys);
-    L.fixed.values.narrow(2, *hi, T).copy_(values);
-    L.fixed.slots.narrow(2, *hi, T).copy_(positions);
-  } else {
-    at::Tensor start = at::tensor(L.fixed_lengths, at::kLong).view({s.batch, s.kv_heads, 1}).to(lopts.device());
-    at::Tensor index = start + at::arange(T, lopts);  // [B, Hkv, T]
-    at::Tensor index4 = index.unsqueeze(-1).expand({s.batch, s.kv_heads, T, s.head_dim});
-    L.fixed.keys.scatter_(2, index4, keys);
-    L.fixed.values.scatter_(2, index4, values);
-    L.fixed.slots.scatter_(2, index, positions);
-  }
+  at::Tensor counts = *lo == *hi ? at::Tensor()
+                                 : at::tensor(L.fixed_lengths, at::kLong).view({s.batch, s.kv_heads}).to(lopts.device());
+  detail::write_fixed_tokens(L.fixed.keys, L.fixed.values, L.fixed.slots, counts, *lo, *hi, keys, values, positions);
   for (int64_t& n : L.fixed_lengths) n += T;
   L.logical += T;
   detail::refresh_fixed_views(L.keys, L.values, L.fixed.keys, L.fixed.values, L.fixed_lengths);
@@ -530,29 +534,14 @@ PIKV_INLINE void KVCache::fixed_append(Layer& L, int64_t layer, const at::Tensor
 PIKV_INLINE void KVCache::fixed_apply(Layer& L, int64_t layer, const CompressedKV& result) {
   const FixedCacheShape& s = fixed_;
   const int64_t n = fixed_uniform_length(L, layer, "apply");
-  const int64_t d = s.head_dim;
-  check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
-  check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
-  PIKV_CHECK(result.keys.size(0) == s.batch && result.keys.size(1) == s.kv_heads && result.keys.size(3) == d &&
-                 result.keys.size(2) <= n && result.values.sizes() == result.keys.sizes(),
-             "KVCache::apply to layer {}: compressed keys {} / values {} do not fit the cache [B={}, Hkv={}, n={}, d={}]",
-             layer, describe_tensor(result.keys), describe_tensor(result.values), s.batch, s.kv_heads, n, d);
-  PIKV_CHECK(result.keys.scalar_type() == L.fixed.keys.scalar_type() && result.keys.device() == L.fixed.keys.device(),
-             "KVCache::apply to layer {}: compressed keys {} must keep the cache's dtype and device ({} on {})", layer,
-             describe_tensor(result.keys), dtype_name(L.fixed.keys.scalar_type()), L.fixed.keys.device().str());
+  detail::check_result_fits(result, layer, s.batch, s.kv_heads, n, L.fixed.keys);
   const int64_t k = result.keys.size(2);
   at::Tensor kept;
   if (result.indices.defined()) {
-    PIKV_CHECK(result.indices.dim() == 3 && result.indices.size(0) == s.batch && result.indices.size(1) == s.kv_heads &&
-                   result.indices.size(2) == k && result.indices.scalar_type() == at::kLong,
-               "KVCache::apply to layer {}: indices must be int64 [B, Hkv, k] = [{}, {}, {}], got {}", layer, s.batch,
-               s.kv_heads, k, describe_tensor(result.indices));
     at::Tensor before = L.fixed.slots.narrow(2, 0, n);
     at::Tensor idx = result.indices.to(before.device());
     kept = at::where(idx < 0, at::full({}, -1, before.options()), before.gather(2, idx.clamp_min(0)));
   } else {
-    PIKV_CHECK(k == n, "KVCache::apply to layer {}: a result that drops tokens ({} -> {}) must report their indices",
-               layer, n, k);
     kept = L.fixed.slots.narrow(2, 0, n).clone();
   }
   // The result is gathered from the stored prefix: a new tensor, so writing it back in place is safe.

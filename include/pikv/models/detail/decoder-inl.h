@@ -16,12 +16,6 @@
 namespace pikv {
 namespace detail {
 
-// Checks whose cost is a device synchronisation run only when PIKV_DEBUG_CHECKS is set.
-inline bool debug_checks() {
-  static const bool on = std::getenv("PIKV_DEBUG_CHECKS") != nullptr;
-  return on;
-}
-
 enum class NormKind { rms, rms_gemma, layer };
 
 // RMSNorm as Llama (weight * normalised.to(dtype)), as Gemma ((normalised * (1 + w)) in float32), or

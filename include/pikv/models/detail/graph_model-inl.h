@@ -293,13 +293,19 @@ PIKV_INLINE at::Tensor ScriptedModel::run(const at::Tensor& input_ids, const at:
   return impl_->module.forward({input_ids, positions}).toTensor();
 }
 
+namespace detail {
+inline bool ends_with(const std::string& path, const std::string& e) {
+  return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
+}
+}  // namespace detail
+
+PIKV_INLINE bool is_graph_file(const std::string& path) {
+  return detail::ends_with(path, ".pt2") || detail::ends_with(path, ".pt");
+}
+
 PIKV_INLINE std::unique_ptr<CausalLM> load_causal_lm(const std::string& path, const LoadOptions& options) {
-  auto ends_with = [&](const char* ext) {
-    const std::string e(ext);
-    return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
-  };
-  if (ends_with(".pt2")) return ExportedModel::load(path);
-  if (ends_with(".pt")) return ScriptedModel::load(path);
+  if (detail::ends_with(path, ".pt2")) return ExportedModel::load(path);
+  if (detail::ends_with(path, ".pt")) return ScriptedModel::load(path);
   return DecoderModel::load(path, options);
 }
 

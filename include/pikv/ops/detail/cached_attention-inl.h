@@ -3,6 +3,7 @@
 #include <pikv/core/attention.h>
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/fixed_slots.h>
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/rotary.h>
 #include <pikv/core/tensor_checks.h>
@@ -11,7 +12,6 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include <cstdlib>
 
 namespace pikv::ops {
 namespace detail {
@@ -101,24 +101,13 @@ inline AttentionParams operator_params(double scale, int64_t sliding_window, dou
 inline at::Tensor unbound_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& slots,
                                     const at::Tensor& positions, const AttentionParams& params, int64_t layer) {
-  const int64_t B = k.size(0), Hkv = k.size(1), T = k.size(2), C = kc.size(2), d = k.size(3);
+  const int64_t B = k.size(0), Hkv = k.size(1), T = k.size(2), C = kc.size(2);
   at::Tensor counts = (slots >= 0).sum(-1);  // [B, Hkv]: kept tokens sit at the front of each head
   const auto [lo_t, hi_t] = at::aminmax(counts);
   const int64_t lo = lo_t.item<int64_t>(), hi = hi_t.item<int64_t>();
   PIKV_CHECK(hi + T <= C, "cached_attention layer {}: {} new tokens after the {} a head holds exceed the cache capacity {}",
              layer, T, hi, C);
-  at::Tensor pos = positions.unsqueeze(1).expand({B, Hkv, T});
-  if (lo == hi) {
-    kc.narrow(2, hi, T).copy_(k);
-    vc.narrow(2, hi, T).copy_(v);
-    slots.narrow(2, hi, T).copy_(pos);
-  } else {
-    at::Tensor index = counts.unsqueeze(-1) + at::arange(T, counts.options());  // [B, Hkv, T]
-    at::Tensor index4 = index.unsqueeze(-1).expand({B, Hkv, T, d});
-    kc.scatter_(2, index4, k);
-    vc.scatter_(2, index4, v);
-    slots.scatter_(2, index, pos);
-  }
+  ::pikv::detail::write_fixed_tokens(kc, vc, slots, counts, lo, hi, k, v, positions.unsqueeze(1).expand({B, Hkv, T}));
   const int64_t m = hi + T;
   KVView view{kc.narrow(2, 0, m), vc.narrow(2, 0, m), slots.narrow(2, 0, m)};
   return attend(q, positions, view, params).output.contiguous();
@@ -158,7 +147,7 @@ PIKV_INLINE at::Tensor cached_attention(const at::Tensor& query, const at::Tenso
   const int64_t T = key.size(2), offset = b->position_offset;
   // The graph's positions must continue the bound cache (free to check on the host; on a device only
   // with PIKV_DEBUG_CHECKS, which costs a synchronisation).
-  if (positions.device().is_cpu() || std::getenv("PIKV_DEBUG_CHECKS") != nullptr) {
+  if (positions.device().is_cpu() || ::pikv::detail::debug_checks()) {
     const at::Tensor expected = at::arange(offset, offset + T, positions.options()).expand(positions.sizes());
     PIKV_CHECK(at::equal(positions, expected),
                "cached_attention layer {}: positions {} do not continue the cache, whose next position is {}", layer,

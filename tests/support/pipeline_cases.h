@@ -1,0 +1,57 @@
+#pragma once
+// The pipeline goldens (tests/reference/pipeline_goldens.py: kvpress's pipeline on the default model)
+// and one case of them run through a pikv::Pipeline, shared by the parity tests of our decoder and of
+// the exported default model.
+#include <pikv/pikv.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pikv::test {
+
+// $PIKV_GOLDENS_DIR/pipeline/pipeline.json (or the build tree's); throws when missing.
+inline nlohmann::json pipeline_goldens() {
+  const char* env = std::getenv("PIKV_GOLDENS_DIR");
+  const std::string path = std::string(env ? env : PIKV_GOLDENS_DIR_DEFAULT) + "/pipeline/pipeline.json";
+  std::ifstream in(path);
+  if (!in) throw Error("no pipeline goldens at " + path + ": run the reference.pipeline_goldens fixture");
+  return nlohmann::json::parse(in);
+}
+
+// Answers golden case `c` (context, questions, press, ratio) with `pipeline` and checks the context
+// length, every layer's compressed length and every answer against kvpress's (a difference is a test
+// failure naming `who`). Returns the number of answers; *same counts those identical to kvpress.
+inline int run_pipeline_case(Pipeline& pipeline, const nlohmann::json& c, const PipelineOptions& options,
+                             const std::string& who, int* same) {
+  const std::string press_name = c.at("press");
+  const double ratio = c.at("ratio");
+  SCOPED_TRACE(press_name + " " + std::to_string(ratio));
+  std::shared_ptr<Press> press;
+  if (press_name != "none") press = make_press(press_name, {{"compression_ratio", fmt::format("{}", ratio)}});
+  PipelineStats stats;
+  const auto ours = pipeline.answer(c.at("context"), c.at("questions").get<std::vector<std::string>>(), press.get(),
+                                    options, &stats);
+  EXPECT_EQ(stats.context_tokens, c.at("context_tokens").get<int64_t>());
+  for (int64_t kept : stats.kept_tokens) EXPECT_EQ(kept, c.at("compressed_tokens").get<int64_t>());
+  const auto theirs = c.at("answers").get<std::vector<std::string>>();
+  EXPECT_EQ(ours.size(), theirs.size());
+  const size_t n = std::min(ours.size(), theirs.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (ours[i] == theirs[i]) {
+      ++*same;
+    } else {
+      ADD_FAILURE() << "answer differs\n " << who << ": " << ours[i] << "\n kvpress: " << theirs[i];
+    }
+  }
+  return static_cast<int>(n);
+}
+
+}  // namespace pikv::test
