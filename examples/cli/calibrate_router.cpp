@@ -26,7 +26,7 @@ bool readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 
 struct CalibrateArgs {
   ModelArgs model;
   routing::CalibrationOptions o;
-  std::string out_path, report_path, corpus_path = PIKV_DEFAULT_CALIBRATION;
+  std::string out_path, report_path, corpus_path = PIKV_DEFAULT_CALIBRATION, checkpoint_path;
 };
 
 int run_calibrate_router(const CalibrateArgs& a) {
@@ -79,7 +79,15 @@ int run_calibrate_router(const CalibrateArgs& a) {
   };
   fmt::print(stderr, "calibrating on {} ({} tasks x {} samples of {} tokens, ratios {})\n", corpus_path, o.tasks.size(),
              o.samples, o.length, fmt::join(o.ratios, ","));
-  const routing::CalibrationReport report = routing::calibrate_router(*model, *tokenizer, corpus, o, progress);
+  routing::CalibrationOptions run = o;
+  run.identity = m.model;
+  if (a.checkpoint_path.empty()) run.checkpoint = out_path + ".samples.jsonl";
+  if (a.checkpoint_path != "none" && !a.checkpoint_path.empty()) run.checkpoint = a.checkpoint_path;
+  if (!run.checkpoint.empty()) fmt::print(stderr, "recorded samples go to {} (a rerun resumes from it)\n", run.checkpoint);
+  const routing::CalibrationReport report = routing::calibrate_router(*model, *tokenizer, corpus, run, progress);
+  if (report.resumed_samples > 0) {
+    fmt::print(stderr, "resumed {} of {} samples from {}\n", report.resumed_samples, report.samples, run.checkpoint);
+  }
   report.weights.save(out_path);
   const std::string md = fmt::format(
       "# Router calibration\n\nCommand: `pikv calibrate-router --samples {} --length {} --ratios {} --epochs {} --seed {} "
@@ -104,6 +112,9 @@ args::Action declare_calibrate_router(args::Flags& f) {
       args::path("--out", "FILE", &a->out_path,
                  "gate weights to write (JSON; load with --press moe_router --option weights=FILE)"),
       args::path("--report", "FILE.md", &a->report_path, "also write the held-out recall table"),
+      args::path("--checkpoint", "FILE", &a->checkpoint_path,
+                 "recorded samples, appended as they finish; a killed or repeated run with the\n"
+                 "same settings resumes from them (default OUT.samples.jsonl; none: off)"),
       args::path("--corpus", "FILE", &a->corpus_path,
                  "calibration text (default models/calibration.txt; must differ from the\nevaluation haystack)"),
       args::words("--tasks", "LIST", &o.tasks).as_brief(),

@@ -119,10 +119,7 @@ std::vector<std::string> split_list(const std::string& text, char sep) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  PIKV_CHECK(out.good(), "cannot write '{}'", path);
-  out << text;
-  PIKV_CHECK(out.good(), "writing '{}' failed", path);
+  io::write_file_atomically(path, text, "output file");
 }
 
 std::string read_file(const std::string& path, const char* what) {

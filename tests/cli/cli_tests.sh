@@ -119,6 +119,48 @@ expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$
 expect 0 "learned (top-1)" -- calibrate-router --tasks passkey,multikey --samples 2 --length 256 --epochs 30 \
   --out "$tmp/gate.json" --report "$tmp/calibration.md"
 grep -q '"format": "pikv-router-weights"' "$tmp/gate.json" || { echo "FAIL: no weights file"; fails=$((fails + 1)); }
+
+# Faults lose nothing: a calibration and an evaluation killed with SIGKILL mid-run, their files then torn
+# mid-line as a kill during a write leaves them, resume and end exactly where uninterrupted runs end.
+kill_at_lines() {  # FILE LINES PID: SIGKILL PID once FILE has LINES complete lines; 1 if PID ended first
+  local i
+  for i in $(seq 1 1200); do
+    if [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; then kill -9 "$3"; wait "$3" 2> /dev/null; return 0; fi
+    kill -0 "$3" 2> /dev/null || return 1
+    sleep 0.05
+  done
+  kill -9 "$3"
+  return 1
+}
+cal=(calibrate-router --tasks passkey,multikey --samples 2 --length 256 --epochs 30)
+"$PIKV" "${cal[@]}" --out "$tmp/gk.json" > /dev/null 2>&1 &
+if kill_at_lines "$tmp/gk.json.samples.jsonl" 2 $!; then
+  [ ! -e "$tmp/gk.json" ] || { echo "FAIL: a killed calibration left weights"; fails=$((fails + 1)); }
+  printf '{"key": "multikey|1", "layers": [{"layer": 0, "feat' >> "$tmp/gk.json.samples.jsonl"
+  PIKV_LOG_LEVEL=warn expect 0 "dropping the incomplete last line" -- "${cal[@]}" --out "$tmp/gk.json"
+  expect 0 "resumed 4 of 4 samples" -- "${cal[@]}" --out "$tmp/gk.json"
+  cmp -s "$tmp/gate.json" "$tmp/gk.json" || { echo "FAIL: resumed calibration differs"; fails=$((fails + 1)); }
+else
+  echo "FAIL: the calibration ended before it could be killed"
+  fails=$((fails + 1))
+fi
+expect 2 "was recorded with length = 256, this run has 320" -- calibrate-router --tasks passkey,multikey --samples 2 \
+  --length 320 --epochs 30 --out "$tmp/gk.json"
+echo '{"key": "passkey|0", "layers": []}' >> "$tmp/gk.json.samples.jsonl"
+expect 2 "line 6 is not a recorded sample: 0 layers recorded, the model has 30" -- "${cal[@]}" --out "$tmp/gk.json"
+ev=(eval --lengths 256 --samples 1 --tasks passkey,multikey --press knorm --ratios 0.5)
+"$PIKV" "${ev[@]}" --out "$tmp/evkill" > /dev/null 2>&1 &
+if kill_at_lines "$tmp/evkill/results.jsonl" 2 $!; then
+  printf '{"answer": "12' >> "$tmp/evkill/results.jsonl"
+  PIKV_LOG_LEVEL=warn expect 0 "dropping the incomplete last line" -- "${ev[@]}" --out "$tmp/evkill"
+  # Timings differ between runs; everything else of every cell is the same.
+  strip() { sed -E 's/"(answer_ms|compress_ms|kl)":[^,]*,//g' "$1" | sort; }
+  diff <(strip "$tmp/evok/results.jsonl") <(strip "$tmp/evkill/results.jsonl") > /dev/null \
+    || { echo "FAIL: the resumed evaluation's records differ"; fails=$((fails + 1)); }
+else
+  echo "FAIL: the evaluation ended before it could be killed"
+  fails=$((fails + 1))
+fi
 expect 0 "gate=$tmp/gate.json" -- score --tokens "$ids" --press moe_router --option "weights=$tmp/gate.json" \
   --option window_size=16 --out "$tmp/s.safetensors"
 sed 's/"num_kv_heads": 3/"num_kv_heads": 5/' "$tmp/gate.json" > "$tmp/gate5.json"

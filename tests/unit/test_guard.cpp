@@ -3,6 +3,8 @@
 
 #include "helpers.h"
 
+#include <optional>
+#include <thread>
 #include <type_traits>
 
 using namespace pikv;
@@ -89,6 +91,104 @@ TEST(PressGuard, RejectedAttachLeavesThePreviousPressInstalled) {
   PerLayerPress wrong(std::make_shared<KnormPress>(), {0.1, 0.2});
   EXPECT_PIKV_ERROR(PressGuard(model, wrong), "2 compression ratios", "3 layers");
   EXPECT_EQ(model.press(), &outer);
+}
+
+TEST(PressGuard, AnInstanceServesOneThreadAtATime) {
+  SyntheticAttentionModel model(small_model()), other(small_model());
+  KnormPress shared(KnormOptions().compression_ratio(0.5));
+  RecordingPress inner;
+  auto try_elsewhere = [&](HookableModel& m) {
+    std::string error;
+    std::thread([&] {
+      try {
+        PressGuard g(m, shared);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }).join();
+    return error;
+  };
+  {
+    PressGuard a(model, shared);
+    {
+      PressGuard b(other, shared);  // the same thread may install it on a second model
+      PressGuard c(model, inner);   // and keeps it while a nested guard replaces it
+      const std::string error = try_elsewhere(other);
+      EXPECT_NE(error.find("press 'knorm(compression_ratio=0.5)' is installed by another thread"), std::string::npos)
+          << error;
+      EXPECT_NE(error.find("each thread needs its own"), std::string::npos) << error;
+    }
+    EXPECT_FALSE(try_elsewhere(model).empty());
+    EXPECT_EQ(model.press(), &shared);
+  }
+  EXPECT_EQ(try_elsewhere(model), "");  // released with the last guard: another thread may take it now
+  // A copy is a separate instance, free to go to another thread while the original is installed.
+  PressGuard again(model, shared);
+  KnormPress copy = shared;
+  std::string error;
+  std::thread([&] {
+    try {
+      PressGuard g(other, copy);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }).join();
+  EXPECT_EQ(error, "");
+}
+
+// Several threads on ONE model, each with its own request, cache, press instance and guard (the case
+// tests/sanitize runs under ThreadSanitizer): every thread gets its single-threaded outputs, cache and
+// statistics, whatever the others do at the same time.
+TEST(Threads, SharedModelGivesEveryRequestItsSingleThreadedResult) {
+  SyntheticAttentionModel model(small_model());
+  const std::vector<std::pair<std::string, OptionMap>> specs = {
+      {"knorm", {{"compression_ratio", "0.5"}}},
+      {"snapkv", {{"compression_ratio", "0.25"}, {"window_size", "4"}}},
+      {"adakv", {{"compression_ratio", "0.5"}, {"press", "knorm"}}},
+      {"decoding", {{"press", "knorm"}, {"compression_interval", "2"}, {"target_size", "30"}}},
+      {"none", {}}};
+  struct Result {
+    std::vector<at::Tensor> outputs;
+    std::vector<int64_t> lengths;
+    std::string stats;
+  };
+  auto run = [&](size_t i) {
+    Result r;
+    std::shared_ptr<Press> press = specs[i].first == "none" ? nullptr : make_press(specs[i].first, specs[i].second);
+    KVCache cache(model.num_layers());
+    std::optional<PressGuard> guard;
+    if (press) guard.emplace(model, *press);
+    r.outputs.push_back(model.forward(model.embed(1, 40, 11 + i), cache));
+    r.stats = model.compression_stats().press;
+    for (uint64_t step = 0; step < 4; ++step) r.outputs.push_back(model.forward(model.embed(1, 1, 100 + step), cache));
+    for (int64_t l = 0; l < model.num_layers(); ++l) r.lengths.push_back(cache.physical_length(l));
+    return r;
+  };
+  std::vector<Result> alone, together(specs.size() * 2);
+  for (size_t i = 0; i < specs.size(); ++i) alone.push_back(run(i));
+  std::vector<std::string> errors(together.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < together.size(); ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        together[t] = run(t % specs.size());
+      } catch (const std::exception& e) {
+        errors[t] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t t = 0; t < together.size(); ++t) {
+    const Result& want = alone[t % specs.size()];
+    SCOPED_TRACE(specs[t % specs.size()].first);
+    ASSERT_EQ(errors[t], "");
+    EXPECT_EQ(together[t].stats, want.stats);
+    EXPECT_EQ(together[t].lengths, want.lengths);
+    ASSERT_EQ(together[t].outputs.size(), want.outputs.size());
+    for (size_t k = 0; k < want.outputs.size(); ++k) EXPECT_TRUE(test::tensors_equal(together[t].outputs[k], want.outputs[k]));
+  }
+  EXPECT_NE(alone[0].lengths, alone[4].lengths);  // the presses did compress (knorm vs none)
+  EXPECT_EQ(model.press(), nullptr);
 }
 
 TEST(Model, PressRunsOncePerLayerOnPrefillOnly) {

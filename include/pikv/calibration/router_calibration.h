@@ -44,6 +44,12 @@ struct CalibrationOptions {
   CalibrationQueries queries = CalibrationQueries::all;
   double importance_threshold = 0.75;      // the routed report's confidence threshold (use it in the press)
   int64_t window_size = 64, kernel_size = 5, n_sink = 4;
+  // Recording is the slow part: when set, every recorded sample is appended to this file (JSON lines,
+  // one complete line per sample, flushed), and a run with the same settings resumes from it, so a
+  // calibration killed at any point loses at most the sample in flight. A torn last line is dropped; a
+  // file written with other settings, another model (`identity`) or other text is refused untouched.
+  std::string checkpoint;
+  std::string identity;  // names the model in the checkpoint (the CLI passes the model path)
 };
 
 struct CalibrationReport {
@@ -63,6 +69,7 @@ struct CalibrationReport {
   std::vector<double> learned_routed_recall;       // [ratio] as a top_k = 2 router routes with the threshold
   std::vector<double> default_routed_recall;       // [ratio] the default table, threshold 0.5
   double prefill_ms = 0.0, train_ms = 0.0;
+  int64_t resumed_samples = 0;  // samples read back from options.checkpoint instead of recorded
   std::string markdown() const;
 };
 
@@ -70,7 +77,7 @@ struct CalibrationReport {
 using CalibrationProgress = std::function<void(const std::string&, int64_t, int64_t)>;
 
 // Throws pikv::Error for empty task lists, ratios outside (0, 1), a length beyond the model's limit or
-// below 128, holdout outside [0, 1).
+// below 128, holdout outside [0, 1), and a checkpoint that is not this run's (or cannot be written).
 CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
                                    const CalibrationOptions& options, const CalibrationProgress& progress = {});
 

@@ -5,8 +5,9 @@
 // Threads. The press slot and the compression statistics belong to the calling thread: several
 // threads may share one model (its weights are read-only during a forward), each with its own cache,
 // request and PressGuard, and none sees another's press. A press *instance* holds per-request state
-// for some presses (decoding presses count steps, moe_router and ThinK keep what they computed): give
-// each thread its own instance (see README "Threads").
+// (decoding presses count steps, moe_router and ThinK keep what they computed), so installing one
+// instance from a second thread while the first still has it installed is refused with pikv::Error:
+// give each thread its own instance (see README "Threads").
 //
 // A model's layers call HookableModel::attention() (the one hook point): it appends the forward's
 // keys/values to the cache, attends through pikv::attend(), and runs the installed press on the layer.
@@ -64,7 +65,9 @@ class HookableModel {
 
   // Installs `press` (nullptr removes it) and returns the previous press. The new press's on_attach
   // runs first (it may reject the model: then nothing changes), then the replaced press's on_detach.
-  // Prefer PressGuard, which restores the previous press automatically.
+  // Throws pikv::Error when another thread has `press` installed (on any model): an instance serves
+  // one thread at a time (Press::claim_for_this_thread). Prefer PressGuard, which restores the
+  // previous press automatically.
   [[nodiscard]] Press* exchange_press(Press* press);
 
   // What the calling thread's press did during its last prefill on this model (cleared when a prefill

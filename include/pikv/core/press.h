@@ -10,6 +10,7 @@
 #include <pikv/core/options.h>
 #include <pikv/core/selection.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -87,6 +88,25 @@ class Press {
   // Throws pikv::Error naming this press and the missing input when ctx lacks what requirements()
   // asks for, and validates ctx's shapes.
   void check_context(const AttentionContext& ctx) const;
+
+  // Thread ownership. An installed press belongs to the thread that installed it: presses keep
+  // per-request state (decoding presses count steps, moe_router its statistics, ThinK its pruned
+  // channels, wrappers their inner presses' state), so one instance installed by two threads at once
+  // would mix two requests. HookableModel::exchange_press claims the press for the calling thread (one
+  // thread may install it several times, e.g. on two models) and throws pikv::Error when another
+  // thread holds it; the claim ends when the thread's last installation is removed.
+  void claim_for_this_thread();
+  void release_from_this_thread();
+
+ private:
+  struct ThreadClaim {
+    std::atomic<uint64_t> owner{0};  // the owning thread's token (0: free)
+    int64_t depth = 0;               // installations by the owner (only the owner touches it)
+    ThreadClaim() = default;
+    ThreadClaim(const ThreadClaim&) {}  // a copy is a new, unclaimed instance
+    ThreadClaim& operator=(const ThreadClaim&) { return *this; }
+  };
+  ThreadClaim claim_;
 };
 
 class ScorerPress : public Press {

@@ -43,6 +43,12 @@ constexpr uint64_t kMaxTextFileBytes = 256ull << 20;
 // or larger than `max_bytes`.
 std::string read_text_file(const std::string& path, std::string_view what, uint64_t max_bytes = kMaxTextFileBytes);
 
+// Writes `content` to `path` so that a reader (or a later run) sees the old file or the whole new one,
+// never a torn one: the bytes go to a temporary file beside it, which replaces `path` once complete.
+// Throws pikv::Error naming `what` and the path when the folder is not writable or the disk is full
+// (the old file, if any, is then left as it was).
+void write_file_atomically(const std::string& path, std::string_view content, std::string_view what);
+
 }  // namespace pikv::io
 
 #ifdef PIKV_HEADER_ONLY

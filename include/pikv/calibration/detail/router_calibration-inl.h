@@ -5,6 +5,8 @@
 #include <pikv/core/budget.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/hookable_model.h>
+#include <pikv/core/detail/logging.h>
+#include <pikv/io/files.h>
 #include <pikv/pipeline/pipeline.h>
 #include <pikv/calibration/router_calibration.h>
 
@@ -15,7 +17,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <optional>
 
 namespace pikv::routing {
 namespace detail {
@@ -110,6 +116,145 @@ PIKV_INLINE double chosen_recall(const at::Tensor& recall, const at::Tensor& cho
   return recall.gather(1, choice.unsqueeze(1)).mean().item<double>();
 }
 
+// One calibration sample as recorded: per layer (ascending), the gate features of every (batch, KV head)
+// row and the recall of every expert and pair at every ratio.
+struct RecordedLayer {
+  int64_t layer = 0;
+  at::Tensor features;  // float [rows, kNumFeatures]
+  at::Tensor recall;    // float [rows, E + pairs, R]
+};
+using RecordedSample = std::vector<RecordedLayer>;
+
+PIKV_INLINE nlohmann::json floats_json(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// The append-only checkpoint of calibrate_router (CalibrationOptions::checkpoint): a header line with
+// the settings every recorded sample depends on, then one line per sample, {"key", "layers"}.
+class CalibrationCheckpoint {
+ public:
+  CalibrationCheckpoint(std::string path, const nlohmann::json& header, int64_t width, int64_t num_layers)
+      : path_(std::move(path)), width_(width), num_layers_(num_layers) {
+    if (std::filesystem::exists(path_)) {
+      resume(header);
+    } else {
+      std::ofstream out(path_);
+      PIKV_CHECK(out.good(), "cannot create calibration checkpoint '{}': {}", path_, std::strerror(errno));
+      out << header.dump() << "\n";
+      out.flush();
+      PIKV_CHECK(out.good(), "cannot write calibration checkpoint '{}' (disk full?)", path_);
+    }
+    out_.open(path_, std::ios::app);
+    PIKV_CHECK(out_.good(), "cannot append to calibration checkpoint '{}': {}", path_, std::strerror(errno));
+  }
+
+  const RecordedSample* find(const std::string& key) const {
+    auto it = samples_.find(key);
+    return it == samples_.end() ? nullptr : &it->second;
+  }
+
+  void append(const std::string& key, const RecordedSample& sample) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : sample) {
+      layers.push_back({{"layer", l.layer}, {"features", floats_json(l.features)}, {"recall", floats_json(l.recall)}});
+    }
+    out_ << nlohmann::json{{"key", key}, {"layers", layers}}.dump() << "\n";
+    out_.flush();
+    PIKV_CHECK(out_.good(), "cannot append to calibration checkpoint '{}' (disk full?); the samples before this one "
+               "are kept, run again to resume", path_);
+  }
+
+ private:
+  void resume(const nlohmann::json& want) {
+    const std::string content = io::read_text_file(path_, "calibration checkpoint");
+    size_t pos = 0;
+    int64_t no = 0;
+    while (pos < content.size()) {
+      const size_t end = content.find('\n', pos);
+      ++no;
+      if (end == std::string::npos) break;  // torn by a kill mid-write: dropped below
+      const std::string line = content.substr(pos, end - pos);
+      pos = end + 1;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        PIKV_FAIL("calibration checkpoint '{}' line {} is not valid JSON ({}); the file was left untouched", path_, no,
+                  e.what());
+      }
+      if (no == 1) {
+        PIKV_CHECK(j.is_object() && j.contains("pikv_calibration"),
+                   "'{}' is not a calibration checkpoint (no pikv_calibration header); choose another checkpoint path",
+                   path_);
+        for (const auto& [key, value] : want.items()) {
+          PIKV_CHECK(j.contains(key) && j[key] == value,
+                     "calibration checkpoint '{}' was recorded with {} = {}, this run has {}; use another checkpoint "
+                     "path or delete it (nothing was changed)",
+                     path_, key, j.contains(key) ? j[key].dump() : "nothing", value.dump());
+        }
+        continue;
+      }
+      try {
+        samples_[j.at("key").get<std::string>()] = parse_sample(j.at("layers"));
+      } catch (const nlohmann::json::exception& e) {
+        PIKV_FAIL("calibration checkpoint '{}' line {} is not a recorded sample: {}; the file was left untouched", path_,
+                  no, e.what());
+      } catch (const Error& e) {
+        PIKV_FAIL("calibration checkpoint '{}' line {} is not a recorded sample: {}; the file was left untouched", path_,
+                  no, e.what());
+      }
+    }
+    PIKV_CHECK(no >= 1 && pos > 0, "calibration checkpoint '{}' has no complete header line; delete it", path_);
+    if (pos < content.size()) {
+      ::pikv::log::warn("calibration checkpoint '{}': dropping the incomplete last line {} (a run interrupted while writing it)",
+                path_, no);
+      std::error_code ec;
+      std::filesystem::resize_file(path_, pos, ec);
+      PIKV_CHECK(!ec, "cannot drop the incomplete last line of calibration checkpoint '{}': {}", path_, ec.message());
+    }
+  }
+
+  RecordedSample parse_sample(const nlohmann::json& layers) const {
+    RecordedSample out;
+    for (const auto& l : layers) {
+      RecordedLayer r;
+      r.layer = l.at("layer").get<int64_t>();
+      PIKV_CHECK(r.layer >= 0 && r.layer < num_layers_ && (out.empty() || r.layer > out.back().layer),
+                 "layer {} out of order or outside [0, {})", r.layer, num_layers_);
+      const auto f = l.at("features").get<std::vector<float>>();
+      const auto c = l.at("recall").get<std::vector<float>>();
+      const int64_t rows = static_cast<int64_t>(f.size()) / kNumFeatures;
+      PIKV_CHECK(rows >= 1 && static_cast<int64_t>(f.size()) == rows * kNumFeatures &&
+                     static_cast<int64_t>(c.size()) == rows * width_,
+                 "layer {}: {} features and {} recalls do not make rows of {} and {}", r.layer, f.size(), c.size(),
+                 kNumFeatures, width_);
+      r.features = at::tensor(f, at::kFloat).view({rows, kNumFeatures});
+      r.recall = at::tensor(c, at::kFloat).view({rows, width_});
+      PIKV_CHECK(r.features.isfinite().all().item<bool>() && r.recall.isfinite().all().item<bool>(),
+                 "layer {} holds non-finite values", r.layer);
+      out.push_back(std::move(r));
+    }
+    PIKV_CHECK(static_cast<int64_t>(out.size()) == num_layers_, "{} layers recorded, the model has {}", out.size(),
+               num_layers_);
+    return out;
+  }
+
+  std::string path_;
+  int64_t width_, num_layers_;  // width: recalls per row (E + pairs) * R
+  std::map<std::string, RecordedSample> samples_;
+  std::ofstream out_;
+};
+
+// FNV-1a over the corpus sentences: a checkpoint recorded on other text is not resumed.
+PIKV_INLINE std::string corpus_fingerprint(const eval::Corpus& corpus) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    for (unsigned char ch : corpus.sentence(i) + "\n") h = (h ^ ch) * 1099511628211ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
 }  // namespace detail
 
 PIKV_INLINE std::string CalibrationReport::markdown() const {
@@ -178,6 +323,60 @@ PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokeni
   report.ratios = o.ratios;
   report.importance_threshold = o.importance_threshold;
 
+  const int64_t P = static_cast<int64_t>(pairs.size());
+  std::optional<detail::CalibrationCheckpoint> checkpoint;
+  if (!o.checkpoint.empty()) {
+    const nlohmann::json header = {{"pikv_calibration", 1},
+                                   {"identity", o.identity},
+                                   {"corpus", detail::corpus_fingerprint(corpus)},
+                                   {"length", o.length},
+                                   {"seed", o.seed},
+                                   {"ratios", o.ratios},
+                                   {"experts", report.experts},
+                                   {"continuation_tokens", o.continuation_tokens},
+                                   {"queries", to_string(o.queries)},
+                                   {"window_size", o.window_size},
+                                   {"kernel_size", o.kernel_size},
+                                   {"n_sink", o.n_sink},
+                                   {"num_layers", model.num_layers()},
+                                   {"num_kv_heads", model.config().num_kv_heads},
+                                   {"head_dim", model.config().head_dim}};
+    checkpoint.emplace(o.checkpoint, header, (E + P) * R, model.num_layers());
+  }
+
+  // Records one sample: prefill the context with the probe, then the later forwards.
+  auto record = [&](const std::string& task, int64_t i) {
+    const eval::Sample s = eval::make_sample(task, i, o.length, o.seed, corpus, tokenizer);
+    const auto ids = at::TensorOptions().dtype(at::kLong).device(model.options().device());
+    const std::vector<int64_t> ctx_ids = pipeline.context_ids(s.context);
+    std::vector<int64_t> later = pipeline.question_ids(s.question, s.answer_prefix);
+    const std::vector<int64_t> answer = tokenizer.encode(s.references.front());
+    later.insert(later.end(), answer.begin(), answer.end());
+    detail::CalibrationProbe probe(experts, o.ratios, o);
+    if (o.queries == CalibrationQueries::answer) probe.last_queries = static_cast<int64_t>(answer.size());
+    {
+      PressGuard guard(model, probe);
+      KVCache cache(model.num_layers());
+      model.forward(at::tensor(ctx_ids, ids).unsqueeze(0), cache);
+      model.forward(at::tensor(later, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
+      if (o.continuation_tokens > 0 && o.queries == CalibrationQueries::all) {
+        // The text that follows the context, as the KL metric of the evaluation reads it.
+        std::vector<int64_t> cont = tokenizer.encode(" " + s.continuation);
+        if (static_cast<int64_t>(cont.size()) > o.continuation_tokens) cont.resize(static_cast<size_t>(o.continuation_tokens));
+        cache.truncate(static_cast<int64_t>(ctx_ids.size()));
+        model.forward(at::tensor(cont, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
+      }
+    }
+    detail::RecordedSample out;
+    for (auto& [layer, l] : probe.layers_) {
+      PIKV_CHECK(l.recall.defined(), "calibration: layer {} saw no question forward", layer);
+      const int64_t rows = l.features.size(0) * l.features.size(1);
+      out.push_back({layer, l.features.reshape({rows, kNumFeatures}).to(at::kFloat).contiguous(),
+                     (l.recall / static_cast<double>(l.later)).reshape({rows, E + P, R}).to(at::kFloat).contiguous()});
+    }
+    return out;
+  };
+
   // Rows of (features, recall per expert) per sample and ratio.
   std::vector<at::Tensor> feats, recalls, ratio_of, pair_recalls;  // [N, F], [N, E], [N], [N, pairs]
   std::vector<int64_t> sample_of;
@@ -186,39 +385,22 @@ PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokeni
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& task : o.tasks) {
     for (int64_t i = 0; i < o.samples; ++i) {
-      const eval::Sample s = eval::make_sample(task, i, o.length, o.seed, corpus, tokenizer);
-      const auto ids = at::TensorOptions().dtype(at::kLong).device(model.options().device());
-      const std::vector<int64_t> ctx_ids = pipeline.context_ids(s.context);
-      std::vector<int64_t> later = pipeline.question_ids(s.question, s.answer_prefix);
-      const std::vector<int64_t> answer = tokenizer.encode(s.references.front());
-      later.insert(later.end(), answer.begin(), answer.end());
-      detail::CalibrationProbe probe(experts, o.ratios, o);
-      if (o.queries == CalibrationQueries::answer) probe.last_queries = static_cast<int64_t>(answer.size());
-      {
-        PressGuard guard(model, probe);
-        KVCache cache(model.num_layers());
-        model.forward(at::tensor(ctx_ids, ids).unsqueeze(0), cache);
-        model.forward(at::tensor(later, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
-        if (o.continuation_tokens > 0 && o.queries == CalibrationQueries::all) {
-          // The text that follows the context, as the KL metric of the evaluation reads it.
-          std::vector<int64_t> cont = tokenizer.encode(" " + s.continuation);
-          if (static_cast<int64_t>(cont.size()) > o.continuation_tokens) cont.resize(static_cast<size_t>(o.continuation_tokens));
-          cache.truncate(static_cast<int64_t>(ctx_ids.size()));
-          model.forward(at::tensor(cont, ids).unsqueeze(0), cache, ForwardOptions().eager_attention(true));
-        }
+      const std::string key = fmt::format("{}|{}", task, i);
+      const detail::RecordedSample* found = checkpoint ? checkpoint->find(key) : nullptr;
+      detail::RecordedSample recorded;
+      if (found != nullptr) {
+        ++report.resumed_samples;
+      } else {
+        recorded = record(task, i);
+        if (checkpoint) checkpoint->append(key, recorded);
       }
-      for (auto& [layer, l] : probe.layers_) {
-        PIKV_CHECK(l.recall.defined(), "calibration: layer {} saw no question forward", layer);
-        l.recall = l.recall / static_cast<double>(l.later);
-        const int64_t rows = l.features.size(0) * l.features.size(1);
-        at::Tensor f = l.features.reshape({rows, kNumFeatures});
-        const int64_t P = static_cast<int64_t>(pairs.size());
-        at::Tensor all = l.recall.reshape({rows, E + P, R});
-        at::Tensor rec = all.narrow(1, 0, E);
+      for (const detail::RecordedLayer& l : found != nullptr ? *found : recorded) {
+        const int64_t rows = l.features.size(0);
+        const at::Tensor all = l.recall.view({rows, E + P, R});
         for (int64_t r = 0; r < R; ++r) {
-          pair_recalls.push_back(all.narrow(1, E, P).select(2, r).to(at::kFloat));
-          feats.push_back(f);
-          recalls.push_back(rec.select(2, r).to(at::kFloat));
+          pair_recalls.push_back(all.narrow(1, E, P).select(2, r));
+          feats.push_back(l.features);
+          recalls.push_back(all.narrow(1, 0, E).select(2, r));
           ratio_of.push_back(at::full({rows}, r, at::kLong));
           for (int64_t k = 0; k < rows; ++k) sample_of.push_back(done);
         }

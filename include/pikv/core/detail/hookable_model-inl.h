@@ -71,10 +71,19 @@ PIKV_INLINE Press* HookableModel::press() const { return slot().press; }
 PIKV_INLINE const CompressionStats& HookableModel::compression_stats() const { return slot().stats; }
 
 PIKV_INLINE Press* HookableModel::exchange_press(Press* press) {
-  if (press != nullptr) press->on_attach(*this);  // may throw: then nothing changed
+  if (press != nullptr) {
+    press->claim_for_this_thread();  // throws when another thread holds this instance
+    try {
+      press->on_attach(*this);  // may throw: then nothing changed
+    } catch (...) {
+      press->release_from_this_thread();
+      throw;
+    }
+  }
   Slot& s = slot();
   Press* previous = s.press;
   if (previous != nullptr && previous != press) previous->on_detach();
+  if (previous != nullptr) previous->release_from_this_thread();
   s.press = press;
   return previous;
 }
@@ -188,7 +197,10 @@ PIKV_INLINE ForwardScope::~ForwardScope() {
 }
 
 PIKV_INLINE PressGuard::PressGuard(HookableModel& model, Press& press)
-    : model_(model), installed_(&press), previous_(model.exchange_press(&press)) {}
+    : model_(model), installed_(&press), previous_(model.exchange_press(&press)) {
+  // Held for the guard's whole scope, also while a nested guard has replaced it on the model.
+  press.claim_for_this_thread();
+}
 
 PIKV_INLINE PressGuard::~PressGuard() {
   if (model_.press() != installed_) {
@@ -201,6 +213,7 @@ PIKV_INLINE PressGuard::~PressGuard() {
     // A destructor must not throw; the previous press accepted this model before, so this is unexpected.
     log::error("PressGuard: restoring the previous press failed: {}", e.what());
   }
+  installed_->release_from_this_thread();
 }
 
 }  // namespace pikv

@@ -10,6 +10,35 @@
 
 namespace pikv {
 
+namespace detail {
+// A process-unique token per thread (std::thread::id has no value that means "nobody").
+PIKV_INLINE uint64_t this_thread_token() {
+  static std::atomic<uint64_t> next{1};
+  thread_local const uint64_t token = next.fetch_add(1);
+  return token;
+}
+}  // namespace detail
+
+PIKV_INLINE void Press::claim_for_this_thread() {
+  const uint64_t me = detail::this_thread_token();
+  uint64_t expected = 0;
+  if (claim_.owner.compare_exchange_strong(expected, me) || expected == me) {
+    ++claim_.depth;
+    return;
+  }
+  PIKV_FAIL("press '{}' is installed by another thread; a press instance keeps per-request state, so each thread "
+            "needs its own (create one per thread with make_press, or the press's constructor)",
+            describe());
+}
+
+PIKV_INLINE void Press::release_from_this_thread() {
+  if (claim_.owner.load() != detail::this_thread_token()) return;  // not ours: nothing to release
+  if (--claim_.depth <= 0) {
+    claim_.depth = 0;
+    claim_.owner.store(0);
+  }
+}
+
 PIKV_INLINE std::string Press::describe() const {
   return fmt::format("{}(compression_ratio={})", name(), compression_ratio());
 }

@@ -139,7 +139,7 @@ PIKV_INLINE std::vector<Sample> Evaluator::samples(const GridConfig& c) const {
 
 PIKV_INLINE std::vector<Record> Evaluator::read_results(const std::string& path, std::string* header,
                                                      int64_t* complete_bytes) {
-  const std::string content = io::read_text_file(path, "results file");
+  const std::string content = io::read_text_file(path, "results");
   std::vector<Record> out;
   int64_t no = 0;
   size_t pos = 0;

@@ -88,4 +88,29 @@ PIKV_INLINE std::string read_text_file(const std::string& path, std::string_view
   return out;
 }
 
+PIKV_INLINE void write_file_atomically(const std::string& path, std::string_view content, std::string_view what) {
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PIKV_CHECK(fd >= 0, "cannot write {} '{}': {}", what, path, std::strerror(errno));
+  size_t written = 0;
+  int error = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = n < 0 ? errno : EIO;
+      break;
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) error = errno;
+  if (error != 0) {
+    ::unlink(tmp.c_str());
+    PIKV_FAIL("writing {} '{}' failed: {}{}", what, path, std::strerror(error),
+              error == ENOSPC || error == EFBIG ? " (disk full?)" : "");
+  }
+}
+
 }  // namespace pikv::io

@@ -86,15 +86,12 @@ PIKV_INLINE void GateWeights::save(const std::string& path) const {
   j["b"] = std::vector<double>(bc.data_ptr<double>(), bc.data_ptr<double>() + bc.numel());
   j["model"] = {{"num_layers", num_layers}, {"num_kv_heads", num_kv_heads}, {"head_dim", head_dim}};
   j["calibration"] = calibration.empty() ? nlohmann::json::object() : nlohmann::json::parse(calibration);
-  std::ofstream out(path);
-  PIKV_CHECK(out.good(), "cannot write router weights to '{}'", path);
-  out << j.dump(2) << "\n";
-  PIKV_CHECK(out.good(), "writing router weights to '{}' failed", path);
+  io::write_file_atomically(path, j.dump(2) + "\n", "router weights");
 }
 
 PIKV_INLINE GateWeights GateWeights::load(const std::string& path) {
   // A gate file is a few kB: a bounded read refuses devices, FIFOs and huge files.
-  const std::string text = io::read_text_file(path, "router weights file", 16ull << 20);
+  const std::string text = io::read_text_file(path, "router weights", 16ull << 20);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
