@@ -69,7 +69,8 @@ int run_presses() {
       {PressKind::wrapper, "wrappers around a scorer"},
       {PressKind::channels, "key channels instead of tokens"},
       {PressKind::decoding, "compress during decoding"},
-      {PressKind::routed, "mixture of scoring experts"}};
+      {PressKind::routed, "mixture of scoring experts"},
+      {PressKind::thresholded, "thresholds instead of a ratio: how much is removed follows the content"}};
   std::optional<PressKind> kind;
   for (const auto& info : press_catalog()) {
     if (info.kind != kind) {

@@ -27,10 +27,12 @@ from transformers import (AutoModelForCausalLM, DynamicCache, LlamaConfig, Mistr
                           Qwen3Config)
 
 import kvpress  # noqa: E402
-from kvpress import (AdaKVPress, BlockPress, ChunkKVPress, ChunkPress, CompressionRatioDecodingPress,  # noqa: E402
-                     CriticalAdaKVPress, CriticalKVPress, DecodingPress, ExpectedAttentionPress, KeyDiffPress,
-                     KeyRerotationPress, KnormPress, LagKVPress, NonCausalAttnPress, ObservedAttentionPress,
-                     PrefillDecodingPress, PyramidKVPress, RandomPress, SnapKVPress, StreamingLLMPress, ThinKPress,
+from kvpress import (AdaKVPress, BlockPress, ChunkKVPress, ChunkPress, CompactorPress,  # noqa: E402
+                     CompressionRatioDecodingPress, CriticalAdaKVPress, CriticalKVPress, CURPress, DecodingPress,
+                     DMSPress,
+                     ExpectedAttentionPress, KeyDiffPress, KeyRerotationPress, KnormPress, LagKVPress,
+                     LeverageScorePress, NonCausalAttnPress, ObservedAttentionPress, PrefillDecodingPress,
+                     PyramidKVPress, RandomPress, SimLayerKVPress, SnapKVPress, StreamingLLMPress, ThinKPress,
                      TOVAPress)
 
 T = 128          # prefill tokens: longer than every window, chunk and lag below
@@ -64,6 +66,26 @@ def randomise(model, seed):
                 p.copy_(0.08 * torch.randn(p.shape, generator=g))
 
 
+def seeded(cls):
+    """kvpress's press drawing its random matrices from torch's global generator, seeded seed + layer
+    before each layer's score: what pikv's `seed` option does with a generator of its own."""
+    class Seeded(cls):
+        def __init__(self, *args, seed=0, **kwargs):
+            super().__init__(*args, **kwargs)
+            object.__setattr__(self, "seed", seed)
+
+        def score(self, module, *args, **kwargs):
+            torch.manual_seed(self.seed + module.layer_idx)
+            return super().score(module, *args, **kwargs)
+    return Seeded
+
+
+def compactor(r, seed, sketch_dimension=48, **kwargs):
+    press = CompactorPress(r, sketch_dimension=sketch_dimension, **kwargs)
+    press._leverage_press = seeded(LeverageScorePress)(r, sketch_dimension=sketch_dimension, seed=seed)
+    return press
+
+
 def cases(r):
     """(pikv name, pikv options, kvpress press factory, scorer getter, flags) at ratio r."""
     ea = dict(n_future_positions=64, n_sink=4)
@@ -84,7 +106,34 @@ def cases(r):
     # 128 tokens in chunks of 32 (no padding) and of 48 (the last chunk padded by 16).
     yield ("non_causal_attention", {"chunk_size": "32"}, lambda: NonCausalAttnPress(r, chunk_size=32), "self", "")
     yield ("non_causal_attention", {"chunk_size": "48"}, lambda: NonCausalAttnPress(r, chunk_size=48), "self", "")
+    # A sketch wider than head_dim (48 > 16, 24) leaves X^T X singular: the jitter path; 8 columns do not.
+    yield "leverage", {"seed": "5"}, lambda: seeded(LeverageScorePress)(r, seed=5), "self", ""
+    yield ("leverage", {"seed": "6", "sketch_dimension": "8"},
+           lambda: seeded(LeverageScorePress)(r, sketch_dimension=8, seed=6), "self", "")
+    yield "cur", {}, lambda: CURPress(r), "self", ""
+    yield ("cur", {"leverage_type": "kv_avg", "use_local_approximation": "false"},
+           lambda: CURPress(r, leverage_type="kv_avg", use_local_approximation=False), "self", "")
+    yield ("cur", {"leverage_type": "key", "use_random_leverage": "true", "seed": "3", "local_window_size": "24"},
+           lambda: seeded(CURPress)(r, leverage_type="key", use_random_leverage=True, local_window_size=24, seed=3),
+           "self", "")
+    yield ("compactor", {"seed": "5", "chunk_size": "32"}, lambda: compactor(r, 5, chunk_size=32), "self", "")
+    yield ("compactor", {"seed": "7", "chunk_size": "48", "blending": "0.35", "sketch_dimension": "8",
+                         "sink_size_start": "4", "sink_size_end": "2"},
+           lambda: compactor(r, 7, sketch_dimension=8, chunk_size=48, blending=0.35, sink_size_start=4,
+                             sink_size_end=2), "self", "")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
+    # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
+    # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
+    lazy = {"lazy_threshold": {0.1: 0.06, 0.5: 0.28, 0.9: 0.54}[r], "n_recent": 32, "n_last": 4, "n_initial": 4}
+    yield ("simlayerkv", {k: str(v) for k, v in lazy.items()}, lambda: SimLayerKVPress(**lazy), None, "noratio")
+    # DMS: per head, tokens before the last 32 scoring below the threshold go (z-scores: 0 is the mean).
+    t = {0.1: -0.8, 0.5: 0.0, 0.9: 0.8}[r]
+    yield ("dms", {"press": "non_causal_attention", "inner.chunk_size": "32", "threshold": str(t),
+                   "sliding_window_size": "32"},
+           lambda: DMSPress(NonCausalAttnPress(chunk_size=32), threshold=t, sliding_window_size=32), "press",
+           "headwise noratio")
+    yield ("dms", {"press": "keydiff", "threshold": str(-t / 4), "sliding_window_size": "16"},
+           lambda: DMSPress(KeyDiffPress(), threshold=-t / 4, sliding_window_size=16), "press", "headwise noratio")
     yield ("adakv", {"press": "expected_attention", "inner.n_future_positions": "64", "inner.epsilon": "0.01"},
            lambda: AdaKVPress(ExpectedAttentionPress(r, **ea, epsilon=1e-2)), "press", "headwise")
     # A window of 8 keeps every window token even at 0.9 (12 per head): SnapKV's window scores tie.

@@ -24,10 +24,20 @@ class AttentionLayerView {
   // hidden_states: [B, q, Dm] -> [B, H, q, d]
   virtual at::Tensor query_states(const at::Tensor& hidden_states) const = 0;
 
+  // Pre-RoPE keys (k projection incl. bias and k-norm where the family has them), or an undefined
+  // tensor when the layer cannot recompute them (prerope_keys then rotates the cached keys back).
+  // hidden_states: [B, q, Dm] -> [B, Hkv, q, d]
+  virtual at::Tensor key_states(const at::Tensor& hidden_states) const { return at::Tensor(); }
+
   // Applies this layer's rotary embedding at the given absolute positions.
   // x: [B, h, q, d] (any head count); positions: int64 [q] (shared by the batch) or [B, q] -> [B, h, q, d].
   // Layers without RoPE (GPT-2) return x unchanged.
   virtual at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const = 0;
+  // The inverse: x rotated by apply_rope at `positions` -> x before it (pre-RoPE keys from the cache).
+  // The default rotates by minus the positions, exact for layers whose RoPE has no attention scaling.
+  virtual at::Tensor unapply_rope(const at::Tensor& x, const at::Tensor& positions) const {
+    return apply_rope(x, -positions);
+  }
 
   // Raw rotary inverse frequencies, float32 [d_rot / 2] (scaled variants already applied); an
   // undefined tensor when the layer has no RoPE.
@@ -125,6 +135,12 @@ struct AttentionResult {
 // The same queries with the layer's RoPE applied at their positions (position_offset + start + i).
 // -> [B, H, len, d]
 [[nodiscard]] at::Tensor rotated_queries(const AttentionContext& ctx, int64_t start, int64_t len);
+
+// Pre-RoPE keys of the cached tokens [start, start + len) of a prefill (cache index = position
+// position_offset + index): re-projected from ctx.hidden_states when the layer can (as kvpress does),
+// else the cache's post-RoPE keys rotated back (AttentionLayerView::unapply_rope; graphs), which equals
+// the projection up to float rounding (~1e-7 relative). -> [B, Hkv, len, d]
+[[nodiscard]] at::Tensor prerope_keys(const AttentionContext& ctx, int64_t start, int64_t len);
 
 }  // namespace pikv
 

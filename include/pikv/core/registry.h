@@ -16,7 +16,7 @@
 namespace pikv {
 
 // How a press acts, for grouping the catalogue.
-PIKV_ENUM(PressKind, scorer, head_wise, wrapper, channels, decoding, routed)
+PIKV_ENUM(PressKind, scorer, head_wise, wrapper, channels, decoding, routed, thresholded)
 
 using PressOptionInfo = OptionInfo;
 

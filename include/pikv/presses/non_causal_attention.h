@@ -28,6 +28,10 @@ class NonCausalAttentionPress : public ScorerPressBase<NonCausalAttentionPress, 
   // Column sums of chunked non-causal attention: q, k [B, H, S, d] -> float32 [B, H, S]. The sequence
   // is zero-padded to a multiple of chunk_size; padded queries and keys are masked as the reference.
   static at::Tensor chunked_attention_sums(const at::Tensor& q, const at::Tensor& k, int64_t chunk_size);
+  // The press's scores of a token span: post-RoPE queries q [B, H, m, d] of the span's tokens over
+  // their keys/values [B, Hkv, m, d] -> z-scored float32 [B, Hkv, m] (Compactor scores a slice).
+  static at::Tensor scores(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                           int64_t chunk_size);
 };
 
 }  // namespace pikv

@@ -83,6 +83,18 @@ PIKV_INLINE at::Tensor rotated_queries(const AttentionContext& ctx, int64_t star
       q, at::arange(first, first + len, at::TensorOptions().dtype(at::kLong).device(q.device())));
 }
 
+PIKV_INLINE at::Tensor prerope_keys(const AttentionContext& ctx, int64_t start, int64_t len) {
+  PIKV_CHECK(ctx.layer_view != nullptr, "layer {}: pre-RoPE keys need the layer view (its RoPE)", ctx.layer);
+  if (ctx.hidden_states.defined() && ctx.hidden_states.size(1) == ctx.keys.size(2)) {
+    at::Tensor k = ctx.layer_view->key_states(ctx.hidden_states.narrow(1, start, len));
+    if (k.defined()) return k;
+  }
+  const at::Tensor k = ctx.keys.narrow(2, start, len);
+  const int64_t first = ctx.position_offset + start;
+  return ctx.layer_view->unapply_rope(
+      k, at::arange(first, first + len, at::TensorOptions().dtype(at::kLong).device(k.device())));
+}
+
 namespace detail {
 
 // Which cached slots each query may attend to: bool [B or 1, 1 or H, q, n] (true = attend).

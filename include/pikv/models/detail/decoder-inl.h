@@ -197,11 +197,15 @@ class DecoderModel::Layer : public AttentionLayerView {
     if (!inv_freq_.defined()) return x;
     return pikv::apply_rope(x, positions, inv_freq_, rope_scaling_);
   }
+  at::Tensor unapply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
+    if (!inv_freq_.defined()) return x;
+    return pikv::unapply_rope(x, positions, inv_freq_, rope_scaling_);
+  }
   at::Tensor inv_freq() const override { return inv_freq_; }
   at::Tensor output_weight() const override { return wo_; }
 
   // ---- used by the model ----
-  at::Tensor key_states(const at::Tensor& h) const { return k_norm_(heads(detail::linear(h, wk_, bk_), c_.num_kv_heads)); }
+  at::Tensor key_states(const at::Tensor& h) const override { return k_norm_(heads(detail::linear(h, wk_, bk_), c_.num_kv_heads)); }
   at::Tensor value_states(const at::Tensor& h) const { return heads(detail::linear(h, wv_, bv_), c_.num_kv_heads); }
   at::Tensor output(const at::Tensor& attn) const {  // [B, H, T, d] -> [B, T, Dm]
     return attn_out_norm_(detail::linear(attn.transpose(1, 2).reshape({attn.size(0), attn.size(2), -1}), wo_, bo_));

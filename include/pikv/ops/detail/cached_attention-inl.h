@@ -42,6 +42,9 @@ class OperatorLayerView : public AttentionLayerView {
   at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
     return inv_freq_.defined() ? pikv::apply_rope(x, positions, inv_freq_, rope_scaling_) : x;
   }
+  at::Tensor unapply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
+    return inv_freq_.defined() ? pikv::unapply_rope(x, positions, inv_freq_, rope_scaling_) : x;
+  }
   at::Tensor inv_freq() const override { return inv_freq_; }
   at::Tensor output_weight() const override {
     PIKV_CHECK(out_weight_.defined(),

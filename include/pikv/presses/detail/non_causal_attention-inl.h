@@ -37,12 +37,16 @@ PIKV_INLINE at::Tensor NonCausalAttentionPress::score(const AttentionContext& ct
              "non_causal_attention scores a prefill (every cached token is also a query): layer {} has {} queries "
              "for {} cached tokens",
              ctx.layer, q_len, n);
-  const int64_t B = ctx.batch(), Hkv = ctx.kv_heads();
-  const int64_t G = ctx.layer_view->num_heads() / Hkv;
-  at::Tensor q = rotated_queries(ctx, 0, q_len);  // [B, H, n, d]
-  at::Tensor a = chunked_attention_sums(q, ctx.keys.repeat_interleave(G, 1), options_.chunk_size());  // [B, H, n]
+  return scores(rotated_queries(ctx, 0, q_len), ctx.keys, ctx.values, options_.chunk_size());
+}
+
+PIKV_INLINE at::Tensor NonCausalAttentionPress::scores(const at::Tensor& q, const at::Tensor& keys,
+                                                       const at::Tensor& values, int64_t chunk_size) {
+  const int64_t B = keys.size(0), Hkv = keys.size(1), n = keys.size(2);
+  const int64_t G = q.size(1) / Hkv;
+  at::Tensor a = chunked_attention_sums(q, keys.repeat_interleave(G, 1), chunk_size);  // [B, H, n]
   a = a.view({B, Hkv, G, n}).mean(2);
-  at::Tensor s = a * at::linalg_vector_norm(ctx.values, 2, at::IntArrayRef{-1});
+  at::Tensor s = a * at::linalg_vector_norm(values, 2, at::IntArrayRef{-1});
   s = at::avg_pool1d(s, {3}, {1}, {1}, /*ceil_mode=*/false, /*count_include_pad=*/true);
   return (s - s.mean()) / s.std().clamp_min(1e-6);
 }
