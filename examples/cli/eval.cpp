@@ -120,8 +120,9 @@ int run_eval(const EvalArgs& a) {
     {
       const auto ids = pipeline.context_ids(s.context);
       SharedPrefill shared(*model, at::tensor(ids, at::kLong).unsqueeze(0));
+      const ContextPasses passes = pipeline.context_passes(ids);
       for (const auto& p : presses) {
-        KVCache cache = shared.compress(p.get());
+        KVCache cache = shared.compress(p.get(), nullptr, &passes);
         pipeline.answer_cached(cache, {s.question}, options);
       }
     }

@@ -46,6 +46,11 @@ nlohmann::json stats_json(const PipelineStats& s) {
                       {"prefill_ms", s.prefill_ms},           {"compression_ms", s.compression_ms},
                       {"generated_tokens", s.generated_tokens}, {"decode_tokens_per_s", s.decode_tokens_per_s}};
   if (s.peak_memory_bytes) j["peak_memory_bytes"] = *s.peak_memory_bytes;
+  if (s.context_passes.forwards > 0) {
+    j["context_passes"] = {{"forwards", s.context_passes.forwards},
+                           {"tokens", s.context_passes.tokens},
+                           {"ms", s.context_passes.ms}};
+  }
   return j;
 }
 
@@ -108,6 +113,12 @@ int run_generate(const GenerateArgs& a) {
              "compressing) | decode {:.1f} tokens/s\n",
              press ? press->describe() : "none", stats.context_tokens, kept, format_bytes(stats.kv_bytes_before),
              format_bytes(stats.kv_bytes_after), stats.prefill_ms, stats.compression_ms, stats.decode_tokens_per_s);
+  if (stats.context_passes.forwards > 0) {
+    fmt::print(stderr, "{} re-read its context: {} extra forwards of {} tokens in all, {:.0f} ms ({:.1f}x the prefill's "
+               "tokens)\n",
+               press->name(), stats.context_passes.forwards, stats.context_passes.tokens, stats.context_passes.ms,
+               static_cast<double>(stats.context_passes.tokens) / std::max<int64_t>(1, stats.context_tokens));
+  }
   // The router says what it did: experts per layer, attention recall, balance.
   if (const auto* router = dynamic_cast<const routing::MoERouterPress*>(press.get())) {
     fmt::print(stderr, "{}\n", router->get_stats());

@@ -111,7 +111,8 @@ int run_needles(const NeedlesArgs& a) {
     const auto options = PipelineOptions().max_new_tokens(8).answer_prefix(c.prefix);
     for (size_t pi = 0; pi < labels.size(); ++pi) {
       Press* press = pi == 0 ? nullptr : presses[pi - 1].get();
-      KVCache cache = prefill.compress(press);
+      const ContextPasses passes = pipeline.context_passes(ids);  // KVzip re-reads the context
+      KVCache cache = prefill.compress(press, nullptr, &passes);
       const std::string answer = pipeline.answer_cached(cache, {c.question}, options).front();
       found[pi][ci] = answer.find(c.code) != std::string::npos;
     }

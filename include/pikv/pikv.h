@@ -50,6 +50,7 @@
 #include <pikv/presses/key_rerotation.h>
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>
+#include <pikv/presses/kvzip.h>
 #include <pikv/presses/lagkv.h>
 #include <pikv/presses/leverage.h>
 #include <pikv/presses/non_causal_attention.h>

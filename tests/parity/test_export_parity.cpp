@@ -168,8 +168,10 @@ TEST(ExportParity, DefaultModelAnswersLikeKvpressAndTheNativeDecoder) {
     const std::string press_name = c.at("press");
     const double ratio = c.at("ratio");
     // Every context, with no press and with each press at one ratio (the full grid is PipelineParity's).
+    // KVzip at 0.25: its repeat forwards run through the graph, its head-wise result into the graph's buffers.
     if (!(press_name == "none" || (press_name == "knorm" && ratio == 0.5) ||
-          (press_name == "streaming_llm" && ratio == 0.25))) {
+          (press_name == "streaming_llm" && ratio == 0.25) ||
+          (press_name == "kvzip" && ratio == 0.25 && c.at("options").empty()))) {
       continue;
     }
     answers += test::run_pipeline_case(pipeline, c, options, "exported", &same);

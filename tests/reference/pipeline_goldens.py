@@ -5,8 +5,10 @@ default model loaded by transformers' GGUF loader, CPU fp32.
 The pipeline is given the model's real tokenizer (byte-level BPE with SmolLM2's digit splitting, built
 with the `tokenizers` package from the GGUF vocabulary, and the GGUF chat template), because
 transformers' GGUF tokenizer conversion drops the digit splitting. Cases: 10 context/question pairs
-(two with several questions), each with no press, Knorm and StreamingLLM at ratios 0.25 and 0.5.
-Recorded: the answers, the context length and the compressed length after prefill.
+(two with several questions), each with no press, Knorm and StreamingLLM at ratios 0.25 and 0.5; the
+first five also with KVzip (which re-reads the context through the tokenizer and chat template) at 0.25
+and 0.5, and KVzip+ layerwise at 0.5. Recorded: the answers, the context length and the compressed
+length after prefill (head-wise presses: the context length, as kvpress masks).
 
 Usage: pipeline_goldens.py --model FILE.gguf --out DIR
 """
@@ -24,7 +26,8 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedTokenizerFast, pipeline
 
 import kvpress  # noqa: F401  (registers the pipeline)
-from kvpress import KnormPress, StreamingLLMPress
+import kvpress.presses.kvzip_press  # noqa: E402
+from kvpress import KnormPress, KVzipPress, StreamingLLMPress
 from tokenizer_goldens import ints_of, strings_of  # noqa: E402
 
 FILLER = [
@@ -49,15 +52,22 @@ FACTS = [
     ("The lighthouse keeper paints the door green every April.", ["What colour is the lighthouse door?"]),
     ("The recipe needs 250 grams of flour and three eggs.", ["How much flour does the recipe need?"]),
 ]
-PRESSES = [("none", 0.0), ("knorm", 0.25), ("knorm", 0.5), ("streaming_llm", 0.25), ("streaming_llm", 0.5)]
+PRESSES = [("none", 0.0, {}), ("knorm", 0.25, {}), ("knorm", 0.5, {}), ("streaming_llm", 0.25, {}),
+           ("streaming_llm", 0.5, {})]
+# KVzip costs ~3 prefills: the first KVZIP_CASES contexts only.
+KVZIP = [("kvzip", 0.25, {}), ("kvzip", 0.5, {}),
+         ("kvzip", 0.5, {"kvzip_plus_normalization": "true", "layerwise": "true"})]
+KVZIP_CASES = 5
 MAX_NEW_TOKENS = 20
 
 
-def make_press(name, ratio):
+def make_press(name, ratio, options):
     if name == "knorm":
         return KnormPress(compression_ratio=ratio)
     if name == "streaming_llm":
         return StreamingLLMPress(compression_ratio=ratio)
+    if name == "kvzip":
+        return KVzipPress(compression_ratio=ratio, **{k: v == "true" for k, v in options.items()})
     return None
 
 
@@ -78,25 +88,29 @@ def main():
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=tokens[1], eos_token=tokens[2],
                                   chat_template=template)
     pipe = pipeline("kv-press-text-generation", model=model, tokenizer=tok, device="cpu")
+    # KVzip loads the tokenizer from the model's name; a GGUF model has none there: give it ours.
+    kvpress.presses.kvzip_press.AutoTokenizer = type("Tok", (), {"from_pretrained": staticmethod(lambda *a, **k: tok)})
     cases = []
     for i, (fact, questions) in enumerate(FACTS):
         filler = [FILLER[(i + k) % len(FILLER)] for k in range(8)]
         context = " ".join(filler[:4] + [fact] + filler[4:])
-        for press_name, ratio in PRESSES:
-            press = make_press(press_name, ratio)
+        for press_name, ratio, options in PRESSES + (KVZIP if i < KVZIP_CASES else []):
+            press = make_press(press_name, ratio, options)
             out = pipe(context, questions=questions, press=press, max_new_tokens=MAX_NEW_TOKENS)
             inputs = pipe.preprocess(context, questions=questions, answer_prefix="", max_context_length=10**9)
             cache = DynamicCache()
+            headwise = press_name == "kvzip"
             with torch.no_grad():
-                if press is not None:
+                if press is not None and not headwise:
                     with press(model):
                         model.model(input_ids=inputs["context_ids"], past_key_values=cache)
                 else:
                     model.model(input_ids=inputs["context_ids"], past_key_values=cache)
             cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
+                          "options": options, "headwise": headwise,
                           "answers": out["answers"], "context_tokens": int(inputs["context_ids"].shape[1]),
                           "compressed_tokens": int(cache.get_seq_length())})
-        print(f"case {i}: {cases[-5]['answers']}", file=sys.stderr)
+            print(f"case {i} {press_name} {ratio} {options}: {out['answers']}", file=sys.stderr)
     (a.out / "pipeline.json").write_text(json.dumps({"max_new_tokens": MAX_NEW_TOKENS, "cases": cases},
                                                     ensure_ascii=False, indent=1))
     return 0

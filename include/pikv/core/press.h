@@ -12,15 +12,37 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pikv {
 
+class CausalLM;
 class HookableModel;
+class KVCache;
 class ScorerPress;
+
+// What a press that reads its context again after the prefill (KVzip's context reconstruction) gets
+// from the runner, which calls Press::run_context_passes right after the prefill, with the press
+// still installed. Token ids, so that presses need no tokenizer of their own.
+struct ContextPasses {
+  CausalLM* model = nullptr;
+  KVCache* cache = nullptr;              // the prefilled context, batch 1
+  std::vector<int64_t> context_ids;      // what was prefilled (the chat template's prefix included)
+  int64_t prefix_length = 0;             // tokens of the template before the context text
+  std::vector<int64_t> suffix_ids;       // the template after a user message (the assistant turn)
+  std::function<std::vector<int64_t>(const std::string&)> encode;  // text -> ids, no special tokens
+};
+
+// What run_context_passes cost: extra forwards and their tokens.
+struct ContextPassesCost {
+  int64_t forwards = 0, tokens = 0;
+  double ms = 0.0;
+};
 
 // What a press needs beyond keys/values; checked before compress() so a press never silently
 // falls back (e.g. ObservedAttention without attention weights).
@@ -84,6 +106,12 @@ class Press {
   virtual void on_decode_step() {}
   // Drops state carried between calls (decoding buffers, router statistics).
   virtual void reset() {}
+
+  // Presses that compress by running more forwards after the prefill (KVzip) return true; the runner
+  // then calls run_context_passes after the prefill (pikv::Pipeline and SharedPrefill do). A press
+  // that needs them throws from its next forward when a runner skipped them.
+  virtual bool needs_context_passes() const { return false; }
+  virtual ContextPassesCost run_context_passes(const ContextPasses& passes) { return {}; }
 
   // Throws pikv::Error naming this press and the missing input when ctx lacks what requirements()
   // asks for, and validates ctx's shapes.

@@ -37,7 +37,10 @@ struct PipelineStats {
   int64_t kv_bytes_before = 0;              // context cache before compression (bytes of the stored tokens)
   int64_t kv_bytes_after = 0;               // and after
   double prefill_ms = 0.0;                  // context forward incl. compression
-  double compression_ms = 0.0;              // part of prefill_ms spent in the press
+  double compression_ms = 0.0;              // part of prefill_ms spent in the press (context passes included)
+  // Presses that run extra forwards after the prefill (KVzip): their count, tokens and time (part of
+  // prefill_ms and compression_ms).
+  ContextPassesCost context_passes;
   int64_t generated_tokens = 0;             // over all questions
   double decode_tokens_per_s = 0.0;         // generated tokens / time spent generating
   std::optional<int64_t> peak_memory_bytes;  // where the device reports it (CUDA)
@@ -76,6 +79,10 @@ class Pipeline {
 
   // The token ids the pipeline feeds: the context part and each question part.
   std::vector<int64_t> context_ids(const std::string& context) const;
+  // What a press that re-reads its context (Press::needs_context_passes) gets for `cache` (may be null:
+  // SharedPrefill fills it), prefilled with `context_ids`: this pipeline's model, chat template split
+  // and tokenizer.
+  ContextPasses context_passes(const std::vector<int64_t>& context_ids, KVCache* cache = nullptr) const;
   std::vector<int64_t> question_ids(const std::string& question, const std::string& answer_prefix) const;
 
   const std::optional<ChatTemplate>& chat_template() const { return template_; }

@@ -26,8 +26,11 @@ class SharedPrefill {
 
   // The cache the prefill leaves under `press` (nullptr: the uncompressed cache), with what the press
   // did in `stats`. Presses that act during decoding are refused (nothing to replay). Throws when the
-  // press needs attention weights that were not captured.
-  [[nodiscard]] KVCache compress(Press* press, CompressionStats* stats = nullptr) const;
+  // press needs attention weights that were not captured. A press that re-reads its context after the
+  // prefill (KVzip) runs its extra forwards on a copy of the cache: it needs `passes` (the model and
+  // cache fields are filled here; Pipeline::context_passes gives the rest), and `cost` receives them.
+  [[nodiscard]] KVCache compress(Press* press, CompressionStats* stats = nullptr, const ContextPasses* passes = nullptr,
+                                 ContextPassesCost* cost = nullptr) const;
 
   // Logits of the prefill's last position: float [B, V] (the first answer token of a run without a
   // question part).

@@ -314,9 +314,11 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
             cell.r.context_tokens = static_cast<int64_t>(ctx.size());
             std::shared_ptr<Press> press = spec == "none" ? nullptr : detail::press_at(spec, ratio);
             CompressionStats stats;
-            cell.cache.emplace(shared.compress(press.get(), &stats));
+            ContextPassesCost passes;
+            const ContextPasses context = pipeline.context_passes(ctx);
+            cell.cache.emplace(shared.compress(press.get(), &stats, &context, &passes));
             const KVCache& cc = *cell.cache;
-            cell.r.compress_ms = stats.compress_ms();
+            cell.r.compress_ms = stats.compress_ms() + passes.ms;  // KVzip's extra forwards included
             cell.r.kv_bytes = cc.bytes();
             cell.shape = fmt::format("{}", cc.logical_length(0));
             for (int64_t l = 0; l < cc.num_layers(); ++l) {

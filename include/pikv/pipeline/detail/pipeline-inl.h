@@ -40,6 +40,19 @@ PIKV_INLINE std::vector<int64_t> Pipeline::context_ids(const std::string& contex
   return ids;
 }
 
+PIKV_INLINE ContextPasses Pipeline::context_passes(const std::vector<int64_t>& context_ids, KVCache* cache) const {
+  ContextPasses p;
+  p.model = &model_;
+  p.cache = cache;
+  p.context_ids = context_ids;
+  // kvpress's split of the template around a user message: the prefix before it, the turn after it.
+  p.prefix_length = template_ ? static_cast<int64_t>(tokenizer_.encode(template_->split_around("").first).size()) : 0;
+  p.suffix_ids = tokenizer_.encode(template_ ? template_->split_around("").second : std::string("\n"));
+  const Tokenizer* tok = &tokenizer_;
+  p.encode = [tok](const std::string& text) { return tok->encode(text); };
+  return p;
+}
+
 PIKV_INLINE std::vector<int64_t> Pipeline::question_ids(const std::string& question, const std::string& answer_prefix) const {
   const std::string suffix = template_ ? template_->split_around("").second : std::string("\n");
   return tokenizer_.encode(question + suffix + answer_prefix);
@@ -79,12 +92,18 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
 
   const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
   KVCache cache = model_.make_cache();
+  ContextPassesCost passes;
+  int64_t passes_bytes_before = -1;
   auto t0 = std::chrono::steady_clock::now();
   {
     std::optional<PressGuard> guard;
     if (press != nullptr) guard.emplace(model_, *press);
     model_.forward(at::tensor(ctx, ids_opts).unsqueeze(0), cache,
                    ForwardOptions().return_hidden(model_.supports_hidden_output()).on_layer(options.on_prefill_progress()));
+    if (press != nullptr && press->needs_context_passes()) {
+      passes_bytes_before = cache.bytes_in_use();
+      passes = press->run_context_passes(context_passes(ctx, &cache));
+    }
   }
   const double prefill_ms = detail::ms_since(t0);
   const int64_t context_length = cache.logical_length(0);
@@ -101,6 +120,12 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
       const CompressionStats& cs = model_.compression_stats();
       stats->kv_bytes_before += cs.bytes_saved();
       stats->compression_ms = cs.compress_ms();
+    }
+    if (passes_bytes_before >= 0) {
+      // Compressed after the prefill by the press's own forwards (KVzip): nothing in the per-layer stats.
+      stats->kv_bytes_before = passes_bytes_before;
+      stats->compression_ms += passes.ms;
+      stats->context_passes = passes;
     }
   }
 

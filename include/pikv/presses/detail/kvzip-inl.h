@@ -1,0 +1,144 @@
+#pragma once
+
+#include <pikv/core/causal_lm.h>
+#include <pikv/core/config.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/detail/clock.h>
+#include <pikv/core/kv_cache.h>
+#include <pikv/core/registry.h>
+#include <pikv/presses/kvzip.h>
+#include <pikv/presses/snapkv.h>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+namespace pikv {
+
+PIKV_INLINE KVzipPress::KVzipPress(const KVzipOptions& options) : options_(options) { validate_options(options_); }
+
+PIKV_INLINE std::string KVzipPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
+
+PIKV_INLINE PressRequirements KVzipPress::requirements() const { return query_requirements(); }
+
+PIKV_INLINE bool KVzipPress::should_compress(const AttentionContext& ctx) const {
+  if (state_ == State::scoring) return true;
+  PIKV_CHECK(!(state_ == State::prefilling && !ctx.is_prefill && needs_context_passes()),
+             "kvzip compresses after the prefill by having the model repeat its context: the runner must call "
+             "run_context_passes right after the prefill (pikv::Pipeline and SharedPrefill do); this forward came "
+             "without it");
+  return false;
+}
+
+PIKV_INLINE CompressedKV KVzipPress::compress(const AttentionContext& ctx) {
+  check_context(ctx);
+  const int64_t n = ctx.length(), q = ctx.forward_length(), Hkv = ctx.kv_heads(), B = ctx.batch();
+  const int64_t H = ctx.layer_view->num_heads(), G = H / Hkv, d = ctx.keys.size(3);
+  const int64_t sink = std::min(options_.n_sink(), start_), len = end_ - start_;
+  at::Tensor queries = rotated_queries(ctx, 0, q).view({B, Hkv, G, q, d});
+  auto pick = [&](const at::Tensor& x) {  // the sinks, the chunk in the cache, the repeat: [B, Hkv, S', d]
+    return at::cat({x.narrow(2, 0, sink), x.narrow(2, start_, len), x.narrow(2, n - q, q)}, 2);
+  };
+  at::Tensor keys = pick(ctx.keys);
+  at::Tensor w = at::matmul(queries, keys.unsqueeze(2).transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
+  // The repeat attends causally to itself: -inf-like (finfo.min, as the reference) above the diagonal.
+  at::Tensor upper = at::ones({q, q}, ctx.keys.options().dtype(at::kBool)).triu(1);
+  w.narrow(-1, w.size(-1) - q, q).masked_fill_(upper, std::numeric_limits<float>::lowest());
+  w = at::softmax(w, -1);  // [B, Hkv, G, q, S']
+  if (options_.kvzip_plus_normalization()) {
+    w = w / at::linalg_vector_norm(ctx.hidden_states, 2, at::IntArrayRef{-1}).view({B, 1, 1, q, 1});
+    const at::Tensor wo = ctx.layer_view->output_weight().t().reshape({Hkv, G, d, -1});  // [Hkv, G, d, Dm]
+    at::Tensor v = pick(ctx.values).unsqueeze(2).transpose(-2, -1).repeat_interleave(G, 2);  // [B, Hkv, G, d, S']
+    at::Tensor wov = at::einsum("hgij,bhgit->bhgtj", {wo.to(v.scalar_type()), v});  // [B, Hkv, G, S', Dm]
+    w = w * at::linalg_vector_norm(wov, 2, at::IntArrayRef{-1}).unsqueeze(3);
+  }
+  scores_[ctx.layer].narrow(-1, start_, len).copy_(w.narrow(-1, sink, len).amax({2, 3}));  // max over G, q
+  CompressedKV skip;
+  skip.skipped = true;
+  return skip;
+}
+
+PIKV_INLINE ContextPassesCost KVzipPress::run_context_passes(const ContextPasses& p) {
+  ContextPassesCost cost;
+  if (!needs_context_passes()) {
+    state_ = State::done;
+    return cost;
+  }
+  PIKV_CHECK(p.model != nullptr && p.cache != nullptr && p.encode,
+             "kvzip needs the model, its cache and a tokenizer (encode) to repeat the context");
+  CausalLM& model = *p.model;
+  KVCache& cache = *p.cache;
+  const int64_t L = model.num_layers(), n = static_cast<int64_t>(p.context_ids.size());
+  PIKV_CHECK(n > 0 && cache.logical_length(0) == n,
+             "kvzip: the cache holds {} tokens, the context {}: run_context_passes right after the prefill",
+             cache.logical_length(0), n);
+  PIKV_CHECK(p.prefix_length >= 0 && p.prefix_length < n, "kvzip: prefix_length {} outside the context of {} tokens",
+             p.prefix_length, n);
+  for (int64_t l = 0; l < L; ++l) {
+    PIKV_CHECK(!cache.is_ragged(l) && cache.physical_length(l) == n,
+               "kvzip: layer {} was already compressed; it needs the whole prefilled context", l);
+  }
+  const at::Tensor k0 = cache.padded(0).keys;
+  PIKV_CHECK(k0.size(0) == 1, "kvzip supports batch 1 (as kvpress), got a batch of {}", k0.size(0));
+  const int64_t Hkv = k0.size(1);
+  scores_ = at::zeros({L, 1, Hkv, n}, k0.options().dtype(at::kFloat));
+  scores_.narrow(-1, 0, std::min(options_.n_sink(), n)).fill_(1.0);
+
+  // Chunks of the context text (after the template's prefix) and their repeat prompts.
+  const std::vector<int64_t> ctx(p.context_ids.begin() + p.prefix_length, p.context_ids.end());
+  const int64_t chunk = options_.chunk_size(), postfix = 8;
+  const std::vector<int64_t> first = p.encode("\n\nRepeat the previous context exactly.");
+  const std::vector<int64_t> later = p.encode("\n\nRepeat the part of the previous context exactly, starting with");
+  const auto t0 = std::chrono::steady_clock::now();
+  start_ = p.prefix_length;
+  state_ = State::scoring;
+  try {
+    for (int64_t c = 0; c * chunk < static_cast<int64_t>(ctx.size()); ++c) {
+      const int64_t a = c * chunk, b = std::min<int64_t>(a + chunk, static_cast<int64_t>(ctx.size()));
+      std::vector<int64_t> ids = c == 0 ? first : later;
+      if (c > 0) ids.insert(ids.end(), ctx.begin() + std::max<int64_t>(a - chunk, a - postfix), ctx.begin() + a);
+      ids.insert(ids.end(), p.suffix_ids.begin(), p.suffix_ids.end());
+      ids.insert(ids.end(), ctx.begin() + a, ctx.begin() + b);
+      end_ = start_ + (b - a);
+      (void)model.forward(at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(k0.device()), cache,
+                          ForwardOptions().return_hidden(model.supports_hidden_output()));
+      cache.truncate(n);
+      ++cost.forwards;
+      cost.tokens += static_cast<int64_t>(ids.size());
+      start_ = end_;
+    }
+  } catch (...) {
+    state_ = State::done;
+    cache.truncate(n);
+    throw;
+  }
+  state_ = State::done;
+
+  // The lowest scores go: across every layer and head (kvpress counts them globally, then prunes
+  // per layer), or the same count in every layer.
+  std::vector<int64_t> pruned(static_cast<size_t>(L));
+  if (options_.layerwise()) {
+    for (auto& x : pruned) x = static_cast<int64_t>(static_cast<double>(Hkv * n) * options_.compression_ratio());
+  } else {
+    const int64_t total = static_cast<int64_t>(static_cast<double>(scores_.numel()) * options_.compression_ratio());
+    at::Tensor idx = std::get<1>(at::topk(-scores_.reshape(-1), total));
+    at::Tensor per_layer = at::bincount(at::floor_divide(idx, Hkv * n), {}, L).cpu();
+    for (int64_t l = 0; l < L; ++l) pruned[l] = per_layer[l].item<int64_t>();
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    at::Tensor keep = at::ones({1, Hkv * n}, scores_.options().dtype(at::kBool));
+    if (pruned[l] > 0) keep.index_fill_(1, std::get<1>(at::topk(-scores_[l].reshape({1, -1}), pruned[l], 1)).view(-1), false);
+    const KVCache::Padded kv = cache.padded(l);
+    cache.apply(l, keep_head_wise(kv.keys, kv.values, keep.view({1, Hkv, n}).to(kv.keys.device())));
+  }
+  cost.ms = detail::ms_since(t0);
+  return cost;
+}
+
+PIKV_REGISTER_PRESS(KVzipPress, options_press<KVzipPress>("context reconstruction: attention of the model repeating "
+                                                          "its context (extra forwards; head-wise)",
+                                                          PressKind::head_wise));
+
+}  // namespace pikv
