@@ -90,9 +90,10 @@ int run_eval(const EvalArgs& a) {
   const auto records = eval::Evaluator::read_results(results);
   write_text_file(out_dir + "/results.csv", eval::records_csv(records));
   std::string summary = fmt::format("# pikv eval: {} on {}\n\nTasks {}, lengths {}, {} samples per task and length, seed "
-                                    "{}, corpus {}.\n\n",
+                                    "{}, corpus {}{}.\n\n",
                                     grid.model_path, grid.corpus_name, fmt::join(grid.tasks, ", "),
-                                    fmt::join(grid.lengths, ", "), grid.samples, grid.seed, grid.corpus_name);
+                                    fmt::join(grid.lengths, ", "), grid.samples, grid.seed, grid.corpus_name,
+                                    grid.query_aware ? "; query-aware (each question compressed with its context)" : "");
   summary += eval::summary_markdown(records);
   write_text_file(out_dir + "/summary.md", summary);
   fmt::print("{}", summary);
@@ -166,6 +167,9 @@ args::Action declare_eval(args::Flags& f) {
       args::toggle("--measure-reprefill", &a->measure,
                    "also time one sample with a live prefill per press (vs the shared prefill)"),
       args::toggle("--report-only", &a->report_only, "only rewrite results.csv and summary.md from the results file in --out"),
+      args::toggle("--query-aware", &a->grid.query_aware,
+                   "compress each sample's question with its context (kvpress's query_aware);\n"
+                   "a results file holds one mode"),
       args::toggle("--no-batch", &a->grid.batch_cells,
                    "answer every cell alone (default: cells of one sample and ratio whose caches\n"
                    "have the same shape are answered as one batch)",

@@ -59,7 +59,7 @@ struct GenerateArgs {
   PressArgs press;
   std::string context, context_file, chat_template, answer_prefix;
   std::vector<std::string> questions;
-  bool json = false;
+  bool json = false, query_aware = false;
   int64_t max_new_tokens = 50, max_context = 0;
 };
 
@@ -84,7 +84,7 @@ int run_generate(const GenerateArgs& a) {
   if (!a.chat_template.empty()) tmpl = ChatTemplate::custom(a.chat_template);
   Pipeline pipeline(*model, *tokenizer, tmpl);
   auto options = PipelineOptions().max_new_tokens(a.max_new_tokens).answer_prefix(a.answer_prefix).max_context_length(
-      a.max_context);
+      a.max_context).query_aware(a.query_aware);
   options.on_prefill_progress(progress("prefill"));
   PipelineStats stats;
   size_t current = SIZE_MAX;
@@ -205,6 +205,9 @@ args::Action declare_generate(args::Flags& f) {
                     "cut longer contexts, with a warning (default: the model's limit)"),
       args::text("--answer-prefix", "TEXT", &a->answer_prefix, "text after each question, e.g. \"Answer:\""),
       args::text("--chat-template", "FORMAT", &a->chat_template, "a template with one {content}, instead of the model's own"),
+      args::toggle("--query-aware", &a->query_aware,
+                   "compress each question with the context (one prefill per question; the\n"
+                   "question's tokens are in the compressed cache, only the answer turn follows)"),
       args::toggle("--json", &a->json, "print answers and statistics as one JSON object"),
   };
   add_model_flags(f, a->model);

@@ -47,6 +47,7 @@
 #include <pikv/presses/decoding.h>
 #include <pikv/presses/dms.h>
 #include <pikv/presses/expected_attention.h>
+#include <pikv/presses/finch.h>
 #include <pikv/presses/key_rerotation.h>
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>

@@ -148,6 +148,15 @@ expect 2 "was recorded with length = 256, this run has 320" -- calibrate-router 
   --length 320 --epochs 30 --out "$tmp/gk.json"
 echo '{"key": "passkey|0", "layers": []}' >> "$tmp/gk.json.samples.jsonl"
 expect 2 "line 6 is not a recorded sample: 0 layers recorded, the model has 30" -- "${cal[@]}" --out "$tmp/gk.json"
+# Query-aware: the question compressed with the context; a results file holds one mode.
+expect 2 "holds a query-agnostic run, this one is query-aware" -- eval --lengths 256 --samples 1 \
+  --tasks passkey,multikey --press knorm --ratios 0.5 --query-aware --out "$tmp/evok"
+expect 0 "query-aware (each question compressed with its context)" -- eval --lengths 256 --samples 1 --tasks passkey \
+  --press snapkv --ratios 0.5 --query-aware --out "$tmp/evqa"
+expect 0 "tokens, kept" -- generate --context "The meeting is on Friday at noon. $(seq 1 60 | tr '\n' ' ')" \
+  --question "When is the meeting?" --question "What day?" --press snapkv --ratio 0.5 --query-aware --max-new-tokens 4
+expect 0 "kvzip re-read its context: 1 extra forwards" -- generate --context "The meeting is on Friday at noon. \
+$(seq 1 60 | tr '\n' ' ')" --question "When is the meeting?" --press kvzip --ratio 0.5 --max-new-tokens 4
 ev=(eval --lengths 256 --samples 1 --tasks passkey,multikey --press knorm --ratios 0.5)
 "$PIKV" "${ev[@]}" --out "$tmp/evkill" > /dev/null 2>&1 &
 if kill_at_lines "$tmp/evkill/results.jsonl" 2 $!; then

@@ -7,6 +7,7 @@
 //   template     a chat template (Jinja text), detected then rendered
 //   router       router gate weights (pikv calibrate-router's JSON)
 //   record       one line of an evaluation results file
+//   checkpoint   a calibration checkpoint (pikv calibrate-router --checkpoint), read to resume
 //   graph_meta   the metadata of an exported model (pikv.json of a TorchScript file)
 //   press_spec   a press name and KEY=VALUE options, as the CLI and the registry take them
 // Contract checked: every input either parses or throws pikv::Error. Any other exception (a raw
@@ -91,6 +92,13 @@ void fuzz_record(const uint8_t* data, size_t size) {
   (void)pikv::eval::Record::from_json(r.to_json());  // what we write reads back
 }
 
+void fuzz_checkpoint(const uint8_t* data, size_t size) {
+  // Two layers, rows of 5 features and (4 experts + 6 pairs) x 2 ratios recalls (make_seeds.py's seed).
+  const nlohmann::json header = {{"pikv_calibration", 1}, {"identity", "fuzz"}};
+  pikv::routing::detail::CalibrationCheckpoint checkpoint(write_input("checkpoint.jsonl", data, size), header, 20, 2);
+  (void)checkpoint.find("passkey|0");
+}
+
 void fuzz_graph_meta(const uint8_t* data, size_t size) {
   nlohmann::json j;
   try {
@@ -126,7 +134,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* target = std::getenv("PIKV_FUZZ_TARGET");
   if (target == nullptr) {
     std::fprintf(stderr, "set PIKV_FUZZ_TARGET to gguf, safetensors, config, tokenizer, template, router, record, "
-                         "graph_meta or press_spec\n");
+                         "checkpoint, graph_meta or press_spec\n");
     std::exit(2);
   }
   g_target = target;
@@ -144,7 +152,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::map<std::string, Fn> targets = {
       {"gguf", fuzz_gguf},         {"safetensors", fuzz_safetensors}, {"config", fuzz_config},
       {"tokenizer", fuzz_tokenizer}, {"template", fuzz_template},     {"router", fuzz_router},
-      {"record", fuzz_record},     {"graph_meta", fuzz_graph_meta},   {"press_spec", fuzz_press_spec}};
+      {"record", fuzz_record},     {"graph_meta", fuzz_graph_meta},   {"press_spec", fuzz_press_spec},
+      {"checkpoint", fuzz_checkpoint}};
   const auto it = targets.find(g_target);
   if (it == targets.end()) {
     std::fprintf(stderr, "unknown PIKV_FUZZ_TARGET '%s'\n", g_target.c_str());

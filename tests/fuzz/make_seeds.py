@@ -133,6 +133,16 @@ def record_seeds(d):
     write(d, "seed-snapkv.jsonl", json.dumps(rec))
 
 
+def checkpoint_seeds(d):
+    """A calibration checkpoint as fuzz_checkpoint expects it: 2 layers, 5 features, 20 recalls per row."""
+    header = json.dumps({"pikv_calibration": 1, "identity": "fuzz"})
+    layer = lambda l, rows: {"layer": l, "features": [0.25 * (i % 7) for i in range(5 * rows)],  # noqa: E731
+                             "recall": [0.01 * (i % 50) for i in range(20 * rows)]}
+    sample = json.dumps({"key": "passkey|0", "layers": [layer(0, 2), layer(1, 2)]})
+    write(d, "seed-one.jsonl", header + "\n" + sample + "\n")
+    write(d, "seed-torn.jsonl", header + "\n" + sample + "\n" + sample[:40])
+
+
 def graph_meta_seeds(d):
     names = ";".join(f"pikv_cache.key_{l},pikv_cache.value_{l},pikv_cache.slots_{l}" for l in range(2))
     meta = {"pikv.format": "pikv-exported-model", "pikv.version": "1", "num_layers": "2", "num_heads": "4",
@@ -145,7 +155,9 @@ def press_spec_seeds(d):
     specs = ["knorm\ncompression_ratio=0.5", "snapkv\ncompression_ratio=0.25\nwindow_size=8\nkernel_size=5",
              "adakv\npress=expected_attention\ninner.n_future_positions=64\ncompression_ratio=0.5",
              "moe_router\ncompression_ratio=0.5\nrouter_type=topk_balanced\ntop_k=2",
-             "streaming_llm\nn_sink=4", "chunk\npress=knorm\nchunk_size=16", "per_layer\npress=knorm\nratios=0.1,0.5"]
+             "streaming_llm\nn_sink=4", "chunk\npress=knorm\nchunk_size=16", "per_layer\npress=knorm\nratios=0.1,0.5",
+             "kvzip\ncompression_ratio=0.5\nlayerwise=true", "dms\npress=leverage\nthreshold=0.5\ninner.seed=3",
+             "finch\ncompression_ratio=0.5\nchunk_length=64", "simlayerkv\nlazy_threshold=0.5\nn_recent=8"]
     for i, s in enumerate(specs):
         write(d, f"seed-{i}.txt", s)
 
@@ -164,6 +176,7 @@ def main():
     template_seeds(a.out / "template", a.default_model)
     router_seeds(a.out / "router")
     record_seeds(a.out / "record")
+    checkpoint_seeds(a.out / "checkpoint")
     graph_meta_seeds(a.out / "graph_meta")
     press_spec_seeds(a.out / "press_spec")
     for f in tmp.iterdir():

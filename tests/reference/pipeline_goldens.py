@@ -7,7 +7,9 @@ with the `tokenizers` package from the GGUF vocabulary, and the GGUF chat templa
 transformers' GGUF tokenizer conversion drops the digit splitting. Cases: 10 context/question pairs
 (two with several questions), each with no press, Knorm and StreamingLLM at ratios 0.25 and 0.5; the
 first five also with KVzip (which re-reads the context through the tokenizer and chat template) at 0.25
-and 0.5, and KVzip+ layerwise at 0.5. Recorded: the answers, the context length and the compressed
+and 0.5, and KVzip+ layerwise at 0.5; every context query-aware (each question appended to the context and
+compressed with it, the pipeline then asked "") with SnapKV at 0.5 and 0.75 and Knorm at 0.5; the first five
+with Finch (question after a delimiter token) at 0.5 and, chunked and unnormalised, at 0.75. Recorded: the answers, the context length and the compressed
 length after prefill (head-wise presses: the context length, as kvpress masks).
 
 Usage: pipeline_goldens.py --model FILE.gguf --out DIR
@@ -27,7 +29,7 @@ from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedTokenizer
 
 import kvpress  # noqa: F401  (registers the pipeline)
 import kvpress.presses.kvzip_press  # noqa: E402
-from kvpress import KnormPress, KVzipPress, StreamingLLMPress
+from kvpress import FinchPress, KnormPress, KVzipPress, SnapKVPress, StreamingLLMPress
 from tokenizer_goldens import ints_of, strings_of  # noqa: E402
 
 FILLER = [
@@ -58,6 +60,12 @@ PRESSES = [("none", 0.0, {}), ("knorm", 0.25, {}), ("knorm", 0.5, {}), ("streami
 KVZIP = [("kvzip", 0.25, {}), ("kvzip", 0.5, {}),
          ("kvzip", 0.5, {"kvzip_plus_normalization": "true", "layerwise": "true"})]
 KVZIP_CASES = 5
+# Query-aware (kvpress's evaluation `query_aware`): the question joins the context, the pipeline asks "".
+# SnapKV protects its whole window with tied scores: at 0.75 a 64-token window would outnumber the kept
+# tokens and leave the choice among ties to topk, so that case uses a 16-token window.
+QUERY_AWARE = [("snapkv", 0.5, {}), ("snapkv", 0.75, {"window_size": "16"}), ("knorm", 0.5, {})]
+FINCH = [("finch", 0.5, {}), ("finch", 0.75, {"chunk_length": "96", "normalize_scores": "false"})]
+FINCH_CASES = 5
 MAX_NEW_TOKENS = 20
 
 
@@ -66,6 +74,11 @@ def make_press(name, ratio, options):
         return KnormPress(compression_ratio=ratio)
     if name == "streaming_llm":
         return StreamingLLMPress(compression_ratio=ratio)
+    if name == "snapkv":
+        return SnapKVPress(compression_ratio=ratio, **{k: int(v) for k, v in options.items()})
+    if name == "finch":
+        kw = {k: (int(v) if k == "chunk_length" else v == "true") for k, v in options.items()}
+        return FinchPress(compression_ratio=ratio, **kw)
     if name == "kvzip":
         return KVzipPress(compression_ratio=ratio, **{k: v == "true" for k, v in options.items()})
     return None
@@ -111,6 +124,43 @@ def main():
                           "answers": out["answers"], "context_tokens": int(inputs["context_ids"].shape[1]),
                           "compressed_tokens": int(cache.get_seq_length())})
             print(f"case {i} {press_name} {ratio} {options}: {out['answers']}", file=sys.stderr)
+        for press_name, ratio, options in QUERY_AWARE:
+            answers = []
+            for q in questions:
+                press = make_press(press_name, ratio, options)
+                answers += pipe(context + q, questions=[""], press=press, max_new_tokens=MAX_NEW_TOKENS)["answers"]
+                inputs = pipe.preprocess(context + q, questions=[""], answer_prefix="", max_context_length=10**9)
+                cache = DynamicCache()
+                with torch.no_grad(), press(model):
+                    model.model(input_ids=inputs["context_ids"], past_key_values=cache)
+            cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
+                          "options": options, "query_aware": True, "answers": answers,
+                          "context_tokens": int(inputs["context_ids"].shape[1]),
+                          "compressed_tokens": int(cache.get_seq_length())})
+            print(f"case {i} query-aware {press_name} {ratio}: {answers}", file=sys.stderr)
+    # Finch last: it adds its delimiter token to the tokenizer and a row to the embeddings. The question
+    # follows the context after the delimiter; the pipeline is then asked "" (kvpress's Finch usage).
+    delimiter = FinchPress()
+    delimiter.update_model_and_tokenizer(model, tok)
+    for i, (fact, questions) in enumerate(FACTS[:FINCH_CASES]):
+        filler = [FILLER[(i + k) % len(FILLER)] for k in range(8)]
+        context = " ".join(filler[:4] + [fact] + filler[4:])
+        for press_name, ratio, options in FINCH:
+            answers = []
+            for q in questions:
+                press = make_press(press_name, ratio, options)
+                press.delimiter_token, press.delimiter_token_id = delimiter.delimiter_token, delimiter.delimiter_token_id
+                text = context + press.delimiter_token + q
+                answers += pipe(text, questions=[""], press=press, max_new_tokens=MAX_NEW_TOKENS)["answers"]
+                inputs = pipe.preprocess(text, questions=[""], answer_prefix="", max_context_length=10**9)
+                cache = DynamicCache()
+                with torch.no_grad(), press(model):
+                    model.model(input_ids=inputs["context_ids"], past_key_values=cache)
+            cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
+                          "options": options, "answers": answers,
+                          "context_tokens": int(inputs["context_ids"].shape[1]) - 1,  # the delimiter is dropped
+                          "compressed_tokens": int(cache.get_seq_length())})
+            print(f"case {i} finch {ratio} {options}: {answers}", file=sys.stderr)
     (a.out / "pipeline.json").write_text(json.dumps({"max_new_tokens": MAX_NEW_TOKENS, "cases": cases},
                                                     ensure_ascii=False, indent=1))
     return 0

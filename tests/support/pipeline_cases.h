@@ -42,8 +42,10 @@ inline int run_pipeline_case(Pipeline& pipeline, const nlohmann::json& c, const 
   }
   if (press_name != "none") press = make_press(press_name, press_options);
   PipelineStats stats;
+  PipelineOptions run = options;
+  run.query_aware(c.value("query_aware", false));
   const auto ours = pipeline.answer(c.at("context"), c.at("questions").get<std::vector<std::string>>(), press.get(),
-                                    options, &stats);
+                                    run, &stats);
   EXPECT_EQ(stats.context_tokens, c.at("context_tokens").get<int64_t>());
   if (c.value("headwise", false)) {
     // kvpress masks and keeps the whole context; we store the kept entries only: the share freed is the ratio

@@ -113,6 +113,12 @@ class Press {
   virtual bool needs_context_passes() const { return false; }
   virtual ContextPassesCost run_context_passes(const ContextPasses& passes) { return {}; }
 
+  // Presses that select for a known question (Finch): the runner prefills the context followed by the
+  // question's tokens (tokenized apart from the context), tells the press how many there are, and asks
+  // nothing after the compressed cache but the answer turn (pikv::Pipeline does this for every question).
+  virtual bool wants_question() const { return false; }
+  virtual void set_question_tokens(int64_t tokens) {}
+
   // Throws pikv::Error naming this press and the missing input when ctx lacks what requirements()
   // asks for, and validates ctx's shapes.
   void check_context(const AttentionContext& ctx) const;

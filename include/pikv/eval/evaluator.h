@@ -31,6 +31,10 @@ struct GridConfig {
   // presses at one ratio keep the same lengths): one decode for many presses. Rows are independent;
   // only the float rounding of batched matrix products differs from single-row runs.
   bool batch_cells = true;
+  // Query-aware (kvpress's evaluation `query_aware`): the question is prefilled and compressed with
+  // the context; then only the answer turn is asked (see PipelineOptions::query_aware). The KL metric
+  // then reads the continuation after context + question.
+  bool query_aware = false;
 };
 
 // One (sample, press, ratio) cell.

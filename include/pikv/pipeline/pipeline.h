@@ -29,6 +29,12 @@ struct PipelineOptions {
   TORCH_ARG(int64_t, max_context_length) = 0;
   // Prefill progress: (layers done, layers in all), called after each layer of the context forward.
   TORCH_ARG(std::function<void(int64_t, int64_t)>, on_prefill_progress);
+  // Query-aware compression (kvpress's evaluation `query_aware`): each question is appended to the
+  // context and compressed with it, one prefill per question; what follows the compressed cache is
+  // only the chat template's assistant turn and the answer prefix. The press sees the question
+  // (SnapKV's window, for one, is then the question's last tokens); the question's own tokens may be
+  // pruned like any other.
+  TORCH_ARG(bool, query_aware) = false;
 };
 
 struct PipelineStats {
@@ -58,6 +64,9 @@ class Pipeline {
 
   // Answers every question about `context`. `press` may be null (no compression).
   // Throws pikv::Error for an empty context or question and for invalid UTF-8.
+  // With options.query_aware, or a press that wants the question (Finch), each question is prefilled
+  // with the context (see PipelineOptions); the stats then sum prefill and generation over the
+  // questions and describe the last cache.
   std::vector<std::string> answer(const std::string& context, const std::vector<std::string>& questions,
                                   Press* press = nullptr, const PipelineOptions& options = {},
                                   PipelineStats* stats = nullptr, const TokenCallback& on_token = {}) const;
@@ -88,6 +97,11 @@ class Pipeline {
   const std::optional<ChatTemplate>& chat_template() const { return template_; }
 
  private:
+  // answer() after validation: one prefill of `context_ids`, then `questions` ("" in query-aware mode).
+  std::vector<std::string> answer_prefilled(std::vector<int64_t> context_ids, const std::vector<std::string>& questions,
+                                            Press* press, const PipelineOptions& options, PipelineStats* stats,
+                                            const TokenCallback& on_token) const;
+
   CausalLM& model_;
   const Tokenizer& tokenizer_;
   std::optional<ChatTemplate> template_;

@@ -46,6 +46,10 @@ PIKV_INLINE std::shared_ptr<Press> press_at(const std::string& spec, double rati
   auto press = make_press(name, options);
   PIKV_CHECK(!press->acts_during_decoding(), "press '{}' compresses during decoding; the grid evaluates prefill presses",
              name);
+  PIKV_CHECK(!press->wants_question(),
+             "press '{}' selects for the question, prefilled after the context and tokenized apart from it; the grid "
+             "shares one prefill per sample, so run it through the pipeline (pikv generate, pikv::Pipeline)",
+             name);
   return press;
 }
 
@@ -55,11 +59,13 @@ PIKV_INLINE bool file_exists(const std::string& path) {
 }
 
 PIKV_INLINE nlohmann::json header_of(const GridConfig& c) {
-  return {{"pikv_eval", 1},
-          {"model", c.model_path},
-          {"corpus", c.corpus_name},
-          {"seed", c.seed},
-          {"continuation_tokens", c.continuation_tokens}};
+  nlohmann::json h = {{"pikv_eval", 1},
+                      {"model", c.model_path},
+                      {"corpus", c.corpus_name},
+                      {"seed", c.seed},
+                      {"continuation_tokens", c.continuation_tokens}};
+  if (c.query_aware) h["query_aware"] = true;  // absent: query-agnostic (files written before the option)
+  return h;
 }
 
 }  // namespace detail
@@ -228,6 +234,10 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
                  "results file '{}' was written with {} = {}, this run has {}; use another --out (nothing was changed)",
                  results_path, key, header.contains(key) ? header[key].dump() : "nothing", want[key].dump());
     }
+    PIKV_CHECK(header.value("query_aware", false) == c.query_aware,
+               "results file '{}' holds a {} run, this one is {}; use another --out (nothing was changed)", results_path,
+               header.value("query_aware", false) ? "query-aware" : "query-agnostic",
+               c.query_aware ? "query-aware" : "query-agnostic");
     for (const auto& r : records) done.insert(r.key());
     // Drop a torn last record (everything before it was checked above).
     if (complete < static_cast<int64_t>(std::filesystem::file_size(results_path))) {
@@ -276,7 +286,9 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
           }
         }
         if (todo.empty()) continue;
-        const std::vector<int64_t> ctx = pipeline.context_ids(s.context);
+        // Query-aware: the question is part of the compressed prefill; "" is asked after it.
+        const std::vector<int64_t> ctx = pipeline.context_ids(c.query_aware ? s.context + s.question : s.context);
+        const std::string question = c.query_aware ? std::string() : s.question;
         auto t0 = std::chrono::steady_clock::now();
         SharedPrefill shared(model_, at::tensor(ctx, ids).unsqueeze(0), need_weights);
         t.prefill_ms += ::pikv::detail::ms_since(t0);
@@ -296,7 +308,8 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
           KVCache full = shared.compress(nullptr);
           full_lp = continuation_logprobs(full);
         }
-        const auto options = PipelineOptions().max_new_tokens(s.max_new_tokens).answer_prefix(s.answer_prefix);
+        const auto options =
+            PipelineOptions().max_new_tokens(s.max_new_tokens).answer_prefix(s.answer_prefix).query_aware(c.query_aware);
         // Cells of one ratio are built together; those whose caches have the same shape are answered
         // as one batch.
         std::map<double, std::vector<std::string>> by_ratio;
@@ -338,7 +351,7 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
               KVCache& cache = *cells[members[0]].cache;
               const at::Tensor lp = continuation_logprobs(cache);
               kl[0] = (full_lp.exp() * (full_lp - lp)).sum(-1).mean().item<double>();
-              answers = pipeline.answer_cached(cache, {s.question}, options);
+              answers = pipeline.answer_cached(cache, {question}, options);
             } else {
               std::vector<const KVCache*> parts;
               for (size_t m : members) parts.push_back(&*cells[m].cache);
@@ -351,7 +364,7 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
               batch.truncate(before);
               const at::Tensor per_row = (full_lp.exp() * (full_lp - lp)).sum(-1).mean(-1);  // [B]
               for (int64_t b = 0; b < B; ++b) kl[static_cast<size_t>(b)] = per_row[b].item<double>();
-              answers = pipeline.answer_cached_batch(batch, s.question, options);
+              answers = pipeline.answer_cached_batch(batch, question, options);
             }
             const double each_ms = ::pikv::detail::ms_since(g0) / static_cast<double>(members.size());
             for (size_t k = 0; k < members.size(); ++k) {

@@ -70,9 +70,46 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
   check_utf8(context, "the context");
   PIKV_CHECK(options.max_new_tokens() >= 1, "max_new_tokens must be >= 1, got {}", options.max_new_tokens());
   PIKV_CHECK(options.max_context_length() >= 0, "max_context_length must be >= 0, got {}", options.max_context_length());
+  const bool finch = press != nullptr && press->wants_question();
+  if (!options.query_aware() && !finch) return answer_prefilled(context_ids(context), questions, press, options, stats, on_token);
+  // Query-aware: a prefill per question, the question compressed with its context. A press that wants
+  // the question (Finch) gets it tokenized apart from the context (kvpress puts a delimiter token
+  // between them) and is told its length.
+  std::vector<std::string> answers;
+  PipelineStats total;
+  double generate_s = 0.0;
+  PipelineOptions inner = options;
+  inner.query_aware(true);
+  for (size_t i = 0; i < questions.size(); ++i) {
+    PipelineStats one;
+    const TokenCallback forward = on_token ? TokenCallback([&, i](size_t, const std::string& piece) { on_token(i, piece); })
+                                           : TokenCallback();
+    std::vector<int64_t> ids = context_ids(finch ? context : context + questions[i]);
+    if (finch) {
+      const std::vector<int64_t> q = tokenizer_.encode(questions[i]);
+      ids.insert(ids.end(), q.begin(), q.end());
+      press->set_question_tokens(static_cast<int64_t>(q.size()));
+    }
+    answers.push_back(answer_prefilled(ids, {""}, press, inner, &one, forward).front());
+    const double prefill = total.prefill_ms + one.prefill_ms, compression = total.compression_ms + one.compression_ms;
+    const int64_t generated = total.generated_tokens + one.generated_tokens;
+    if (one.decode_tokens_per_s > 0) generate_s += static_cast<double>(one.generated_tokens) / one.decode_tokens_per_s;
+    total = one;
+    total.prefill_ms = prefill;
+    total.compression_ms = compression;
+    total.generated_tokens = generated;
+    total.decode_tokens_per_s = generate_s > 0 ? static_cast<double>(generated) / generate_s : 0.0;
+  }
+  if (stats != nullptr) *stats = total;
+  return answers;
+}
+
+PIKV_INLINE std::vector<std::string> Pipeline::answer_prefilled(std::vector<int64_t> ctx,
+                                                                const std::vector<std::string>& questions, Press* press,
+                                                                const PipelineOptions& options, PipelineStats* stats,
+                                                                const TokenCallback& on_token) const {
   c10::InferenceMode inference;
 
-  std::vector<int64_t> ctx = context_ids(context);
   std::vector<std::vector<int64_t>> qs;
   int64_t longest_question = 0;
   for (const auto& q : questions) {
@@ -109,7 +146,7 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer(const std::string& context
   const int64_t context_length = cache.logical_length(0);
   if (stats != nullptr) {
     *stats = PipelineStats();
-    stats->context_tokens = context_length;
+    stats->context_tokens = static_cast<int64_t>(ctx.size());  // what was prefilled (re-rotation resets positions)
     stats->prefill_ms = prefill_ms;
     for (int64_t l = 0; l < model_.num_layers(); ++l) stats->kept_tokens.push_back(cache.physical_length(l));
     // What the stored tokens take (a fixed-capacity cache keeps its buffers allocated: bytes_in_use).
@@ -156,7 +193,8 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer_cached(KVCache& cache, con
   int64_t generated = 0;
   double generate_ms = 0.0;
   for (size_t qi = 0; qi < questions.size(); ++qi) {
-    PIKV_CHECK(!questions[qi].empty(), "question {} is empty", qi + 1);
+    // Query-aware: the question was prefilled with the context; only the assistant turn follows.
+    PIKV_CHECK(!questions[qi].empty() || options.query_aware(), "question {} is empty", qi + 1);
     const std::vector<int64_t> q = question_ids(questions[qi], options.answer_prefix());
     PIKV_CHECK(context_length + static_cast<int64_t>(q.size()) + options.max_new_tokens() <=
                    model_.position_limit(),
@@ -215,7 +253,7 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer_cached(KVCache& cache, con
 PIKV_INLINE std::vector<std::string> Pipeline::answer_cached_batch(KVCache& cache, const std::string& question,
                                                        const PipelineOptions& options) const {
   PIKV_CHECK(!cache.empty(0), "answer_cached_batch needs a prefilled context cache");
-  PIKV_CHECK(!question.empty(), "the question is empty");
+  PIKV_CHECK(!question.empty() || options.query_aware(), "the question is empty");
   c10::InferenceMode inference;
   const at::TensorOptions ids_opts = at::TensorOptions().dtype(at::kLong);
   const int64_t B = cache.batch_size(0), context_length = cache.logical_length(0);
