@@ -5,12 +5,14 @@ default model loaded by transformers' GGUF loader, CPU fp32.
 The pipeline is given the model's real tokenizer (byte-level BPE with SmolLM2's digit splitting, built
 with the `tokenizers` package from the GGUF vocabulary, and the GGUF chat template), because
 transformers' GGUF tokenizer conversion drops the digit splitting. Cases: 10 context/question pairs
-(two with several questions), each with no press, Knorm and StreamingLLM at ratios 0.25 and 0.5; the
-first five also with KVzip (which re-reads the context through the tokenizer and chat template) at 0.25
-and 0.5, and KVzip+ layerwise at 0.5; every context query-aware (each question appended to the context and
-compressed with it, the pipeline then asked "") with SnapKV at 0.5 and 0.75 and Knorm at 0.5; the first five
-with Finch (question after a delimiter token) at 0.5 and, chunked and unnormalised, at 0.75. Recorded: the answers, the context length and the compressed
-length after prefill (head-wise presses: the context length, as kvpress masks).
+(two with several questions), each with no press, Knorm and StreamingLLM at ratios 0.25 and 0.5. The
+first three also: KVzip (which re-reads the context through the tokenizer and chat template) at 0.25
+and 0.5 and KVzip+ layerwise at 0.5; query-aware runs (each question appended to the context and
+compressed with it, the pipeline then asked "") with SnapKV at 0.5 and 0.75 and Knorm at 0.5; Finch
+(the question after a delimiter token) at 0.5 and, chunked and unnormalised, at 0.75. Recorded: the
+answers, the context length and the length kvpress's presses leave after the prefill (scorers:
+int(n (1 - ratio)), Finch per chunk; head-wise presses: the context length, as kvpress masks), computed
+by their rule rather than by a second prefill.
 
 Usage: pipeline_goldens.py --model FILE.gguf --out DIR
 """
@@ -25,7 +27,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedTokenizerFast, pipeline
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, pipeline
 
 import kvpress  # noqa: F401  (registers the pipeline)
 import kvpress.presses.kvzip_press  # noqa: E402
@@ -59,13 +61,14 @@ PRESSES = [("none", 0.0, {}), ("knorm", 0.25, {}), ("knorm", 0.5, {}), ("streami
 # KVzip costs ~3 prefills: the first KVZIP_CASES contexts only.
 KVZIP = [("kvzip", 0.25, {}), ("kvzip", 0.5, {}),
          ("kvzip", 0.5, {"kvzip_plus_normalization": "true", "layerwise": "true"})]
-KVZIP_CASES = 5
+KVZIP_CASES = 3
 # Query-aware (kvpress's evaluation `query_aware`): the question joins the context, the pipeline asks "".
 # SnapKV protects its whole window with tied scores: at 0.75 a 64-token window would outnumber the kept
 # tokens and leave the choice among ties to topk, so that case uses a 16-token window.
 QUERY_AWARE = [("snapkv", 0.5, {}), ("snapkv", 0.75, {"window_size": "16"}), ("knorm", 0.5, {})]
 FINCH = [("finch", 0.5, {}), ("finch", 0.75, {"chunk_length": "96", "normalize_scores": "false"})]
-FINCH_CASES = 5
+FINCH_CASES = 3
+QUERY_AWARE_CASES = 3
 MAX_NEW_TOKENS = 20
 
 
@@ -111,32 +114,25 @@ def main():
             press = make_press(press_name, ratio, options)
             out = pipe(context, questions=questions, press=press, max_new_tokens=MAX_NEW_TOKENS)
             inputs = pipe.preprocess(context, questions=questions, answer_prefix="", max_context_length=10**9)
-            cache = DynamicCache()
+            n = int(inputs["context_ids"].shape[1])
             headwise = press_name == "kvzip"
-            with torch.no_grad():
-                if press is not None and not headwise:
-                    with press(model):
-                        model.model(input_ids=inputs["context_ids"], past_key_values=cache)
-                else:
-                    model.model(input_ids=inputs["context_ids"], past_key_values=cache)
+            # What the cache keeps after the prefill: scorers int(n (1 - ratio)) per layer (kvpress's
+            # ScorerPress.compress), head-wise presses everything (kvpress masks).
+            kept = n if headwise or press is None else int(n * (1 - ratio))
             cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
                           "options": options, "headwise": headwise,
-                          "answers": out["answers"], "context_tokens": int(inputs["context_ids"].shape[1]),
-                          "compressed_tokens": int(cache.get_seq_length())})
+                          "answers": out["answers"], "context_tokens": n, "compressed_tokens": kept})
             print(f"case {i} {press_name} {ratio} {options}: {out['answers']}", file=sys.stderr)
-        for press_name, ratio, options in QUERY_AWARE:
+        for press_name, ratio, options in (QUERY_AWARE if i < QUERY_AWARE_CASES else []):
             answers = []
             for q in questions:
                 press = make_press(press_name, ratio, options)
                 answers += pipe(context + q, questions=[""], press=press, max_new_tokens=MAX_NEW_TOKENS)["answers"]
                 inputs = pipe.preprocess(context + q, questions=[""], answer_prefix="", max_context_length=10**9)
-                cache = DynamicCache()
-                with torch.no_grad(), press(model):
-                    model.model(input_ids=inputs["context_ids"], past_key_values=cache)
+            n = int(inputs["context_ids"].shape[1])  # the last question's prefill; scorers keep int(n (1 - r))
             cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
-                          "options": options, "query_aware": True, "answers": answers,
-                          "context_tokens": int(inputs["context_ids"].shape[1]),
-                          "compressed_tokens": int(cache.get_seq_length())})
+                          "options": options, "query_aware": True, "answers": answers, "context_tokens": n,
+                          "compressed_tokens": int(n * (1 - ratio))})
             print(f"case {i} query-aware {press_name} {ratio}: {answers}", file=sys.stderr)
     # Finch last: it adds its delimiter token to the tokenizer and a row to the embeddings. The question
     # follows the context after the delimiter; the pipeline is then asked "" (kvpress's Finch usage).
@@ -153,13 +149,11 @@ def main():
                 text = context + press.delimiter_token + q
                 answers += pipe(text, questions=[""], press=press, max_new_tokens=MAX_NEW_TOKENS)["answers"]
                 inputs = pipe.preprocess(text, questions=[""], answer_prefix="", max_context_length=10**9)
-                cache = DynamicCache()
-                with torch.no_grad(), press(model):
-                    model.model(input_ids=inputs["context_ids"], past_key_values=cache)
+            n = int(inputs["context_ids"].shape[1]) - 1  # the last question's prefill; the delimiter is dropped
+            chunk = int(options.get("chunk_length", n))
+            kept = sum(max(1, int(min(chunk, n - a) * (1 - ratio))) for a in range(0, n, chunk))  # FinchPress.compress
             cases.append({"context": context, "questions": questions, "press": press_name, "ratio": ratio,
-                          "options": options, "answers": answers,
-                          "context_tokens": int(inputs["context_ids"].shape[1]) - 1,  # the delimiter is dropped
-                          "compressed_tokens": int(cache.get_seq_length())})
+                          "options": options, "answers": answers, "context_tokens": n, "compressed_tokens": kept})
             print(f"case {i} finch {ratio} {options}: {answers}", file=sys.stderr)
     (a.out / "pipeline.json").write_text(json.dumps({"max_new_tokens": MAX_NEW_TOKENS, "cases": cases},
                                                     ensure_ascii=False, indent=1))
