@@ -43,9 +43,10 @@ PIKV_INLINE CompressedKV KVzipPress::compress(const AttentionContext& ctx) {
   };
   at::Tensor keys = pick(ctx.keys);
   at::Tensor w = at::matmul(queries, keys.unsqueeze(2).transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
-  // The repeat attends causally to itself: -inf-like (finfo.min, as the reference) above the diagonal.
+  // The repeat attends causally to itself: -inf above the diagonal (the reference adds finfo.min, which
+  // gives the same zeros after softmax; -inf also exists in bf16 and fp16).
   at::Tensor upper = at::ones({q, q}, ctx.keys.options().dtype(at::kBool)).triu(1);
-  w.narrow(-1, w.size(-1) - q, q).masked_fill_(upper, std::numeric_limits<float>::lowest());
+  w.narrow(-1, w.size(-1) - q, q).masked_fill_(upper, -std::numeric_limits<double>::infinity());
   w = at::softmax(w, -1);  // [B, Hkv, G, q, S']
   if (options_.kvzip_plus_normalization()) {
     w = w / at::linalg_vector_norm(ctx.hidden_states, 2, at::IntArrayRef{-1}).view({B, 1, 1, q, 1});
