@@ -10,7 +10,8 @@
 
 #include <pikv/core/press.h>
 
-#include <map>
+#include <pikv/presses/detail/layer_ratios.h>
+
 #include <memory>
 
 namespace pikv {
@@ -35,7 +36,7 @@ class DMSPress : public detail::Wrapping<Press> {
   bool head_wise() const override { return true; }
   const ScorerPress* scorer() const override { return press_.get(); }
   // The evicted share of the last prefill, mean over layers (0 before one).
-  double compression_ratio() const override;
+  double compression_ratio() const override { return ratios_.mean(); }
   void on_prefill_begin() override {
     ratios_.clear();
     press_->on_prefill_begin();
@@ -47,7 +48,7 @@ class DMSPress : public detail::Wrapping<Press> {
 
  private:
   DMSOptions options_;
-  std::map<int64_t, double> ratios_;
+  detail::LayerRatios ratios_;
 };
 
 }  // namespace pikv

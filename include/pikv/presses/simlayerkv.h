@@ -9,7 +9,7 @@
 
 #include <pikv/core/press.h>
 
-#include <map>
+#include <pikv/presses/detail/layer_ratios.h>
 
 namespace pikv {
 
@@ -31,7 +31,7 @@ class SimLayerKVPress : public Press {
   std::string name() const override { return kName; }
   std::string describe() const override;
   // The mean over layers of the ratio each layer removed in the last prefill (0 before one).
-  double compression_ratio() const override;
+  double compression_ratio() const override { return ratios_.mean(); }
   PressRequirements requirements() const override;
   void on_prefill_begin() override { ratios_.clear(); }
   void reset() override { ratios_.clear(); }
@@ -45,7 +45,7 @@ class SimLayerKVPress : public Press {
 
  private:
   SimLayerKVOptions options_;
-  std::map<int64_t, double> ratios_;  // layer -> removed share in the last prefill
+  detail::LayerRatios ratios_;
 };
 
 }  // namespace pikv

@@ -26,13 +26,6 @@ PIKV_INLINE std::string DMSPress::describe() const {
   return describe_wrapper(name(), *press_, describe_options(options_));
 }
 
-PIKV_INLINE double DMSPress::compression_ratio() const {
-  if (ratios_.empty()) return 0.0;
-  double sum = 0.0;
-  for (const auto& [layer, r] : ratios_) sum += r;
-  return sum / static_cast<double>(ratios_.size());
-}
-
 PIKV_INLINE CompressedKV DMSPress::compress(const AttentionContext& ctx) {
   check_context(ctx);
   const int64_t n = ctx.length();
@@ -40,7 +33,7 @@ PIKV_INLINE CompressedKV DMSPress::compress(const AttentionContext& ctx) {
   const int64_t old = std::max<int64_t>(0, n - options_.sliding_window_size());
   at::Tensor keep = scores >= *options_.threshold();
   if (old < n) keep.narrow(-1, old, n - old).fill_(true);
-  ratios_[ctx.layer] = 1.0 - keep.to(at::kDouble).mean().item<double>();
+  ratios_.set(ctx.layer, 1.0 - keep.to(at::kDouble).mean().item<double>());
   return keep_head_wise(ctx.keys, ctx.values, keep);
 }
 

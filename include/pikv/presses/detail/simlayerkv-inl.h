@@ -17,13 +17,6 @@ PIKV_INLINE SimLayerKVPress::SimLayerKVPress(const SimLayerKVOptions& options) :
 
 PIKV_INLINE std::string SimLayerKVPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
-PIKV_INLINE double SimLayerKVPress::compression_ratio() const {
-  if (ratios_.empty()) return 0.0;
-  double sum = 0.0;
-  for (const auto& [layer, r] : ratios_) sum += r;
-  return sum / static_cast<double>(ratios_.size());
-}
-
 PIKV_INLINE PressRequirements SimLayerKVPress::requirements() const { return query_requirements(); }
 
 PIKV_INLINE double SimLayerKVPress::laziness(const AttentionContext& ctx) const {
@@ -45,7 +38,7 @@ PIKV_INLINE CompressedKV SimLayerKVPress::compress(const AttentionContext& ctx) 
   keep_all.keys = ctx.keys;
   keep_all.values = ctx.values;
   keep_all.unchanged = true;
-  ratios_[ctx.layer] = 0.0;
+  ratios_.set(ctx.layer, 0.0);
   if (o.lazy_threshold() == 1.0) return keep_all;
   if (n <= o.n_initial() + o.n_recent() + o.n_last()) {
     if (ctx.layer == 0) {
@@ -60,7 +53,7 @@ PIKV_INLINE CompressedKV SimLayerKVPress::compress(const AttentionContext& ctx) 
   const auto opts = at::TensorOptions().dtype(at::kLong).device(ctx.keys.device());
   at::Tensor pos = at::cat({at::arange(o.n_initial(), opts), at::arange(n - tail, n, opts)});
   // What was removed (kvpress reports (n - n_initial - n_recent + 1) / n, the same for n_last = 1).
-  ratios_[ctx.layer] = static_cast<double>(n - o.n_initial() - tail) / static_cast<double>(n);
+  ratios_.set(ctx.layer, static_cast<double>(n - o.n_initial() - tail) / static_cast<double>(n));
   return keep_positions(ctx.keys, ctx.values, pos.view({1, 1, -1}).expand({ctx.batch(), ctx.kv_heads(), -1}));
 }
 
