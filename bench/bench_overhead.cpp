@@ -86,8 +86,14 @@ int main(int argc, char** argv) {
       {"compactor", "compactor", {{"compression_ratio", r}, {"seed", "0"}}, 0},
       {"simlayerkv(0.5)", "simlayerkv", {{"lazy_threshold", r}}, 0},
       {"dms(non_causal_attention, 0)", "dms", {{"press", "non_causal_attention"}, {"threshold", "0"}}, 0},
-      // Its extra forwards (the model repeating the context) are the compression cost.
+      {"cap", "cap", {{"compression_ratio", r}}, 0},
+      {"merging(snapkv)", "merging", {{"press", "snapkv"}, {"compression_ratio", r}}, 0},
+      // Head scores from the prefill's own statistics (no extra forward), then half the heads stream.
+      {"duo_attention(0.5, on the fly)", "duo_attention",
+       {{"head_compression_ratio", r}, {"on_the_fly_scoring", "true"}}, 0},
+      // Their extra forwards (the model repeating / re-reading the context) are the compression cost.
       {"kvzip", "kvzip", {{"compression_ratio", r}}, 0},
+      {"kvcompose", "kvcompose", {{"compression_ratio", r}}, 0},
   };
   auto model = DecoderModel::load(model_path);
   auto tokenizer = Tokenizer::load(model_path);

@@ -33,6 +33,14 @@ const std::vector<std::string> kDefaultPresses = {
     "chunkkv:press=snapkv",
     "key_rerotation:press=keydiff",
     "random:seed=0",
+    "kvzip",
+    "kvcompose",
+    "cap",
+    "merging:press=snapkv",
+    "non_causal_attention",
+    "leverage:seed=0",
+    "cur",
+    "compactor:seed=0",
 };
 
 struct NeedleCase {

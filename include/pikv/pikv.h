@@ -36,6 +36,8 @@
 
 #include <pikv/presses/adakv.h>
 #include <pikv/presses/block.h>
+#include <pikv/presses/cam.h>
+#include <pikv/presses/cap.h>
 #include <pikv/presses/chunk.h>
 #include <pikv/presses/chunkkv.h>
 #include <pikv/presses/compactor.h>
@@ -46,13 +48,16 @@
 #include <pikv/presses/cur.h>
 #include <pikv/presses/decoding.h>
 #include <pikv/presses/dms.h>
+#include <pikv/presses/duo_attention.h>
 #include <pikv/presses/expected_attention.h>
 #include <pikv/presses/finch.h>
 #include <pikv/presses/key_rerotation.h>
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>
+#include <pikv/presses/kvcompose.h>
 #include <pikv/presses/kvzip.h>
 #include <pikv/presses/lagkv.h>
+#include <pikv/presses/merging.h>
 #include <pikv/presses/leverage.h>
 #include <pikv/presses/non_causal_attention.h>
 #include <pikv/presses/observed_attention.h>

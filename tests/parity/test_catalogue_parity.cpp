@@ -32,7 +32,7 @@ nlohmann::json manifest() {
 
 struct Tally {
   int cases = 0, ties = 0;
-  double worst_score_rel = 0, worst_keys = 0, worst_logits = 0, worst_bytes_margin = 1;
+  double worst_score_rel = 0, worst_keys = 0, worst_values = 0, worst_logits = 0, worst_bytes_margin = 1;
   std::set<std::string> presses, models;
   std::map<std::string, int> ties_by_press;
 };
@@ -66,7 +66,7 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
     auto golden = io::SafetensorsFile::open(catalogue_dir() + "/" + file);
     PressRecordOptions ro;
     if (golden.contains("decode_ids")) ro.decode_tokens = golden.get("decode_ids");
-    ro.save_kv = flags.count("keys") != 0;
+    ro.save_kv = flags.count("keys") != 0 || flags.count("values") != 0;
     ro.return_logits = flags.count("headwise") != 0;
     const auto ours = record_press(*model, golden.get("input_ids"), press.get(), ro);
     for (int64_t l = 0; l < model->num_layers(); ++l) {
@@ -115,6 +115,14 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
         EXPECT_LE(diff, 1e-5) << k;
       }
     }
+    if (flags.count("values")) {  // merged values
+      for (int64_t l = 0; l < model->num_layers(); ++l) {
+        const std::string v = fmt::format("layer{}.values", l);
+        const double diff = (ours.at(v) - golden.get(v)).abs().max().item<double>();
+        t.worst_values = std::max(t.worst_values, diff);
+        EXPECT_LE(diff, 1e-5) << v;
+      }
+    }
     if (flags.count("headwise")) {
       // kvpress masks the removed entries; we store the kept ones only. Later tokens must see the same.
       const double diff = (ours.at("logits") - golden.get("logits")).abs().max().item<double>();
@@ -143,9 +151,9 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
   }
   std::printf("  %d cases, %zu presses, %zu models; kvpress tie choices accepted in %d layers\n", t.cases,
               t.presses.size(), t.models.size(), t.ties);
-  std::printf("  worst: score rel diff %.3g, rerotated/ThinK keys %.3g, head-wise decode logits %.3g, "
-              "bytes freed beyond ratio-0.02: %.3f\n",
-              t.worst_score_rel, t.worst_keys, t.worst_logits, t.worst_bytes_margin);
+  std::printf("  worst: score rel diff %.3g, rerotated/ThinK keys %.3g, merged values %.3g, head-wise decode logits "
+              "%.3g, bytes freed beyond ratio-0.02: %.3f\n",
+              t.worst_score_rel, t.worst_keys, t.worst_values, t.worst_logits, t.worst_bytes_margin);
   for (const auto& [press, n] : t.ties_by_press) std::printf("    ties: %s in %d layers\n", press.c_str(), n);
   EXPECT_EQ(t.models.size(), 5u);
   // Every registered press has cases here, but moe_router (not a kvpress press: tests/unit/test_router.cpp),

@@ -7,6 +7,7 @@ checkpoints (Llama without GQA, Llama with GQA, Qwen3 with q/k-norm, Mistral, Ph
     layer{l}.kept   int64 [1, Hkv, k] kept positions, ascending (-1 padding for head-wise presses)
     layer{l}.scores float32 [1, Hkv, n] the scorer's scores at its last call (when it has one)
     layer{l}.keys   float32 [1, Hkv, k, d] the stored keys (KeyRerotation and ThinK)
+    layer{l}.values float32 [1, Hkv, k, d] the stored values in position order (Merging)
     logits          float32 [1, s, V] logits of the decode tokens (head-wise presses: kvpress masks)
   MODEL/ the checkpoint; manifest.json: cases with the model, file and pikv press name + options.
 
@@ -27,7 +28,7 @@ from transformers import (AutoModelForCausalLM, DynamicCache, LlamaConfig, Mistr
                           Qwen3Config)
 
 import kvpress  # noqa: E402
-from kvpress import (AdaKVPress, BlockPress, ChunkKVPress, ChunkPress, CompactorPress,  # noqa: E402
+from kvpress import (AdaKVPress, BlockPress, CAMPress, CapPress, DuoAttentionPress, KVComposePress, MergingPress, ChunkKVPress, ChunkPress, CompactorPress,  # noqa: E402
                      CompressionRatioDecodingPress, CriticalAdaKVPress, CriticalKVPress, CURPress, DecodingPress,
                      DMSPress,
                      ExpectedAttentionPress, KeyDiffPress, KeyRerotationPress, KnormPress, LagKVPress,
@@ -80,10 +81,50 @@ def seeded(cls):
     return Seeded
 
 
+def seeded_compress(press, seed):
+    """Seeds torch's global generator with seed + layer before each of the press's compressions."""
+    inner = press.compress
+
+    def compress(module, *args, **kwargs):
+        torch.manual_seed(seed + module.layer_idx)
+        return inner(module, *args, **kwargs)
+    press.compress = compress
+    return press
+
+
 def compactor(r, seed, sketch_dimension=48, **kwargs):
     press = CompactorPress(r, sketch_dimension=sketch_dimension, **kwargs)
     press._leverage_press = seeded(LeverageScorePress)(r, sketch_dimension=sketch_dimension, seed=seed)
     return press
+
+
+PREFILL = {}  # the ids run_case prefills: DuoAttention's on-the-fly "dataset"
+
+
+def duo_attention(head_compression_ratio, sink_size, recent_size):
+    """kvpress's DuoAttention with on-the-fly head scores whose samples are the prefill itself (kvpress
+    downloads 50 BookSum chapters; pikv scores the text it compresses): the dataset and tokenizer it
+    loads are replaced by that text, repeated 50 times."""
+    import pandas
+    from transformers import BatchEncoding
+    import kvpress.presses.duo_attention_press as duo
+
+    class Dataset:
+        def to_pandas(self):
+            return pandas.DataFrame({"chapter": ["the prefill"] * 50})
+
+    class Tokenizer:
+        @staticmethod
+        def from_pretrained(name):
+            return lambda text, return_tensors: BatchEncoding({"input_ids": PREFILL["ids"]})
+
+    class Press(DuoAttentionPress):
+        def post_init_from_model(self, model):
+            duo.load_dataset, duo.AutoTokenizer = (lambda *a, **k: Dataset()), Tokenizer
+            duo.cache.clear()
+            super().post_init_from_model(model)
+            self.sink_size, self.recent_size = sink_size, recent_size
+    return Press(head_compression_ratio=head_compression_ratio, on_the_fly_scoring=True)
 
 
 def cases(r):
@@ -121,6 +162,28 @@ def cases(r):
                          "sink_size_start": "4", "sink_size_end": "2"},
            lambda: compactor(r, 7, sketch_dimension=8, chunk_size=48, blending=0.35, sink_size_start=4,
                              sink_size_end=2), "self", "")
+    yield "cap", {"n_future_positions": "64"}, lambda: CapPress(r, n_future_positions=64), "self", ""
+    yield ("cap", {"n_future_positions": "32", "tau": "2", "n_sink": "2", "epsilon": "0.001"},
+           lambda: CapPress(r, n_future_positions=32, tau=2.0, n_sink=2, epsilon=1e-3), "self", "")
+    # Merged values: kvpress stores them in top-k order, matched back to positions by their (unchanged) keys.
+    yield "merging", {"press": "knorm"}, lambda: MergingPress(KnormPress(r)), "press", "values"
+    yield ("merging", {"press": "snapkv", "inner.window_size": "8", "similarity_threshold": "0.1",
+                       "merge_fraction": "0.75"},
+           lambda: MergingPress(SnapKVPress(r, window_size=8), similarity_threshold=0.1, merge_fraction=0.75),
+           "press", "values")
+    # KVCompose compresses when its context manager exits, after a second pass over the context ("post").
+    yield "kvcompose", {}, lambda: KVComposePress(compression_ratio=r), None, "post"
+    yield ("kvcompose", {"agg_task": "mean", "agg_group": "max", "agg_head": "max", "keep_token_lower_bound": "8",
+                         "add_mean_across_heads": "false"},
+           lambda: KVComposePress(compression_ratio=r, agg_task="mean", agg_group="max", agg_head="max",
+                                  keep_token_lower_bound=8, add_mean_across_heads=False), None, "post")
+    # Unstructured: kvpress masks per head (and keeps the second copy in its cache): kept sets only.
+    yield ("kvcompose", {"structured": "false"}, lambda: KVComposePress(structured=False, compression_ratio=r), None,
+           "post masked")
+    # Sinks and window scaled to the 128-token prefill (kvpress's on-the-fly defaults: 128 and 256).
+    yield ("duo_attention", {"head_compression_ratio": str(r), "on_the_fly_scoring": "true", "sink_size": "8",
+                             "recent_size": "32"},
+           lambda: duo_attention(r, 8, 32), None, "headwise noratio")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -158,6 +221,12 @@ def cases(r):
                                           "target_compression_ratio": str(r)},
            lambda: CompressionRatioDecodingPress(KeyDiffPress(), compression_interval=3, target_compression_ratio=r),
            "base_press", "decode noratio")
+    # CAM merges before it evicts; its Bernoulli draws come from torch's generator seeded 7 + layer per
+    # compression (pikv's seed option), and its merged values are compared too.
+    yield ("cam", {"press": "knorm", "compression_interval": "4", "target_size": str(target), "merge_budget": "8",
+                   "seed": "7"},
+           lambda: seeded_compress(CAMPress(KnormPress(), compression_interval=4, target_size=target, merge_budget=8),
+                                   7), "base_press", "decode noratio values")
     yield ("prefill_decoding", {"prefilling_press": "snapkv", "prefilling.window_size": "8",
                                 "prefilling.compression_ratio": str(r), "decoding_press": "decoding",
                                 "decoding.press": "knorm", "decoding.compression_interval": "5",
@@ -180,8 +249,8 @@ def scorers_of(press, getter):
 
 
 def kept_rows(full_values, kept_values):
-    """Index of every stored row inside `full_values` [B, H, n, d], matched on values (presses never
-    modify values): [B, H, k], in stored order."""
+    """Index of every stored row inside `full_values` [B, H, n, d], matched on values (presses but
+    Merging never modify values; its rows are matched on keys): [B, H, k], in stored order."""
     eq = (kept_values.unsqueeze(3) == full_values.unsqueeze(2)).all(-1)  # [B, H, k, n]
     if not bool((eq.sum(-1) == 1).all()):
         raise RuntimeError("could not match kvpress's stored values to the full cache")
@@ -212,6 +281,7 @@ def headwise_kept(n, masked, H, appended):
 def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
     use = eager_model if "eager" in flags else model
     L = use.config.num_hidden_layers
+    PREFILL["ids"] = ids
     press = make()
     recorded = {}
     for scorer in scorers_of(press, getter):
@@ -221,8 +291,8 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
             return s
         scorer.score = score
     full = DynamicCache()
-    with torch.no_grad():
-        use(input_ids=ids, past_key_values=full)
+    with torch.no_grad():  # KVCompose switches the model to eager attention: its values round as eager's
+        (eager_model if "post" in flags else use)(input_ids=ids, past_key_values=full)
     cache = DynamicCache()
     tensors = {"input_ids": ids}
     logits = []
@@ -238,14 +308,31 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
             m = keys.shape[2] - known[layer].shape[2]
             new = torch.arange(state["pos"] - m + 1, state["pos"] + 1).expand(1, keys.shape[1], m)
             before = torch.cat([known[layer], new], dim=2)
-            row = kept_rows(values, v2)
+            row = kept_rows(keys, k2) if "values" in flags else kept_rows(values, v2)  # CAM merges values
             known[layer] = before.gather(2, row)
             return k2, v2
         dpress.compress = compress
+    if "post" in flags:
+        with torch.no_grad():
+            with press(use):
+                use(input_ids=ids, past_key_values=cache)
+            layers = use.model.layers
+            for layer in range(L):
+                if "masked" in flags:
+                    masked = layers[layer].self_attn.masked_key_indices
+                    tensors[f"layer{layer}.kept"] = headwise_kept(T, masked, full.layers[layer].values.shape[1], 0)
+                    layers[layer].self_attn.masked_key_indices = None
+                else:
+                    tensors[f"layer{layer}.kept"] = stored_positions(full.layers[layer].values,
+                                                                     cache.layers[layer].values).contiguous()
+        return tensors
     with torch.no_grad(), press(use):
         use(input_ids=ids, past_key_values=cache)
         for layer in range(L):
-            known[layer] = stored_positions(full.layers[layer].values, cache.layers[layer].values)
+            if "values" in flags:
+                known[layer] = stored_positions(full.layers[layer].keys, cache.layers[layer].keys)
+            else:
+                known[layer] = stored_positions(full.layers[layer].values, cache.layers[layer].values)
         if "decode" in flags or "headwise" in flags or "logits" in flags:
             tensors["decode_ids"] = decode_ids
             for t in range(decode_ids.shape[1]):
@@ -254,10 +341,13 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
                 out = use(input_ids=decode_ids[:, t:t + 1], past_key_values=cache, position_ids=pos,
                           cache_position=pos[0])
                 logits.append(out.logits.float())
+    order = {}
     for layer in range(L):
         m = cache.layers[layer].values.shape[2] - known[layer].shape[2]
         new = torch.arange(state["pos"] - m + 1, state["pos"] + 1).expand(1, known[layer].shape[1], m)
-        known[layer] = torch.cat([known[layer], new], dim=2).sort(dim=-1).values
+        stored = torch.cat([known[layer], new], dim=2)  # logical positions in stored order
+        order[layer] = stored.argsort(dim=-1)
+        known[layer] = stored.sort(dim=-1).values
     layers = use.model.layers
     for layer in range(L):
         if "headwise" in flags:
@@ -270,6 +360,9 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
             tensors[f"layer{layer}.scores"] = recorded[layer].contiguous()
         if "keys" in flags:
             tensors[f"layer{layer}.keys"] = cache.layers[layer].keys.float().contiguous()
+        if "values" in flags:
+            v = cache.layers[layer].values.gather(2, order[layer].unsqueeze(-1).expand_as(cache.layers[layer].values))
+            tensors[f"layer{layer}.values"] = v.float().contiguous()
     if "headwise" in flags or "logits" in flags:
         tensors["logits"] = torch.cat(logits, 1).contiguous()
     for layer in layers:
@@ -283,6 +376,10 @@ def write_cases(out, mname, model, eager, ids, decode_ids, cases, ratios, manife
     and appends its manifest entry (what the C++ parity tests read)."""
     for r in ratios:
         for ci, (name, options, make, getter, flags) in enumerate(cases(r)):
+            if name == "duo_attention" and mname in ("phi3", "qwen3_qknorm"):
+                # kvpress's on-the-fly scoring reads q_proj/k_proj (Phi3 fuses them) and skips Qwen3's
+                # q/k-norm (its isinstance test looks at the decoder layer); pikv projects as the layer does.
+                continue
             opts = dict(options)
             if "noratio" not in flags:
                 opts["compression_ratio"] = str(r)

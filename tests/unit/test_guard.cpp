@@ -204,7 +204,41 @@ TEST(KVzip, ARunnerThatSkipsTheContextPassesGetsAnError) {
                     "run_context_passes");
   ContextPasses passes;
   passes.cache = &cache;
-  EXPECT_PIKV_ERROR(press.run_context_passes(passes), "kvzip needs the model, its cache and a tokenizer");
+  EXPECT_PIKV_ERROR(press.run_context_passes(passes), "kvzip needs a tokenizer");
+  passes.encode = [](const std::string&) { return std::vector<int64_t>{1}; };
+  EXPECT_PIKV_ERROR(press.run_context_passes(passes), "kvzip needs the model and its cache");
+}
+
+TEST(KVCompose, ARunnerThatSkipsTheSecondPassGetsAnError) {
+  SyntheticAttentionModel model(small_model());
+  KVComposePress press(KVComposeOptions().compression_ratio(0.5));
+  KVCache cache(model.num_layers());
+  PressGuard guard(model, press);
+  (void)model.forward(model.embed(1, 20, 3), cache);
+  EXPECT_EQ(cache.physical_length(0), 20);
+  EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 1, 4), cache), "kvcompose compresses after the prefill",
+                    "run_context_passes");
+}
+
+TEST(DuoAttention, NeedsHeadScoresAndTheModelAfterThePrefill) {
+  SyntheticAttentionModel model(small_model());
+  {
+    DuoAttentionPress press(DuoAttentionOptions().head_compression_ratio(0.5));
+    KVCache cache(model.num_layers());
+    PressGuard guard(model, press);
+    EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 20, 3), cache), "duo_attention needs head scores",
+                      "on_the_fly_scoring=true");
+  }
+  DuoAttentionPress press(DuoAttentionOptions().head_compression_ratio(0.5).on_the_fly_scoring(true).sink_size(2).recent_size(5));
+  KVCache cache(model.num_layers());
+  {
+    PressGuard guard(model, press);
+    (void)model.forward(model.embed(1, 20, 3), cache);
+    EXPECT_EQ(cache.physical_length(0), 20);  // scored during the prefill, pruned right after it
+    ContextPasses passes;
+    passes.cache = &cache;
+    EXPECT_PIKV_ERROR(press.run_context_passes(passes), "duo_attention needs the model and its cache");
+  }
 }
 
 TEST(Model, PressRunsOncePerLayerOnPrefillOnly) {

@@ -55,6 +55,19 @@ class DecodingPress : public detail::Wrapping<Press> {
   DecodingPress(std::shared_ptr<ScorerPress> base, const Schedule& schedule, const char* who);
   // Tokens to keep after this forward (DecodingPress: target_size).
   virtual int64_t target(const AttentionContext& ctx) const { return schedule_.target_size; }
+  // Called for every decoding forward before the schedule is checked (CAM accumulates attention).
+  virtual void observe_step(const AttentionContext& ctx) {}
+  // Whether this forward compresses, after `steps` forwards since the last compression.
+  virtual bool compression_due(const AttentionContext& ctx, int64_t steps, int64_t target_tokens) const {
+    return steps >= schedule_.compression_interval || ctx.forward_length() >= target_tokens;
+  }
+  // The compression itself: `sub` is the context with the buffered forwards as its queries, `ratio`
+  // the ratio that keeps target_tokens (DecodingPress: the base press's top-k at that ratio).
+  virtual CompressedKV compress_buffered(const AttentionContext& sub, double ratio, int64_t target_tokens,
+                                         int64_t steps) {
+    return press_->compress_at(sub, ratio);
+  }
+  const Schedule& schedule() const { return schedule_; }
 
  private:
   Schedule schedule_;

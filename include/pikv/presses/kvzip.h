@@ -14,7 +14,7 @@
 // It compresses in run_context_passes, which the runner calls after the prefill (pikv::Pipeline and
 // SharedPrefill do); a forward after a prefill without it is an error.
 
-#include <pikv/core/press.h>
+#include <pikv/presses/context_pass.h>
 
 namespace pikv {
 
@@ -29,7 +29,7 @@ struct KVzipOptions {
   PIKV_OPTIONS(KVzipOptions, PIKV_KVZIP_OPTIONS)
 };
 
-class KVzipPress : public Press {
+class KVzipPress : public ContextPassPress {
  public:
   using Options = KVzipOptions;
   static constexpr const char* kName = "kvzip";
@@ -41,10 +41,6 @@ class KVzipPress : public Press {
   bool head_wise() const override { return true; }
   bool needs_context_passes() const override { return options_.compression_ratio() > 0; }
 
-  void on_prefill_begin() override { state_ = State::prefilling; }
-  void reset() override { state_ = State::idle; }
-  // True while the repeat forwards run; throws for a forward after a prefill that skipped them.
-  bool should_compress(const AttentionContext& ctx) const override;
   // During a repeat forward: records the layer's scores of the chunk and keeps the cache as it is.
   CompressedKV compress(const AttentionContext& ctx) override;
   // The repeat forwards, then the head-wise selection applied to every layer of passes.cache.
@@ -55,9 +51,7 @@ class KVzipPress : public Press {
   const KVzipOptions& options() const { return options_; }
 
  private:
-  enum class State { idle, prefilling, scoring, done };
   KVzipOptions options_;
-  State state_ = State::idle;
   int64_t start_ = 0, end_ = 0;  // the chunk being repeated, in cache positions
   at::Tensor scores_;
 };

@@ -35,6 +35,8 @@ class RecordingPress : public Press {
   void on_prefill_end() override { inner_.on_prefill_end(); }
   void on_decode_step() override { inner_.on_decode_step(); }
   void reset() override { inner_.reset(); }
+  bool needs_context_passes() const override { return inner_.needs_context_passes(); }
+  ContextPassesCost run_context_passes(const ContextPasses& passes) override { return inner_.run_context_passes(passes); }
 
   CompressedKV compress(const AttentionContext& ctx) override {
     CompressedKV out = inner_.compress(ctx);
@@ -84,6 +86,7 @@ PIKV_INLINE std::map<std::string, at::Tensor> record_press(CausalLM& model, cons
   std::unique_ptr<detail::RecordingPress> recorder;
   std::vector<at::Tensor> logits;
   CompressionStats prefill_stats;
+  std::map<int64_t, std::pair<int64_t, int64_t>> out_bytes;  // layer -> KV bytes before / after compression
   {
     std::unique_ptr<PressGuard> guard;
     if (press != nullptr) {
@@ -91,6 +94,21 @@ PIKV_INLINE std::map<std::string, at::Tensor> record_press(CausalLM& model, cons
       guard = std::make_unique<PressGuard>(model, *recorder);
     }
     model.forward(input_ids, cache);
+    if (recorder && recorder->needs_context_passes()) {
+      // Presses that read the context again (KVCompose) get it as token ids; without a tokenizer, those
+      // that write prompts of their own (KVzip) say so.
+      ContextPasses passes;
+      passes.model = &model;
+      passes.cache = &cache;
+      const at::Tensor ids = input_ids[0].to(at::kCPU, at::kLong).contiguous();
+      passes.context_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+      std::vector<int64_t> before;
+      for (int64_t l = 0; l < model.num_layers(); ++l) before.push_back(cache.bytes_in_use(l));
+      (void)recorder->run_context_passes(passes);
+      for (int64_t l = 0; l < model.num_layers(); ++l) {
+        out_bytes[l] = {before[static_cast<size_t>(l)], cache.bytes_in_use(l)};
+      }
+    }
     prefill_stats = model.compression_stats();
     if (decode.defined()) {
       for (int64_t t = 0; t < decode.size(1); ++t) {
@@ -101,8 +119,9 @@ PIKV_INLINE std::map<std::string, at::Tensor> record_press(CausalLM& model, cons
   }
   std::map<std::string, at::Tensor> out;
   if (!logits.empty()) out["logits"] = at::cat(logits, 1).contiguous();
-  for (const LayerCompressionStats& s : prefill_stats.layers) {
-    out[fmt::format("layer{}.bytes", s.layer)] = at::tensor(std::vector<int64_t>{s.bytes_before, s.bytes_after}, at::kLong);
+  for (const LayerCompressionStats& s : prefill_stats.layers) out_bytes[s.layer] = {s.bytes_before, s.bytes_after};
+  for (const auto& [l, b] : out_bytes) {
+    out[fmt::format("layer{}.bytes", l)] = at::tensor(std::vector<int64_t>{b.first, b.second}, at::kLong);
   }
   for (int64_t l = 0; l < model.num_layers(); ++l) {
     const std::string prefix = fmt::format("layer{}.", l);

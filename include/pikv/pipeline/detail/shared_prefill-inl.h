@@ -57,21 +57,10 @@ PIKV_INLINE KVCache SharedPrefill::compress(Press* press, CompressionStats* stat
   KVCache cache(full_.num_layers());
   for (int64_t l = 0; l < full_.num_layers(); ++l) cache.append(l, full_.keys(l), full_.values(l));
   if (press == nullptr) return cache;
-  if (press->needs_context_passes()) {
-    PIKV_CHECK(passes != nullptr,
-               "press '{}' re-reads its context with the model after the prefill: pass the ContextPasses "
-               "(Pipeline::context_passes) to SharedPrefill::compress",
-               press->name());
-    ContextPasses p = *passes;
-    p.model = &model_;
-    p.cache = &cache;
-    PressGuard guard(model_, *press);
-    press->on_prefill_begin();
-    const ContextPassesCost c = press->run_context_passes(p);
-    if (cost != nullptr) *cost = c;
-    if (stats != nullptr && stats->press.empty()) stats->press = press->describe();
-    return cache;
-  }
+  PIKV_CHECK(!press->needs_context_passes() || passes != nullptr,
+             "press '{}' re-reads its context with the model after the prefill: pass the ContextPasses "
+             "(Pipeline::context_passes) to SharedPrefill::compress",
+             press->name());
   PIKV_CHECK(!press->acts_during_decoding(),
              "press '{}' compresses during decoding; a shared prefill can only replay prefill presses", press->name());
   PIKV_CHECK(weights_ || !press->requirements().attention_weights,
@@ -92,6 +81,18 @@ PIKV_INLINE KVCache SharedPrefill::compress(Press* press, CompressionStats* stat
     throw;
   }
   press->on_detach();
+  if (press->needs_context_passes()) {
+    // What a live runner does next: the context passes, with the press installed (DuoAttention has
+    // scored its heads during the replay above; KVzip and KVCompose forward again).
+    ContextPasses p = *passes;
+    p.model = &model_;
+    p.cache = &cache;
+    PressGuard guard(model_, *press);
+    press->on_prefill_begin();
+    const ContextPassesCost c = press->run_context_passes(p);
+    if (cost != nullptr) *cost = c;
+    if (stats != nullptr && stats->press.empty()) stats->press = press->describe();
+  }
   return cache;
 }
 

@@ -77,11 +77,12 @@ PIKV_INLINE CompressedKV DecodingPress::compress(const AttentionContext& ctx) {
              "decoding buffers the hidden states (or query states) of decoding forwards; layer {} has neither", ctx.layer);
   std::vector<at::Tensor>& buffer = buffers_[ctx.layer];
   buffer.push_back((hidden ? ctx.hidden_states : ctx.query_states).detach().clone());
+  observe_step(ctx);
   const int64_t steps = ++steps_[ctx.layer];
   const int64_t q = ctx.forward_length();
   const int64_t target_tokens = target(ctx);
   CompressedKV out;
-  if (steps >= schedule_.compression_interval || q >= target_tokens) {
+  if (compression_due(ctx, steps, target_tokens)) {
     AttentionContext sub = ctx;
     // The buffered forwards: the cache's most recent tokens.
     if (hidden) {
@@ -95,7 +96,7 @@ PIKV_INLINE CompressedKV DecodingPress::compress(const AttentionContext& ctx) {
     const double ratio = target_ratio(ctx.length(), target_tokens);
     last_ratio_ = ratio;
     log::debug("decoding: layer {} compresses {} tokens to {} (ratio {})", ctx.layer, ctx.length(), target_tokens, ratio);
-    out = press_->compress_at(sub, ratio);
+    out = compress_buffered(sub, ratio, target_tokens, steps);
     steps_[ctx.layer] = 0;
     buffer.clear();
   } else {

@@ -23,15 +23,6 @@ PIKV_INLINE std::string KVzipPress::describe() const { return name() + "(" + des
 
 PIKV_INLINE PressRequirements KVzipPress::requirements() const { return query_requirements(); }
 
-PIKV_INLINE bool KVzipPress::should_compress(const AttentionContext& ctx) const {
-  if (state_ == State::scoring) return true;
-  PIKV_CHECK(!(state_ == State::prefilling && !ctx.is_prefill && needs_context_passes()),
-             "kvzip compresses after the prefill by having the model repeat its context: the runner must call "
-             "run_context_passes right after the prefill (pikv::Pipeline and SharedPrefill do); this forward came "
-             "without it");
-  return false;
-}
-
 PIKV_INLINE CompressedKV KVzipPress::compress(const AttentionContext& ctx) {
   check_context(ctx);
   const int64_t n = ctx.length(), q = ctx.forward_length(), Hkv = ctx.kv_heads(), B = ctx.batch();
@@ -67,24 +58,13 @@ PIKV_INLINE ContextPassesCost KVzipPress::run_context_passes(const ContextPasses
     state_ = State::done;
     return cost;
   }
-  PIKV_CHECK(p.model != nullptr && p.cache != nullptr && p.encode,
-             "kvzip needs the model, its cache and a tokenizer (encode) to repeat the context");
-  CausalLM& model = *p.model;
-  KVCache& cache = *p.cache;
-  const int64_t L = model.num_layers(), n = static_cast<int64_t>(p.context_ids.size());
-  PIKV_CHECK(n > 0 && cache.logical_length(0) == n,
-             "kvzip: the cache holds {} tokens, the context {}: run_context_passes right after the prefill",
-             cache.logical_length(0), n);
+  PIKV_CHECK(p.encode, "kvzip needs a tokenizer (ContextPasses::encode) to write its repeat prompts");
+  const Shape shape = check_whole_context(p);
+  const int64_t L = shape.layers, n = shape.tokens, Hkv = shape.kv_heads;
   PIKV_CHECK(p.prefix_length >= 0 && p.prefix_length < n, "kvzip: prefix_length {} outside the context of {} tokens",
              p.prefix_length, n);
-  for (int64_t l = 0; l < L; ++l) {
-    PIKV_CHECK(!cache.is_ragged(l) && cache.physical_length(l) == n,
-               "kvzip: layer {} was already compressed; it needs the whole prefilled context", l);
-  }
-  const at::Tensor k0 = cache.padded(0).keys;
-  PIKV_CHECK(k0.size(0) == 1, "kvzip supports batch 1 (as kvpress), got a batch of {}", k0.size(0));
-  const int64_t Hkv = k0.size(1);
-  scores_ = at::zeros({L, 1, Hkv, n}, k0.options().dtype(at::kFloat));
+  KVCache& cache = *p.cache;
+  scores_ = at::zeros({L, 1, Hkv, n}, shape.options.dtype(at::kFloat));
   scores_.narrow(-1, 0, std::min(options_.n_sink(), n)).fill_(1.0);
 
   // Chunks of the context text (after the template's prefix) and their repeat prompts.
@@ -94,28 +74,16 @@ PIKV_INLINE ContextPassesCost KVzipPress::run_context_passes(const ContextPasses
   const std::vector<int64_t> later = p.encode("\n\nRepeat the part of the previous context exactly, starting with");
   const auto t0 = std::chrono::steady_clock::now();
   start_ = p.prefix_length;
-  state_ = State::scoring;
-  try {
-    for (int64_t c = 0; c * chunk < static_cast<int64_t>(ctx.size()); ++c) {
-      const int64_t a = c * chunk, b = std::min<int64_t>(a + chunk, static_cast<int64_t>(ctx.size()));
-      std::vector<int64_t> ids = c == 0 ? first : later;
-      if (c > 0) ids.insert(ids.end(), ctx.begin() + std::max<int64_t>(a - chunk, a - postfix), ctx.begin() + a);
-      ids.insert(ids.end(), p.suffix_ids.begin(), p.suffix_ids.end());
-      ids.insert(ids.end(), ctx.begin() + a, ctx.begin() + b);
-      end_ = start_ + (b - a);
-      (void)model.forward(at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(k0.device()), cache,
-                          ForwardOptions().return_hidden(model.supports_hidden_output()));
-      cache.truncate(n);
-      ++cost.forwards;
-      cost.tokens += static_cast<int64_t>(ids.size());
-      start_ = end_;
-    }
-  } catch (...) {
-    state_ = State::done;
-    cache.truncate(n);
-    throw;
+  for (int64_t c = 0; c * chunk < static_cast<int64_t>(ctx.size()); ++c) {
+    const int64_t a = c * chunk, b = std::min<int64_t>(a + chunk, static_cast<int64_t>(ctx.size()));
+    std::vector<int64_t> ids = c == 0 ? first : later;
+    if (c > 0) ids.insert(ids.end(), ctx.begin() + std::max<int64_t>(a - chunk, a - postfix), ctx.begin() + a);
+    ids.insert(ids.end(), p.suffix_ids.begin(), p.suffix_ids.end());
+    ids.insert(ids.end(), ctx.begin() + a, ctx.begin() + b);
+    end_ = start_ + (b - a);
+    scoring_forward(p, ids, cost);
+    start_ = end_;
   }
-  state_ = State::done;
 
   // The lowest scores go: across every layer and head (kvpress counts them globally, then prunes
   // per layer), or the same count in every layer.
