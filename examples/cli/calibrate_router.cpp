@@ -1,8 +1,11 @@
-// `pikv calibrate-router`: learns MoERouterPress's gate on calibration text with a real model.
+// Calibration commands. `pikv calibrate-router`: learns MoERouterPress's gate on calibration text with a
+// real model. `pikv calibrate PRESS`: computes the artefact a press loads (query statistics, ...) for any
+// model, in the format kvpress's loader reads.
 #include "cli.h"
 
 #include "args.h"
 
+#include <pikv/calibration/query_statistics.h>
 #include <pikv/calibration/router_calibration.h>
 
 #include <unistd.h>
@@ -22,6 +25,31 @@ namespace pikv::cli {
 namespace {
 
 bool readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
+
+// "COMMAND STAGE [#####.....] done/total, ETA": redrawn in place on a terminal, every `every` steps
+// (and at the end) as lines otherwise.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string command) : command_(std::move(command)), tty_(::isatty(2) != 0) {}
+  void operator()(const std::string& stage, int64_t done, int64_t total, bool with_eta, int64_t every) const {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total));
+    const std::string bar = std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.');
+    const std::string eta = with_eta ? fmt::format(", ETA {:.0f}s", elapsed / std::max<int64_t>(1, done) * (total - done)) : "";
+    if (tty_) {
+      fmt::print(stderr, "\r{} {} [{}] {}/{}{}   ", command_, stage, bar, done, total, eta);
+      if (done == total) fmt::print(stderr, "\n");
+    } else if (done == total || done % std::max<int64_t>(1, every) == 0) {
+      fmt::print(stderr, "{} {}: {}/{}{}\n", command_, stage, done, total, eta);
+    }
+  }
+
+ private:
+  std::string command_;
+  bool tty_;
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
 
 struct CalibrateArgs {
   ModelArgs model;
@@ -62,20 +90,9 @@ int run_calibrate_router(const CalibrateArgs& a) {
   auto tokenizer = load_tokenizer(m);
   const eval::Corpus corpus(corpus_text, *tokenizer);
 
-  const bool tty = ::isatty(2) != 0;
-  const auto t0 = std::chrono::steady_clock::now();
+  const ProgressBar bar("calibrate-router");
   auto progress = [&](const std::string& stage, int64_t done, int64_t total) {
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const int width = 30;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total));
-    const std::string bar = std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.');
-    const std::string eta = stage == "samples" ? fmt::format(", ETA {:.0f}s", elapsed / done * (total - done)) : "";
-    if (tty) {
-      fmt::print(stderr, "\rcalibrate-router {} [{}] {}/{}{}   ", stage, bar, done, total, eta);
-      if (done == total) fmt::print(stderr, "\n");
-    } else if (done == total || (stage == "samples" && done % 5 == 0) || (stage == "epochs" && done % 100 == 0)) {
-      fmt::print(stderr, "calibrate-router {}: {}/{}{}\n", stage, done, total, eta);
-    }
+    bar(stage, done, total, stage == "samples", stage == "samples" ? 5 : 100);
   };
   fmt::print(stderr, "calibrating on {} ({} tasks x {} samples of {} tokens, ratios {})\n", corpus_path, o.tasks.size(),
              o.samples, o.length, fmt::join(o.ratios, ","));
@@ -103,7 +120,76 @@ int run_calibrate_router(const CalibrateArgs& a) {
   return 0;
 }
 
+struct CalibratePressArgs {
+  ModelArgs model;
+  std::string press, out, corpus_path = PIKV_DEFAULT_CALIBRATION;
+  int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4;
+};
+
+int run_calibrate_press(const CalibratePressArgs& a) {
+  const std::vector<std::string> supported = {"expected_attention_with_stats"};
+  if (a.press.empty()) usage_error("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: expected_attention_with_stats)");
+  if (a.press != "expected_attention_with_stats") {
+    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (qfilter, kvzap, "
+                            "fastkvzip and lukv are not implemented yet; duo_attention scores its heads on the fly)",
+                            a.press, fmt::join(supported, ", ")));
+  }
+  if (a.out.empty()) usage_error("calibrate needs --out DIR (the folder to write)");
+  const std::string text = read_file(a.corpus_path, "calibration corpus (scripts/setup.sh makes models/calibration.txt)");
+  auto model = load_model(a.model);
+  auto tokenizer = load_tokenizer(a.model);
+  // Consecutive windows of the corpus (kvpress: the first sample_seq_len characters of each of
+  // num_samples BookSum chapters; here tokens, so every sample has the same weight).
+  const std::vector<int64_t> ids = tokenizer->encode(text);
+  std::vector<std::vector<int64_t>> samples;
+  for (size_t at = 0; static_cast<int64_t>(samples.size()) < a.num_samples &&
+                      at + static_cast<size_t>(a.sample_seq_len) <= ids.size();
+       at += static_cast<size_t>(a.sample_seq_len)) {
+    samples.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                         ids.begin() + static_cast<std::ptrdiff_t>(at) + a.sample_seq_len);
+  }
+  PIKV_CHECK(!samples.empty(), "the calibration corpus '{}' has {} tokens, fewer than one sample of --sample-seq-len {}",
+             a.corpus_path, ids.size(), a.sample_seq_len);
+  if (static_cast<int64_t>(samples.size()) < a.num_samples) {
+    fmt::print(stderr, "note: '{}' holds {} samples of {} tokens, not {}; using those\n", a.corpus_path, samples.size(),
+               a.sample_seq_len, a.num_samples);
+  }
+  PIKV_CHECK(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
+  fmt::print(stderr, "query statistics of {} on {} ({} samples of {} tokens, the first {} left out)\n", a.model.model,
+             a.corpus_path, samples.size(), a.sample_seq_len, a.n_sink);
+  const ProgressBar bar("calibrate");
+  const QueryStatistics stats = collect_query_statistics(
+      *model, samples, a.n_sink, [&](int64_t done, int64_t total) { bar("samples", done, total, true, 10); });
+  QueryStatisticsInfo info;
+  info.model_name = a.model.model.substr(a.model.model.find_last_of('/') + 1);
+  info.dataset_name = a.corpus_path.substr(a.corpus_path.find_last_of('/') + 1);
+  info.num_samples = static_cast<int64_t>(samples.size());
+  info.sample_seq_len = a.sample_seq_len;
+  info.n_sink = a.n_sink;
+  save_query_statistics(a.out, stats, info);
+  fmt::print("wrote {}/model.safetensors (query_mean {}x{}x{}, query_cov, from {} queries per head) and config.json\n"
+             "use: --press expected_attention_with_stats --option stats_folder={}\n",
+             a.out, stats.mean.size(0), stats.mean.size(1), stats.mean.size(2), stats.tokens, a.out);
+  return 0;
+}
+
 }  // namespace
+
+args::Action declare_calibrate(args::Flags& f) {
+  auto a = std::make_shared<CalibratePressArgs>();
+  f = {
+      args::text("--press", "NAME", &a->press,
+                 "the press whose artefact to compute (also the first word: pikv calibrate NAME);\n"
+                 "expected_attention_with_stats: query statistics"),
+      args::path("--out", "DIR", &a->out, "folder to write (config.json + model.safetensors, kvpress's layout)"),
+      args::path("--corpus", "FILE", &a->corpus_path, "calibration text (default models/calibration.txt)"),
+      args::integer("--num-samples", "N", &a->num_samples, 1, args::kMaxCount).with_note("{default}").as_brief(),
+      args::integer("--sample-seq-len", "N", &a->sample_seq_len, 2, args::kMaxTokens).with_note("{default} tokens").as_brief(),
+      args::integer("--n-sink", "N", &a->n_sink, 0, args::kMaxTokens).with_note("{default}: first tokens of a sample left out").as_brief(),
+  };
+  add_model_flags(f, a->model);
+  return [a] { return run_calibrate_press(*a); };
+}
 
 args::Action declare_calibrate_router(args::Flags& f) {
   auto a = std::make_shared<CalibrateArgs>();

@@ -31,6 +31,7 @@ args::Action declare_eval(args::Flags& flags);
 args::Action declare_needles(args::Flags& flags);
 args::Action declare_score(args::Flags& flags);
 args::Action declare_calibrate_router(args::Flags& flags);
+args::Action declare_calibrate(args::Flags& flags);
 args::Action declare_synthetic(args::Flags& flags);
 
 // Prints "pikv: MESSAGE" and the usage hint, exits with status 2.

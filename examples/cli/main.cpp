@@ -133,6 +133,10 @@ const std::vector<args::Command>& commands() {
        "  The model runs in float32 on the CPU unless --dtype / --device say otherwise.\n", declare_score},
       {"calibrate-router", "[options]",
        "learn the moe_router press's gate on calibration text (writes a weights file)", "", declare_calibrate_router},
+      {"calibrate", "PRESS [options]",
+       "compute the artefact a press loads, for any model (expected_attention_with_stats:\nquery statistics; "
+       "the folder kvpress's loader reads too)",
+       "", declare_calibrate},
       {"synthetic", "[options]", "every press on a synthetic random-weight attention model (mechanics only)", "",
        declare_synthetic},
   };
@@ -179,6 +183,10 @@ int main(int argc, char** argv) {
     const auto& table = commands();
     const auto command = std::find_if(table.begin(), table.end(), [&](const args::Command& c) { return c.name == name; });
     if (command == table.end()) usage_error(fmt::format("unknown command '{}'", name));
+    // `pikv calibrate PRESS ...`: the press is the first word.
+    if (name == "calibrate" && !argv_rest.empty() && !argv_rest.front().empty() && argv_rest.front()[0] != '-') {
+      argv_rest.insert(argv_rest.begin(), "--press");
+    }
     args::Flags flags;
     const args::Action action = command->declare(flags);
     if (!args::parse(command->name, flags, argv_rest)) {

@@ -50,6 +50,7 @@
 #include <pikv/presses/dms.h>
 #include <pikv/presses/duo_attention.h>
 #include <pikv/presses/expected_attention.h>
+#include <pikv/presses/expected_attention_with_stats.h>
 #include <pikv/presses/finch.h>
 #include <pikv/presses/key_rerotation.h>
 #include <pikv/presses/keydiff.h>
@@ -83,4 +84,5 @@
 #include <pikv/eval/evaluator.h>
 #include <pikv/eval/tasks.h>
 
+#include <pikv/calibration/query_statistics.h>
 #include <pikv/calibration/router_calibration.h>

@@ -113,6 +113,20 @@ expect 0 "Context length 256 tokens" -- eval --lengths 256 --samples 1 --tasks p
 
 # The router: calibration on the default model, its weights file, and its errors.
 expect 2 "calibrate-router needs --out FILE" -- calibrate-router --samples 1
+# pikv calibrate PRESS: an artefact for any model (here query statistics, the folder kvpress's loader reads).
+expect 2 "calibrate needs the press" -- calibrate --out "$tmp/stats"
+expect 2 "no artefact recipe for 'qfilter'" -- calibrate qfilter --out "$tmp/stats"
+expect 2 "calibrate needs --out DIR" -- calibrate expected_attention_with_stats
+expect 2 "fewer than one sample of --sample-seq-len 9999999" -- calibrate expected_attention_with_stats --sample-seq-len 9999999 \
+  --out "$tmp/stats"
+expect 0 "from 120 queries per head" -- calibrate expected_attention_with_stats --num-samples 2 --sample-seq-len 64 \
+  --out "$tmp/stats"
+grep -q '"n_sink": 4' "$tmp/stats/config.json" && test -s "$tmp/stats/model.safetensors" || { echo "FAIL: calibrate wrote no statistics"; fails=$((fails + 1)); }
+expect 0 "expected_attention_with_stats(compression_ratio=0.5" -- generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
+  --question "When did the Lark leave?" --press expected_attention_with_stats --option "stats_folder=$tmp/stats" \
+  --max-new-tokens 4
+expect 2 "expected_attention_with_stats needs query statistics" -- generate --context "a b c d e f g" --question "q" \
+  --press expected_attention_with_stats --max-new-tokens 2
 expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
 expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
   --out "$tmp/g.json"

@@ -59,7 +59,11 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
     auto& model = models[model_name];
     if (!model) model = DecoderModel::load(catalogue_dir() + "/" + model_name);
     std::map<std::string, std::string> options;
-    for (auto it = c.at("options").begin(); it != c.at("options").end(); ++it) options[it.key()] = it.value();
+    for (auto it = c.at("options").begin(); it != c.at("options").end(); ++it) {
+      std::string v = it.value();
+      if (v.rfind("@catalogue/", 0) == 0) v = catalogue_dir() + v.substr(10);  // artefacts beside the goldens
+      options[it.key()] = v;
+    }
     std::set<std::string> flags;
     for (const auto& f : c.at("flags")) flags.insert(f.get<std::string>());
     auto press = make_press(press_name, options);
@@ -166,6 +170,35 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
     if (elsewhere.count(info.name) == 0 && t.presses.count(info.name) == 0) missing.insert(info.name);
   }
   EXPECT_TRUE(missing.empty()) << "presses without a kvpress parity case: " << fmt::format("{}", fmt::join(missing, ", "));
+}
+
+TEST(CatalogueParity, QueryStatisticsAreKvpressCollectQueries) {
+  // pikv calibrate's statistics against kvpress's collect_queries on the same samples, every model.
+  for (const char* name : {"llama_mha", "llama_gqa", "qwen3_qknorm", "mistral", "phi3"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = catalogue_dir() + "/" + name + "_stats";
+    auto model = DecoderModel::load(catalogue_dir() + "/" + name);
+    const at::Tensor samples = io::SafetensorsFile::open(dir + "/samples.safetensors").get("samples").to(at::kLong);
+    std::vector<std::vector<int64_t>> rows;
+    for (int64_t i = 0; i < samples.size(0); ++i) {
+      const at::Tensor r = samples[i].contiguous();
+      rows.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+    }
+    int64_t calls = 0;
+    const QueryStatistics ours = collect_query_statistics(*model, rows, 4, [&](int64_t, int64_t) { ++calls; });
+    EXPECT_EQ(calls, samples.size(0));
+    EXPECT_EQ(ours.tokens, samples.size(0) * (samples.size(1) - 4));
+    const auto ref = io::SafetensorsFile::open(dir + "/model.safetensors");
+    const at::Tensor mean = ref.get("query_mean"), cov = ref.get("query_cov");
+    ASSERT_EQ(ours.mean.sizes(), mean.sizes());
+    ASSERT_EQ(ours.cov.sizes(), cov.sizes());
+    const double dm = (ours.mean - mean).abs().max().item<double>() / mean.abs().max().clamp_min(1e-6).item<double>();
+    const double dc = (ours.cov - cov).abs().max().item<double>() / cov.abs().max().clamp_min(1e-6).item<double>();
+    EXPECT_LE(dm, 1e-5) << "query mean";
+    EXPECT_LE(dc, 1e-5) << "query covariance";
+    std::printf("  %s: %lld queries per head; mean rel %.2g, covariance rel %.2g\n", name,
+                static_cast<long long>(ours.tokens), dm, dc);
+  }
 }
 
 TEST(CatalogueParity, SharedPrefillReplaysExactlyWhatALivePrefillKeeps) {

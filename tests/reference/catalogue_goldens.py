@@ -28,7 +28,7 @@ from transformers import (AutoModelForCausalLM, DynamicCache, LlamaConfig, Mistr
                           Qwen3Config)
 
 import kvpress  # noqa: E402
-from kvpress import (AdaKVPress, BlockPress, CAMPress, CapPress, DuoAttentionPress, KVComposePress, MergingPress, ChunkKVPress, ChunkPress, CompactorPress,  # noqa: E402
+from kvpress import (AdaKVPress, BlockPress, CAMPress, ExpectedAttentionStatsPress, CapPress, DuoAttentionPress, KVComposePress, MergingPress, ChunkKVPress, ChunkPress, CompactorPress,  # noqa: E402
                      CompressionRatioDecodingPress, CriticalAdaKVPress, CriticalKVPress, CURPress, DecodingPress,
                      DMSPress,
                      ExpectedAttentionPress, KeyDiffPress, KeyRerotationPress, KnormPress, LagKVPress,
@@ -99,6 +99,7 @@ def compactor(r, seed, sketch_dimension=48, **kwargs):
 
 
 PREFILL = {}  # the ids run_case prefills: DuoAttention's on-the-fly "dataset"
+STATS = {}    # the current model's statistics folder
 
 
 def duo_attention(head_compression_ratio, sink_size, recent_size):
@@ -125,6 +126,40 @@ def duo_attention(head_compression_ratio, sink_size, recent_size):
             super().post_init_from_model(model)
             self.sink_size, self.recent_size = sink_size, recent_size
     return Press(head_compression_ratio=head_compression_ratio, on_the_fly_scoring=True)
+
+
+STATS_SAMPLES, STATS_LEN = 3, 64
+
+
+def write_query_stats(model, out, mname, samples):
+    """kvpress's own recipe (collect_queries, the script behind its hub statistics) on `samples` [S, len]
+    instead of BookSum, saved with its loader's save_pretrained: OUT/MODEL_stats/ (+ samples.safetensors,
+    for pikv's calibration to run on the same tokens)."""
+    from transformers import BatchEncoding
+    import kvpress.presses.expected_attention_with_stats as eas
+    rows = iter(samples)
+
+    class Dataset:
+        def map(self, f):
+            return self
+
+        def __getitem__(self, column):
+            return ["a sample"] * len(samples)
+
+    class Tokenizer:
+        @staticmethod
+        def from_pretrained(name):
+            return lambda text, return_tensors: BatchEncoding({"input_ids": next(rows).unsqueeze(0)})
+    eas.load_dataset, eas.AutoTokenizer = (lambda *a, **k: Dataset()), Tokenizer
+    _, mu, cov = eas.collect_queries(model, "calibration", len(samples), 10**9, 4)
+    c = model.config
+    stats = eas.ExpectedAttentionStats(num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
+                                       head_dim=mu.shape[-1], dataset_name="calibration", model_name=mname,
+                                       num_samples=len(samples), sample_seq_len=samples.shape[1], n_sink=4)
+    stats.query_mean.data, stats.query_cov.data = mu, cov
+    folder = out / f"{mname}_stats"
+    stats.save_pretrained(folder)
+    save_file({"samples": samples.contiguous()}, str(folder / "samples.safetensors"))
 
 
 def cases(r):
@@ -184,6 +219,13 @@ def cases(r):
     yield ("duo_attention", {"head_compression_ratio": str(r), "on_the_fly_scoring": "true", "sink_size": "8",
                              "recent_size": "32"},
            lambda: duo_attention(r, 8, 32), None, "headwise noratio")
+    # Statistics from kvpress's collect_queries (write_query_stats); "@catalogue/" is the goldens folder.
+    yield ("expected_attention_with_stats", {"stats_folder": "@catalogue/{model}_stats", "n_future_positions": "64"},
+           lambda: ExpectedAttentionStatsPress(r, stats_folder=str(STATS["folder"]), n_future_positions=64), "self", "")
+    yield ("expected_attention_with_stats", {"stats_folder": "@catalogue/{model}_stats", "n_future_positions": "64",
+                                             "use_covariance": "false", "epsilon": "0.01"},
+           lambda: ExpectedAttentionStatsPress(r, stats_folder=str(STATS["folder"]), n_future_positions=64,
+                                               use_covariance=False, epsilon=0.01), "self", "")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -380,7 +422,7 @@ def write_cases(out, mname, model, eager, ids, decode_ids, cases, ratios, manife
                 # kvpress's on-the-fly scoring reads q_proj/k_proj (Phi3 fuses them) and skips Qwen3's
                 # q/k-norm (its isinstance test looks at the decoder layer); pikv projects as the layer does.
                 continue
-            opts = dict(options)
+            opts = {k: v.replace("{model}", mname) for k, v in options.items()}
             if "noratio" not in flags:
                 opts["compression_ratio"] = str(r)
             try:
@@ -412,6 +454,8 @@ def main():
         perm = torch.randperm(VOCAB, generator=g)
         ids = perm[:T].unsqueeze(0)
         decode_ids = perm[T:T + DECODE].unsqueeze(0)
+        write_query_stats(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
+        STATS["folder"] = a.out / f"{mname}_stats"
         write_cases(a.out, mname, model, eager, ids, decode_ids, cases, RATIOS, manifest)
     (a.out / "manifest.json").write_text(json.dumps({"kvpress": kvpress.__version__ if hasattr(kvpress, "__version__")
                                                      else "", "cases": manifest}, indent=1))

@@ -32,6 +32,11 @@ class ExpectedAttentionPress : public ScorerPressBase<ExpectedAttentionPress, Ex
   // float [d, d] (identity on channels the layer does not rotate; identity for layers without RoPE).
   static at::Tensor average_rotation(const AttentionLayerView& view, int64_t first, int64_t count,
                                      const at::TensorOptions& options);
+  // The scores from pre-RoPE query statistics: mean mu [B, H, d] and covariance cov [B, H, d, d]
+  // (undefined: no covariance term), rotated to the next n_future_positions positions; keys/values of
+  // ctx [B, Hkv, n, d] with n > sink -> [B, Hkv, n], the sinks protected.
+  static at::Tensor expected_scores(const AttentionContext& ctx, const at::Tensor& mu, const at::Tensor& cov,
+                                    int64_t n_future_positions, int64_t sink, bool use_vnorm, double epsilon);
 };
 
 }  // namespace pikv

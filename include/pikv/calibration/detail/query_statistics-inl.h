@@ -1,0 +1,104 @@
+#pragma once
+
+#include <pikv/calibration/query_statistics.h>
+#include <pikv/core/config.h>
+#include <pikv/core/detail/check.h>
+#include <pikv/core/hookable_model.h>
+#include <pikv/core/kv_cache.h>
+#include <pikv/io/files.h>
+#include <pikv/io/safetensors.h>
+#include <pikv/presses/snapkv.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+
+namespace pikv {
+
+namespace detail {
+// Collects the pre-RoPE queries of every prefill layer it sees (compresses nothing).
+class QueryCollector : public Press {
+ public:
+  explicit QueryCollector(int64_t n_sink) : n_sink_(n_sink) {}
+  std::string name() const override { return "query_statistics"; }
+  double compression_ratio() const override { return 0.0; }
+  PressRequirements requirements() const override { return query_requirements(); }
+  CompressedKV compress(const AttentionContext& ctx) override {
+    const int64_t T = ctx.forward_length();
+    at::Tensor q = prerope_queries(ctx, n_sink_, T - n_sink_).to(at::kDouble)[0];  // [H, m, d]
+    at::Tensor sum = q.sum(1), outer = at::matmul(q.transpose(-1, -2), q);       // [H, d], [H, d, d]
+    auto it = sum_.find(ctx.layer);
+    if (it == sum_.end()) {
+      sum_[ctx.layer] = sum;
+      outer_[ctx.layer] = outer;
+    } else {
+      it->second += sum;
+      outer_[ctx.layer] += outer;
+    }
+    CompressedKV skip;
+    skip.skipped = true;
+    return skip;
+  }
+  std::map<int64_t, at::Tensor> sum_, outer_;
+
+ private:
+  int64_t n_sink_;
+};
+}  // namespace detail
+
+PIKV_INLINE QueryStatistics collect_query_statistics(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                                     int64_t n_sink, const std::function<void(int64_t, int64_t)>& progress) {
+  PIKV_CHECK(!samples.empty(), "query statistics need at least one calibration sample");
+  PIKV_CHECK(n_sink >= 0, "n_sink must be >= 0, got {}", n_sink);
+  detail::QueryCollector collector(n_sink);
+  int64_t tokens = 0;
+  {
+    PressGuard guard(model, collector);
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const auto& s = samples[i];
+      PIKV_CHECK(static_cast<int64_t>(s.size()) > n_sink, "calibration sample {} has {} tokens, not more than n_sink={}",
+                 i, s.size(), n_sink);
+      KVCache cache = model.make_cache(1);
+      (void)model.forward(at::tensor(s, at::kLong).unsqueeze(0).to(model.options().device()), cache,
+                          ForwardOptions().return_hidden(model.supports_hidden_output()));
+      tokens += static_cast<int64_t>(s.size()) - n_sink;
+      if (progress) progress(static_cast<int64_t>(i) + 1, static_cast<int64_t>(samples.size()));
+    }
+  }
+  PIKV_CHECK(tokens > 1, "query statistics need at least 2 queries after the sinks, got {}", tokens);
+  const int64_t L = model.num_layers();
+  PIKV_CHECK(static_cast<int64_t>(collector.sum_.size()) == L,
+             "query statistics: {} of the model's {} layers exposed their queries", collector.sum_.size(), L);
+  std::vector<at::Tensor> means, covs;
+  const double N = static_cast<double>(tokens);
+  for (int64_t l = 0; l < L; ++l) {
+    at::Tensor mean = collector.sum_.at(l) / N;  // [H, d]
+    // Unbiased covariance from the sums: (sum q q^T - N mu mu^T) / (N - 1), in float64.
+    at::Tensor cov = (collector.outer_.at(l) - N * mean.unsqueeze(-1) * mean.unsqueeze(-2)) / (N - 1.0);
+    means.push_back(mean);
+    covs.push_back(cov);
+  }
+  QueryStatistics out;
+  out.mean = at::stack(means).to(at::kCPU, at::kFloat).contiguous();
+  out.cov = at::stack(covs).to(at::kCPU, at::kFloat).contiguous();
+  out.tokens = tokens;
+  return out;
+}
+
+PIKV_INLINE void save_query_statistics(const std::string& dir, const QueryStatistics& stats,
+                                       const QueryStatisticsInfo& info) {
+  PIKV_CHECK(stats.mean.defined() && stats.mean.dim() == 3, "save_query_statistics: mean must be [L, H, d]");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PIKV_CHECK(!ec, "cannot create the statistics folder '{}': {}", dir, ec.message());
+  const nlohmann::json config = {{"num_layers", stats.mean.size(0)},     {"num_heads", stats.mean.size(1)},
+                                 {"head_dim", stats.mean.size(2)},       {"dataset_name", info.dataset_name},
+                                 {"model_name", info.model_name},        {"num_samples", info.num_samples},
+                                 {"sample_seq_len", info.sample_seq_len}, {"n_sink", info.n_sink}};
+  io::save_safetensors(dir + "/model.safetensors", {{"query_mean", stats.mean}, {"query_cov", stats.cov}});
+  io::write_file_atomically(dir + "/config.json", config.dump(2) + "\n", "statistics config");
+}
+
+}  // namespace pikv

@@ -1,0 +1,42 @@
+#pragma once
+// Query statistics for expected_attention_with_stats: the mean and covariance of every layer's
+// pre-RoPE queries (after q/k-norm where the model has one) over calibration samples, the first n_sink
+// tokens of each sample left out (they are outliers). kvpress computes the same from BookSum chapters
+// and ships them for a few models; this runs on any model and text.
+
+#include <pikv/core/causal_lm.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pikv {
+
+struct QueryStatistics {
+  at::Tensor mean;     // float32 [L, H, d]
+  at::Tensor cov;      // float32 [L, H, d, d], unbiased (divided by tokens - 1)
+  int64_t tokens = 0;  // queries per head that went into them
+};
+
+// Runs `model` on every sample (token ids, each longer than n_sink) and accumulates its queries in
+// float64. progress(done, total) after each sample.
+[[nodiscard]] QueryStatistics collect_query_statistics(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                                       int64_t n_sink,
+                                                       const std::function<void(int64_t, int64_t)>& progress = {});
+
+// What kvpress's loader records beside the tensors (config.json).
+struct QueryStatisticsInfo {
+  std::string model_name, dataset_name;
+  int64_t num_samples = 0, sample_seq_len = 0, n_sink = 4;
+};
+
+// Writes DIR/config.json and DIR/model.safetensors (query_mean, query_cov): the folder
+// expected_attention_with_stats (stats_folder=DIR) and kvpress's ExpectedAttentionStats.from_pretrained read.
+void save_query_statistics(const std::string& dir, const QueryStatistics& stats, const QueryStatisticsInfo& info);
+
+}  // namespace pikv
+
+#ifdef PIKV_HEADER_ONLY
+#include <pikv/calibration/detail/query_statistics-inl.h>
+#endif
