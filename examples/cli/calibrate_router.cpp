@@ -7,6 +7,9 @@
 
 #include <pikv/calibration/query_statistics.h>
 #include <pikv/calibration/router_calibration.h>
+#include <pikv/presses/duo_attention.h>
+
+#include <algorithm>
 
 #include <unistd.h>
 
@@ -123,15 +126,17 @@ int run_calibrate_router(const CalibrateArgs& a) {
 struct CalibratePressArgs {
   ModelArgs model;
   std::string press, out, corpus_path = PIKV_DEFAULT_CALIBRATION;
-  int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4;
+  int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4, sink_size = 128, recent_size = 256, q_len = 500;
 };
 
 int run_calibrate_press(const CalibratePressArgs& a) {
-  const std::vector<std::string> supported = {"expected_attention_with_stats"};
-  if (a.press.empty()) usage_error("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: expected_attention_with_stats)");
-  if (a.press != "expected_attention_with_stats") {
+  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention"};
+  if (a.press.empty()) {
+    usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})", fmt::join(supported, ", ")));
+  }
+  if (std::find(supported.begin(), supported.end(), a.press) == supported.end()) {
     usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (qfilter, kvzap, "
-                            "fastkvzip and lukv are not implemented yet; duo_attention scores its heads on the fly)",
+                            "fastkvzip and lukv are not implemented yet)",
                             a.press, fmt::join(supported, ", ")));
   }
   if (a.out.empty()) usage_error("calibrate needs --out DIR (the folder to write)");
@@ -154,12 +159,24 @@ int run_calibrate_press(const CalibratePressArgs& a) {
     fmt::print(stderr, "note: '{}' holds {} samples of {} tokens, not {}; using those\n", a.corpus_path, samples.size(),
                a.sample_seq_len, a.num_samples);
   }
+  const ProgressBar bar("calibrate");
+  auto progress = [&](int64_t done, int64_t total) { bar("samples", done, total, true, 10); };
+  if (a.press == "duo_attention") {
+    fmt::print(stderr, "DuoAttention head scores of {} on {} ({} samples of {} tokens, {} positions)\n", a.model.model,
+               a.corpus_path, samples.size(), a.sample_seq_len, a.q_len);
+    const at::Tensor scores = collect_duo_head_scores(*model, samples, a.q_len, progress);
+    DuoAttentionPress::write_pattern(a.out, scores, a.sink_size, a.recent_size);
+    fmt::print("wrote {}/full_attention_heads.tsv ({} layers x {} KV heads, scores {:.3f}..{:.3f}) and config.json "
+               "(sink_size {}, recent_size {})\nuse: --press duo_attention --option attention_pattern={} --option "
+               "head_compression_ratio=0.5\n",
+               a.out, scores.size(0), scores.size(1), scores.min().item<double>(), scores.max().item<double>(),
+               a.sink_size, a.recent_size, a.out);
+    return 0;
+  }
   PIKV_CHECK(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
   fmt::print(stderr, "query statistics of {} on {} ({} samples of {} tokens, the first {} left out)\n", a.model.model,
              a.corpus_path, samples.size(), a.sample_seq_len, a.n_sink);
-  const ProgressBar bar("calibrate");
-  const QueryStatistics stats = collect_query_statistics(
-      *model, samples, a.n_sink, [&](int64_t done, int64_t total) { bar("samples", done, total, true, 10); });
+  const QueryStatistics stats = collect_query_statistics(*model, samples, a.n_sink, progress);
   QueryStatisticsInfo info;
   info.model_name = a.model.model.substr(a.model.model.find_last_of('/') + 1);
   info.dataset_name = a.corpus_path.substr(a.corpus_path.find_last_of('/') + 1);
@@ -180,12 +197,15 @@ args::Action declare_calibrate(args::Flags& f) {
   f = {
       args::text("--press", "NAME", &a->press,
                  "the press whose artefact to compute (also the first word: pikv calibrate NAME);\n"
-                 "expected_attention_with_stats: query statistics"),
+                 "expected_attention_with_stats: query statistics; duo_attention: a head pattern"),
       args::path("--out", "DIR", &a->out, "folder to write (config.json + model.safetensors, kvpress's layout)"),
       args::path("--corpus", "FILE", &a->corpus_path, "calibration text (default models/calibration.txt)"),
       args::integer("--num-samples", "N", &a->num_samples, 1, args::kMaxCount).with_note("{default}").as_brief(),
       args::integer("--sample-seq-len", "N", &a->sample_seq_len, 2, args::kMaxTokens).with_note("{default} tokens").as_brief(),
       args::integer("--n-sink", "N", &a->n_sink, 0, args::kMaxTokens).with_note("{default}: first tokens of a sample left out").as_brief(),
+      args::integer("--sink-size", "N", &a->sink_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
+      args::integer("--recent-size", "N", &a->recent_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
+      args::integer("--q-len", "N", &a->q_len, 1, args::kMaxTokens).with_note("duo_attention: {default} positions").as_brief(),
   };
   add_model_flags(f, a->model);
   return [a] { return run_calibrate_press(*a); };

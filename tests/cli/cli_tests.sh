@@ -127,6 +127,16 @@ expect 0 "expected_attention_with_stats(compression_ratio=0.5" -- generate --con
   --max-new-tokens 4
 expect 2 "expected_attention_with_stats needs query statistics" -- generate --context "a b c d e f g" --question "q" \
   --press expected_attention_with_stats --max-new-tokens 2
+expect 0 "full_attention_heads.tsv (30 layers x 3 KV heads" -- calibrate duo_attention --num-samples 2 --sample-seq-len 64 \
+  --q-len 100 --sink-size 8 --recent-size 32 --out "$tmp/duo"
+expect 0 "attention_pattern=$tmp/duo" -- generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
+  --question "When did the Lark leave?" --press duo_attention --option "attention_pattern=$tmp/duo" \
+  --option head_compression_ratio=0.5 --max-new-tokens 4
+expect 2 "choose one" -- generate --context "a b" --question "q" --press duo_attention --option "attention_pattern=$tmp/duo" \
+  --option on_the_fly_scoring=true
+printf '0.5\t0.25\tabc\n' > "$tmp/duo/full_attention_heads.tsv"
+expect 2 "full_attention_heads.tsv' line 1: 'abc' is not a number" -- generate --context "a b" --question "q" \
+  --press duo_attention --option "attention_pattern=$tmp/duo"
 expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
 expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
   --out "$tmp/g.json"

@@ -10,6 +10,7 @@
 //   checkpoint   a calibration checkpoint (pikv calibrate-router --checkpoint), read to resume
 //   graph_meta   the metadata of an exported model (pikv.json of a TorchScript file)
 //   press_spec   a press name and KEY=VALUE options, as the CLI and the registry take them
+//   head_pattern a DuoAttention head pattern folder: config.json, a NUL byte, full_attention_heads.tsv
 // Contract checked: every input either parses or throws pikv::Error. Any other exception (a raw
 // LibTorch error, std::bad_alloc, nlohmann's) aborts the run as a finding, and ASan/UBSan report
 // memory and undefined-behaviour errors. tests/fuzz/run_fuzz.sh builds it with clang and runs it.
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -128,13 +130,24 @@ void fuzz_press_spec(const uint8_t* data, size_t size) {
   (void)pikv::make_press(name, options)->describe();
 }
 
+void fuzz_head_pattern(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  const size_t nul = text.find('\0');
+  const std::string dir = g_dir + "/pattern";
+  std::filesystem::create_directories(dir);
+  write_input("pattern/config.json", reinterpret_cast<const uint8_t*>(text.data()), std::min(nul, text.size()));
+  const std::string tsv = nul == std::string::npos ? std::string() : text.substr(nul + 1);
+  write_input("pattern/full_attention_heads.tsv", reinterpret_cast<const uint8_t*>(tsv.data()), tsv.size());
+  (void)pikv::DuoAttentionPress::read_pattern(dir);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* target = std::getenv("PIKV_FUZZ_TARGET");
   if (target == nullptr) {
     std::fprintf(stderr, "set PIKV_FUZZ_TARGET to gguf, safetensors, config, tokenizer, template, router, record, "
-                         "checkpoint, graph_meta or press_spec\n");
+                         "checkpoint, graph_meta, press_spec or head_pattern\n");
     std::exit(2);
   }
   g_target = target;
@@ -153,7 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {"gguf", fuzz_gguf},         {"safetensors", fuzz_safetensors}, {"config", fuzz_config},
       {"tokenizer", fuzz_tokenizer}, {"template", fuzz_template},     {"router", fuzz_router},
       {"record", fuzz_record},     {"graph_meta", fuzz_graph_meta},   {"press_spec", fuzz_press_spec},
-      {"checkpoint", fuzz_checkpoint}};
+      {"checkpoint", fuzz_checkpoint}, {"head_pattern", fuzz_head_pattern}};
   const auto it = targets.find(g_target);
   if (it == targets.end()) {
     std::fprintf(stderr, "unknown PIKV_FUZZ_TARGET '%s'\n", g_target.c_str());

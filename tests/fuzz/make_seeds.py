@@ -157,9 +157,18 @@ def press_spec_seeds(d):
              "moe_router\ncompression_ratio=0.5\nrouter_type=topk_balanced\ntop_k=2",
              "streaming_llm\nn_sink=4", "chunk\npress=knorm\nchunk_size=16", "per_layer\npress=knorm\nratios=0.1,0.5",
              "kvzip\ncompression_ratio=0.5\nlayerwise=true", "dms\npress=leverage\nthreshold=0.5\ninner.seed=3",
-             "finch\ncompression_ratio=0.5\nchunk_length=64", "simlayerkv\nlazy_threshold=0.5\nn_recent=8"]
+             "finch\ncompression_ratio=0.5\nchunk_length=64", "simlayerkv\nlazy_threshold=0.5\nn_recent=8",
+             "cap\ncompression_ratio=0.5\ntau=2", "merging\npress=knorm\nmerge_fraction=0.5",
+             "kvcompose\ncompression_ratio=0.5\nagg_task=mean\nstructured=false",
+             "duo_attention\nhead_compression_ratio=0.5\non_the_fly_scoring=true",
+             "cam\npress=knorm\nmerge_budget=8\nseed=3", "expected_attention_with_stats\ncompression_ratio=0.5"]
     for i, s in enumerate(specs):
         write(d, f"seed-{i}.txt", s)
+
+
+def head_pattern_seeds(d):
+    write(d, "seed-0.bin", json.dumps({"sink_size": 8, "recent_size": 32}) + "\0" + "0.5\t0.25\n0.75\t1.0\n")
+    write(d, "seed-1.bin", json.dumps({"sink_size": 128, "recent_size": 256}) + "\0" + "1e-3\t-0.5\t2\n")
 
 
 def main():
@@ -179,6 +188,7 @@ def main():
     checkpoint_seeds(a.out / "checkpoint")
     graph_meta_seeds(a.out / "graph_meta")
     press_spec_seeds(a.out / "press_spec")
+    head_pattern_seeds(a.out / "head_pattern")
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_TARGET=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(gguf safetensors config tokenizer template router record checkpoint graph_meta press_spec)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(gguf safetensors config tokenizer template router record checkpoint graph_meta press_spec head_pattern)
 DIR=${PIKV_FUZZ_DIR:-build/fuzz}
 PY=${PIKV_PYTHON:-.venv/bin/python}
 mkdir -p "$DIR"

@@ -172,8 +172,9 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
   EXPECT_TRUE(missing.empty()) << "presses without a kvpress parity case: " << fmt::format("{}", fmt::join(missing, ", "));
 }
 
-TEST(CatalogueParity, QueryStatisticsAreKvpressCollectQueries) {
-  // pikv calibrate's statistics against kvpress's collect_queries on the same samples, every model.
+TEST(CatalogueParity, CalibratedArtefactsAreKvpresssRecipes) {
+  // pikv calibrate's statistics against kvpress's collect_queries on the same samples, every model; the
+  // DuoAttention head scores against kvpress's on-the-fly function.
   for (const char* name : {"llama_mha", "llama_gqa", "qwen3_qknorm", "mistral", "phi3"}) {
     SCOPED_TRACE(name);
     const std::string dir = catalogue_dir() + "/" + name + "_stats";
@@ -198,6 +199,16 @@ TEST(CatalogueParity, QueryStatisticsAreKvpressCollectQueries) {
     EXPECT_LE(dc, 1e-5) << "query covariance";
     std::printf("  %s: %lld queries per head; mean rel %.2g, covariance rel %.2g\n", name,
                 static_cast<long long>(ours.tokens), dm, dc);
+    // DuoAttention's on-the-fly head scores over the same samples (kvpress's function; not on Phi-3,
+    // whose fused projection it cannot read, nor Qwen3, whose q/k-norm it skips).
+    const std::string duo = catalogue_dir() + "/" + name + "_duo/scores.safetensors";
+    if (std::string(name) == "phi3" || std::string(name) == "qwen3_qknorm") continue;
+    const at::Tensor want = io::SafetensorsFile::open(duo).get("scores");
+    const at::Tensor got = collect_duo_head_scores(*model, rows, 500);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    const double dh = (got - want).abs().max().item<double>();
+    EXPECT_LE(dh, 1e-5) << "DuoAttention head scores";
+    std::printf("  %s: DuoAttention head scores max diff %.2g\n", name, dh);
   }
 }
 

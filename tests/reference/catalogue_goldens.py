@@ -162,6 +162,57 @@ def write_query_stats(model, out, mname, samples):
     save_file({"samples": samples.contiguous()}, str(folder / "samples.safetensors"))
 
 
+def write_duo_pattern(model, out, mname, samples):
+    """kvpress's on-the-fly DuoAttention head scores (duo_attention_on_the_fly) over `samples` instead of
+    BookSum: OUT/MODEL_duo/ holds them as a pattern in DuoAttention's layout (config.json with a sink
+    and window scaled to 128-token prefills, full_attention_heads.tsv written by numpy) and as
+    scores.safetensors (for pikv's calibration to compare with)."""
+    import numpy as np
+    import pandas
+    from transformers import BatchEncoding
+    import kvpress.presses.duo_attention_press as duo
+    rows = iter(samples)
+
+    class Dataset:
+        def to_pandas(self):
+            return pandas.DataFrame({"chapter": ["a sample"] * len(samples)})
+
+    class Tokenizer:
+        @staticmethod
+        def from_pretrained(name):
+            return lambda text, return_tensors: BatchEncoding({"input_ids": next(rows).unsqueeze(0)})
+    duo.load_dataset, duo.AutoTokenizer = (lambda *a, **k: Dataset()), Tokenizer
+    duo.cache.clear()
+    scores = duo.duo_attention_on_the_fly(model, num_samples=len(samples), q_len=500)
+    folder = out / f"{mname}_duo"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savetxt(folder / "full_attention_heads.tsv", scores, delimiter="\t")
+    (folder / "config.json").write_text(json.dumps({"sink_size": 8, "recent_size": 32}))
+    save_file({"scores": torch.as_tensor(scores).float().contiguous(), "samples": samples.contiguous()},
+              str(folder / "scores.safetensors"))
+
+
+def duo_attention_pattern(head_compression_ratio, folder):
+    """kvpress's DuoAttention loading a head pattern through its own loader, whose downloads are served
+    from `folder`."""
+    import kvpress.presses.duo_attention_press as duo
+
+    class Response:
+        def __init__(self, path):
+            self.text = path.read_text()
+
+        def json(self):
+            return json.loads(self.text)
+
+    class Press(DuoAttentionPress):
+        def post_init_from_model(self, model):
+            duo.PATTERNS_DICT[model.config.name_or_path] = "local"
+            duo.requests.get = lambda url: Response(folder / url.rsplit("/", 1)[-1])
+            duo.cache.clear()
+            super().post_init_from_model(model)
+    return Press(head_compression_ratio=head_compression_ratio)
+
+
 def cases(r):
     """(pikv name, pikv options, kvpress press factory, scorer getter, flags) at ratio r."""
     ea = dict(n_future_positions=64, n_sink=4)
@@ -226,6 +277,8 @@ def cases(r):
                                              "use_covariance": "false", "epsilon": "0.01"},
            lambda: ExpectedAttentionStatsPress(r, stats_folder=str(STATS["folder"]), n_future_positions=64,
                                                use_covariance=False, epsilon=0.01), "self", "")
+    yield ("duo_attention", {"head_compression_ratio": str(r), "attention_pattern": "@catalogue/{model}_duo"},
+           lambda: duo_attention_pattern(r, STATS["duo"]), None, "headwise noratio")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -456,6 +509,9 @@ def main():
         decode_ids = perm[T:T + DECODE].unsqueeze(0)
         write_query_stats(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         STATS["folder"] = a.out / f"{mname}_stats"
+        STATS["duo"] = a.out / f"{mname}_duo"
+        if mname not in ("phi3", "qwen3_qknorm"):  # see write_cases
+            write_duo_pattern(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         write_cases(a.out, mname, model, eager, ids, decode_ids, cases, RATIOS, manifest)
     (a.out / "manifest.json").write_text(json.dumps({"kvpress": kvpress.__version__ if hasattr(kvpress, "__version__")
                                                      else "", "cases": manifest}, indent=1))

@@ -1,8 +1,9 @@
 #pragma once
-// Query statistics for expected_attention_with_stats: the mean and covariance of every layer's
-// pre-RoPE queries (after q/k-norm where the model has one) over calibration samples, the first n_sink
-// tokens of each sample left out (they are outliers). kvpress computes the same from BookSum chapters
-// and ships them for a few models; this runs on any model and text.
+// Statistics of a model's queries that presses load as artefacts, computed for any model and text
+// (kvpress computes them from BookSum chapters and ships them for a few models):
+// - expected_attention_with_stats: the mean and covariance of every layer's pre-RoPE queries (after
+//   q/k-norm where the model has one), the first n_sink tokens of each sample left out (outliers);
+// - duo_attention: its on-the-fly head scores averaged over samples (a head pattern).
 
 #include <pikv/core/causal_lm.h>
 
@@ -34,6 +35,12 @@ struct QueryStatisticsInfo {
 // Writes DIR/config.json and DIR/model.safetensors (query_mean, query_cov): the folder
 // expected_attention_with_stats (stats_folder=DIR) and kvpress's ExpectedAttentionStats.from_pretrained read.
 void save_query_statistics(const std::string& dir, const QueryStatistics& stats, const QueryStatisticsInfo& info);
+
+// DuoAttention's on-the-fly head scores (DuoAttentionPress::layer_head_scores) of every layer, averaged
+// over the samples: float32 [L, Hkv]. Write them with DuoAttentionPress::write_pattern.
+[[nodiscard]] at::Tensor collect_duo_head_scores(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                                 int64_t q_len,
+                                                 const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace pikv
 

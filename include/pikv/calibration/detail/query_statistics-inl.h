@@ -7,6 +7,7 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/io/files.h>
 #include <pikv/io/safetensors.h>
+#include <pikv/presses/duo_attention.h>
 #include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
@@ -46,27 +47,58 @@ class QueryCollector : public Press {
  private:
   int64_t n_sink_;
 };
+// Sums DuoAttention's on-the-fly head scores of every prefill layer it sees (compresses nothing).
+class HeadScoreCollector : public Press {
+ public:
+  explicit HeadScoreCollector(int64_t q_len) : q_len_(q_len) {}
+  std::string name() const override { return "duo_head_scores"; }
+  double compression_ratio() const override { return 0.0; }
+  PressRequirements requirements() const override { return query_requirements(); }
+  CompressedKV compress(const AttentionContext& ctx) override {
+    const int64_t T = ctx.forward_length();
+    at::Tensor s = DuoAttentionPress::layer_head_scores(prerope_queries(ctx, 0, T), prerope_keys(ctx, 0, T),
+                                                        *ctx.layer_view, q_len_)
+                       .to(at::kCPU, at::kDouble);
+    auto it = sum_.find(ctx.layer);
+    if (it == sum_.end()) {
+      sum_[ctx.layer] = s;
+    } else {
+      it->second += s;
+    }
+    CompressedKV skip;
+    skip.skipped = true;
+    return skip;
+  }
+  std::map<int64_t, at::Tensor> sum_;
+
+ private:
+  int64_t q_len_;
+};
+
+// Runs every sample (batch 1) through the model with `collector` installed.
+inline void run_samples(CausalLM& model, Press& collector, const std::vector<std::vector<int64_t>>& samples,
+                        int64_t min_tokens, const std::function<void(int64_t, int64_t)>& progress) {
+  PIKV_CHECK(!samples.empty(), "{} needs at least one calibration sample", collector.name());
+  PressGuard guard(model, collector);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const auto& s = samples[i];
+    PIKV_CHECK(static_cast<int64_t>(s.size()) >= min_tokens, "calibration sample {} has {} tokens, fewer than {}", i,
+               s.size(), min_tokens);
+    KVCache cache = model.make_cache(1);
+    (void)model.forward(at::tensor(s, at::kLong).unsqueeze(0).to(model.options().device()), cache,
+                        ForwardOptions().return_hidden(model.supports_hidden_output()));
+    if (progress) progress(static_cast<int64_t>(i) + 1, static_cast<int64_t>(samples.size()));
+  }
+}
 }  // namespace detail
 
 PIKV_INLINE QueryStatistics collect_query_statistics(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
                                                      int64_t n_sink, const std::function<void(int64_t, int64_t)>& progress) {
-  PIKV_CHECK(!samples.empty(), "query statistics need at least one calibration sample");
   PIKV_CHECK(n_sink >= 0, "n_sink must be >= 0, got {}", n_sink);
   detail::QueryCollector collector(n_sink);
+  detail::run_samples(model, collector, samples, n_sink + 1, progress);
   int64_t tokens = 0;
-  {
-    PressGuard guard(model, collector);
-    for (size_t i = 0; i < samples.size(); ++i) {
-      const auto& s = samples[i];
-      PIKV_CHECK(static_cast<int64_t>(s.size()) > n_sink, "calibration sample {} has {} tokens, not more than n_sink={}",
-                 i, s.size(), n_sink);
-      KVCache cache = model.make_cache(1);
-      (void)model.forward(at::tensor(s, at::kLong).unsqueeze(0).to(model.options().device()), cache,
-                          ForwardOptions().return_hidden(model.supports_hidden_output()));
-      tokens += static_cast<int64_t>(s.size()) - n_sink;
-      if (progress) progress(static_cast<int64_t>(i) + 1, static_cast<int64_t>(samples.size()));
-    }
-  }
+  for (const auto& s : samples) tokens += static_cast<int64_t>(s.size()) - n_sink;
   PIKV_CHECK(tokens > 1, "query statistics need at least 2 queries after the sinks, got {}", tokens);
   const int64_t L = model.num_layers();
   PIKV_CHECK(static_cast<int64_t>(collector.sum_.size()) == L,
@@ -85,6 +117,19 @@ PIKV_INLINE QueryStatistics collect_query_statistics(CausalLM& model, const std:
   out.cov = at::stack(covs).to(at::kCPU, at::kFloat).contiguous();
   out.tokens = tokens;
   return out;
+}
+
+PIKV_INLINE at::Tensor collect_duo_head_scores(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                               int64_t q_len, const std::function<void(int64_t, int64_t)>& progress) {
+  PIKV_CHECK(q_len >= 1, "q_len must be >= 1, got {}", q_len);
+  detail::HeadScoreCollector collector(q_len);
+  detail::run_samples(model, collector, samples, 1, progress);
+  const int64_t L = model.num_layers();
+  PIKV_CHECK(static_cast<int64_t>(collector.sum_.size()) == L,
+             "duo head scores: {} of the model's {} layers exposed their queries", collector.sum_.size(), L);
+  std::vector<at::Tensor> rows;
+  for (int64_t l = 0; l < L; ++l) rows.push_back(collector.sum_.at(l) / static_cast<double>(samples.size()));
+  return at::stack(rows).to(at::kFloat).contiguous();
 }
 
 PIKV_INLINE void save_query_statistics(const std::string& dir, const QueryStatistics& stats,

@@ -5,18 +5,94 @@
 #include <pikv/core/detail/clock.h>
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/registry.h>
+#include <pikv/io/files.h>
 #include <pikv/presses/duo_attention.h>
 #include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
 
 namespace pikv {
 
 PIKV_INLINE DuoAttentionPress::DuoAttentionPress(const DuoAttentionOptions& options) : options_(options) {
   validate_options(options_);
+  sink_ = options_.sink_size();
+  recent_ = options_.recent_size();
+  if (options_.attention_pattern().empty()) return;
+  PIKV_CHECK(!options_.on_the_fly_scoring(),
+             "duo_attention: on_the_fly_scoring=true and attention_pattern={} both give head scores; choose one",
+             options_.attention_pattern());
+  Pattern p = read_pattern(options_.attention_pattern());
+  pattern_ = p.scores;
+  sink_ = p.sink_size;
+  recent_ = p.recent_size;
+}
+
+PIKV_INLINE DuoAttentionPress::Pattern DuoAttentionPress::read_pattern(const std::string& dir) {
+  Pattern p;
+  const std::string config_path = dir + "/config.json", tsv_path = dir + "/full_attention_heads.tsv";
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(io::read_text_file(config_path, "DuoAttention pattern config"));
+    p.sink_size = config.at("sink_size").get<int64_t>();
+    p.recent_size = config.at("recent_size").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("DuoAttention pattern config '{}': {} (expected integers sink_size and recent_size)",
+                            config_path, e.what()));
+  }
+  PIKV_CHECK(p.sink_size >= 0 && p.recent_size >= 0 && p.sink_size <= (int64_t{1} << 40) && p.recent_size <= (int64_t{1} << 40),
+             "DuoAttention pattern config '{}': sink_size {} and recent_size {} must be >= 0", config_path, p.sink_size,
+             p.recent_size);
+  std::istringstream lines(io::read_text_file(tsv_path, "DuoAttention head pattern"));
+  std::vector<float> values;
+  int64_t rows = 0, cols = -1;
+  std::string line;
+  for (int64_t number = 1; std::getline(lines, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream cells(line);
+    std::string cell;
+    int64_t n = 0;
+    while (std::getline(cells, cell, '\t')) {
+      char* end = nullptr;
+      const double v = std::strtod(cell.c_str(), &end);
+      PIKV_CHECK(end != cell.c_str() && std::isfinite(v) && std::string(end).find_first_not_of(" \r") == std::string::npos,
+                 "DuoAttention head pattern '{}' line {}: '{}' is not a number", tsv_path, number, cell);
+      values.push_back(static_cast<float>(std::clamp(v, 0.0, 1.0)));  // kvpress clips to [0, 1]
+      ++n;
+    }
+    PIKV_CHECK(cols < 0 || n == cols, "DuoAttention head pattern '{}' line {}: {} heads, earlier lines have {}", tsv_path,
+               number, n, cols);
+    cols = n;
+    ++rows;
+  }
+  PIKV_CHECK(rows > 0 && cols > 0, "DuoAttention head pattern '{}' has no scores", tsv_path);
+  p.scores = at::tensor(values, at::kFloat).view({rows, cols});
+  return p;
+}
+
+PIKV_INLINE void DuoAttentionPress::write_pattern(const std::string& dir, const at::Tensor& scores, int64_t sink_size,
+                                                  int64_t recent_size) {
+  PIKV_CHECK(scores.dim() == 2, "a DuoAttention head pattern is [layers, KV heads], got {} dimensions", scores.dim());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PIKV_CHECK(!ec, "cannot create the pattern folder '{}': {}", dir, ec.message());
+  const at::Tensor s = scores.to(at::kCPU, at::kDouble).contiguous();
+  std::string tsv;
+  for (int64_t l = 0; l < s.size(0); ++l) {
+    for (int64_t h = 0; h < s.size(1); ++h) tsv += fmt::format("{}{:.9g}", h ? "\t" : "", s[l][h].item<double>());
+    tsv += "\n";
+  }
+  io::write_file_atomically(dir + "/full_attention_heads.tsv", tsv, "DuoAttention head pattern");
+  const nlohmann::json config = {{"sink_size", sink_size}, {"recent_size", recent_size}};
+  io::write_file_atomically(dir + "/config.json", config.dump(2) + "\n", "DuoAttention pattern config");
 }
 
 PIKV_INLINE std::string DuoAttentionPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
@@ -29,10 +105,10 @@ PIKV_INLINE PressRequirements DuoAttentionPress::requirements() const {
 
 PIKV_INLINE bool DuoAttentionPress::should_compress(const AttentionContext& ctx) const {
   if (!needs_context_passes()) return false;
-  PIKV_CHECK(options_.on_the_fly_scoring(),
-             "duo_attention needs head scores: DuoAttention's trained head patterns are published for six large "
-             "checkpoints only; set on_the_fly_scoring=true to score the heads from the prefill");
-  if (state_ == State::prefilling && ctx.is_prefill) return true;
+  PIKV_CHECK(options_.on_the_fly_scoring() || pattern_.defined(),
+             "duo_attention needs head scores: attention_pattern=DIR (DuoAttention's published patterns, or one from "
+             "`pikv calibrate duo_attention`) or on_the_fly_scoring=true to score the heads from the prefill");
+  if (state_ == State::prefilling && ctx.is_prefill && !pattern_.defined()) return true;
   return ContextPassPress::should_compress(ctx);
 }
 
@@ -65,6 +141,7 @@ PIKV_INLINE CompressedKV DuoAttentionPress::compress(const AttentionContext& ctx
 }
 
 PIKV_INLINE at::Tensor DuoAttentionPress::head_scores() const {
+  if (pattern_.defined()) return pattern_;
   for (const auto& s : scores_) PIKV_CHECK(s.defined(), "duo_attention: no head scores yet (run a prefill first)");
   PIKV_CHECK(!scores_.empty(), "duo_attention: no head scores yet (run a prefill first)");
   return at::stack(scores_);
@@ -78,8 +155,9 @@ PIKV_INLINE ContextPassesCost DuoAttentionPress::run_context_passes(const Contex
   const Shape shape = check_whole_context(p);
   const at::Tensor scores = head_scores();  // [L, Hkv]
   PIKV_CHECK(scores.size(0) == shape.layers && scores.size(1) == shape.kv_heads,
-             "duo_attention: head scores {}x{} for a model of {} layers x {} KV heads", scores.size(0), scores.size(1),
-             shape.layers, shape.kv_heads);
+             "duo_attention: head scores {}x{} for a model of {} layers x {} KV heads{}", scores.size(0), scores.size(1),
+             shape.layers, shape.kv_heads,
+             pattern_.defined() ? fmt::format(" (pattern {}: another model's?)", options_.attention_pattern()) : "");
   // The lowest scores stream (kvpress: round(L * Hkv * ratio), Python's round-half-even).
   const int64_t pruned = static_cast<int64_t>(std::nearbyint(static_cast<double>(scores.numel()) *
                                                              options_.head_compression_ratio()));
@@ -87,7 +165,7 @@ PIKV_INLINE ContextPassesCost DuoAttentionPress::run_context_passes(const Contex
   if (pruned > 0) streaming_.index_fill_(0, std::get<1>(scores.reshape(-1).sort(/*stable=*/std::optional<bool>(true), 0)).narrow(0, 0, pruned), true);
   streaming_ = streaming_.view({shape.layers, shape.kv_heads});
 
-  const int64_t n = shape.tokens, sink = options_.sink_size(), recent = options_.recent_size();
+  const int64_t n = shape.tokens, sink = sink_, recent = recent_;
   KVCache& cache = *p.cache;
   at::Tensor pos = at::arange(n, at::kLong);
   // A context no longer than sinks + window stays whole in every head.
@@ -98,7 +176,7 @@ PIKV_INLINE ContextPassesCost DuoAttentionPress::run_context_passes(const Contex
     const KVCache::Padded kv = cache.padded(l);
     cache.apply(l, keep_head_wise(kv.keys, kv.values, keep.unsqueeze(0).to(kv.keys.device())));
   }
-  cost.ms = detail::ms_since(t0) + scoring_ms_;  // the scoring during the prefill is part of the cost
+  cost.ms = detail::ms_since(t0) + (pattern_.defined() ? 0.0 : scoring_ms_);  // the scoring during the prefill is part of the cost
   return cost;
 }
 
