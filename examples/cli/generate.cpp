@@ -108,8 +108,18 @@ int run_generate(const GenerateArgs& a) {
   }
   fmt::print("\n\n");
   std::fflush(stdout);  // the answer before the statistics on stderr, also through a pipe
-  const int64_t kept = stats.kept_tokens.empty() ? 0 : *std::max_element(stats.kept_tokens.begin(), stats.kept_tokens.end());
-  fmt::print(stderr, "press {} | context {} tokens, kept {} per layer | KV {} -> {} | prefill {:.0f} ms ({:.0f} ms "
+  // Tokens kept per layer (the longest head of a head-wise layer): one number when every layer kept the
+  // same, else the range and the mean (per-layer budgets: PyramidKV, KVCompose, SimLayerKV, KVzip).
+  std::string kept = "0";  // no layer compressed
+  if (!stats.kept_tokens.empty()) {
+    const auto [lo, hi] = std::minmax_element(stats.kept_tokens.begin(), stats.kept_tokens.end());
+    double sum = 0;
+    for (int64_t k : stats.kept_tokens) sum += static_cast<double>(k);
+    kept = *lo == *hi ? fmt::format("{}", *hi)
+                      : fmt::format("{}-{} (mean {:.0f})", *lo, *hi, sum / static_cast<double>(stats.kept_tokens.size()));
+  }
+  kept += press && press->head_wise() ? " per layer (longest head)" : " per layer";
+  fmt::print(stderr, "press {} | context {} tokens, kept {} | KV {} -> {} | prefill {:.0f} ms ({:.0f} ms "
              "compressing) | decode {:.1f} tokens/s\n",
              press ? press->describe() : "none", stats.context_tokens, kept, format_bytes(stats.kv_bytes_before),
              format_bytes(stats.kv_bytes_after), stats.prefill_ms, stats.compression_ms, stats.decode_tokens_per_s);
