@@ -19,60 +19,38 @@
 namespace pikv {
 
 namespace detail {
-// Collects the pre-RoPE queries of every prefill layer it sees (compresses nothing).
-class QueryCollector : public Press {
+// Sums, per layer, the tensors `measure` returns for every prefill layer it sees, and compresses
+// nothing: the collector behind each calibrated artefact.
+class LayerSums : public Press {
  public:
-  explicit QueryCollector(int64_t n_sink) : n_sink_(n_sink) {}
-  std::string name() const override { return "query_statistics"; }
+  using Measure = std::function<std::vector<at::Tensor>(const AttentionContext&)>;
+  LayerSums(std::string name, Measure measure) : name_(std::move(name)), measure_(std::move(measure)) {}
+  std::string name() const override { return name_; }
   double compression_ratio() const override { return 0.0; }
   PressRequirements requirements() const override { return query_requirements(); }
   CompressedKV compress(const AttentionContext& ctx) override {
-    const int64_t T = ctx.forward_length();
-    at::Tensor q = prerope_queries(ctx, n_sink_, T - n_sink_).to(at::kDouble)[0];  // [H, m, d]
-    at::Tensor sum = q.sum(1), outer = at::matmul(q.transpose(-1, -2), q);       // [H, d], [H, d, d]
-    auto it = sum_.find(ctx.layer);
-    if (it == sum_.end()) {
-      sum_[ctx.layer] = sum;
-      outer_[ctx.layer] = outer;
+    std::vector<at::Tensor> parts = measure_(ctx);
+    std::vector<at::Tensor>& sum = sums_[ctx.layer];
+    if (sum.empty()) {
+      sum = std::move(parts);
     } else {
-      it->second += sum;
-      outer_[ctx.layer] += outer;
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += parts[i];
     }
     CompressedKV skip;
     skip.skipped = true;
     return skip;
   }
-  std::map<int64_t, at::Tensor> sum_, outer_;
-
- private:
-  int64_t n_sink_;
-};
-// Sums DuoAttention's on-the-fly head scores of every prefill layer it sees (compresses nothing).
-class HeadScoreCollector : public Press {
- public:
-  explicit HeadScoreCollector(int64_t q_len) : q_len_(q_len) {}
-  std::string name() const override { return "duo_head_scores"; }
-  double compression_ratio() const override { return 0.0; }
-  PressRequirements requirements() const override { return query_requirements(); }
-  CompressedKV compress(const AttentionContext& ctx) override {
-    const int64_t T = ctx.forward_length();
-    at::Tensor s = DuoAttentionPress::layer_head_scores(prerope_queries(ctx, 0, T), prerope_keys(ctx, 0, T),
-                                                        *ctx.layer_view, q_len_)
-                       .to(at::kCPU, at::kDouble);
-    auto it = sum_.find(ctx.layer);
-    if (it == sum_.end()) {
-      sum_[ctx.layer] = s;
-    } else {
-      it->second += s;
-    }
-    CompressedKV skip;
-    skip.skipped = true;
-    return skip;
+  // The sums of layer l, after checking that all of the model's `layers` were seen.
+  const std::vector<at::Tensor>& layer(int64_t l, int64_t layers) const {
+    PIKV_CHECK(static_cast<int64_t>(sums_.size()) == layers, "{}: {} of the model's {} layers exposed their queries",
+               name_, sums_.size(), layers);
+    return sums_.at(l);
   }
-  std::map<int64_t, at::Tensor> sum_;
 
  private:
-  int64_t q_len_;
+  std::string name_;
+  Measure measure_;
+  std::map<int64_t, std::vector<at::Tensor>> sums_;
 };
 
 // Runs every sample (batch 1) through the model with `collector` installed.
@@ -95,20 +73,23 @@ inline void run_samples(CausalLM& model, Press& collector, const std::vector<std
 PIKV_INLINE QueryStatistics collect_query_statistics(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
                                                      int64_t n_sink, const std::function<void(int64_t, int64_t)>& progress) {
   PIKV_CHECK(n_sink >= 0, "n_sink must be >= 0, got {}", n_sink);
-  detail::QueryCollector collector(n_sink);
+  // Per layer: the sum of the queries [H, d] and of their outer products [H, d, d], in float64.
+  detail::LayerSums collector("query statistics", [n_sink](const AttentionContext& ctx) {
+    at::Tensor q = prerope_queries(ctx, n_sink, ctx.forward_length() - n_sink).to(at::kDouble)[0];  // [H, m, d]
+    return std::vector<at::Tensor>{q.sum(1), at::matmul(q.transpose(-1, -2), q)};
+  });
   detail::run_samples(model, collector, samples, n_sink + 1, progress);
   int64_t tokens = 0;
   for (const auto& s : samples) tokens += static_cast<int64_t>(s.size()) - n_sink;
   PIKV_CHECK(tokens > 1, "query statistics need at least 2 queries after the sinks, got {}", tokens);
   const int64_t L = model.num_layers();
-  PIKV_CHECK(static_cast<int64_t>(collector.sum_.size()) == L,
-             "query statistics: {} of the model's {} layers exposed their queries", collector.sum_.size(), L);
   std::vector<at::Tensor> means, covs;
   const double N = static_cast<double>(tokens);
   for (int64_t l = 0; l < L; ++l) {
-    at::Tensor mean = collector.sum_.at(l) / N;  // [H, d]
+    const std::vector<at::Tensor>& sums = collector.layer(l, L);
+    at::Tensor mean = sums[0] / N;  // [H, d]
     // Unbiased covariance from the sums: (sum q q^T - N mu mu^T) / (N - 1), in float64.
-    at::Tensor cov = (collector.outer_.at(l) - N * mean.unsqueeze(-1) * mean.unsqueeze(-2)) / (N - 1.0);
+    at::Tensor cov = (sums[1] - N * mean.unsqueeze(-1) * mean.unsqueeze(-2)) / (N - 1.0);
     means.push_back(mean);
     covs.push_back(cov);
   }
@@ -122,13 +103,16 @@ PIKV_INLINE QueryStatistics collect_query_statistics(CausalLM& model, const std:
 PIKV_INLINE at::Tensor collect_duo_head_scores(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
                                                int64_t q_len, const std::function<void(int64_t, int64_t)>& progress) {
   PIKV_CHECK(q_len >= 1, "q_len must be >= 1, got {}", q_len);
-  detail::HeadScoreCollector collector(q_len);
+  detail::LayerSums collector("duo head scores", [q_len](const AttentionContext& ctx) {
+    const int64_t T = ctx.forward_length();
+    return std::vector<at::Tensor>{DuoAttentionPress::layer_head_scores(prerope_queries(ctx, 0, T),
+                                                                        prerope_keys(ctx, 0, T), *ctx.layer_view, q_len)
+                                       .to(at::kCPU, at::kDouble)};
+  });
   detail::run_samples(model, collector, samples, 1, progress);
   const int64_t L = model.num_layers();
-  PIKV_CHECK(static_cast<int64_t>(collector.sum_.size()) == L,
-             "duo head scores: {} of the model's {} layers exposed their queries", collector.sum_.size(), L);
   std::vector<at::Tensor> rows;
-  for (int64_t l = 0; l < L; ++l) rows.push_back(collector.sum_.at(l) / static_cast<double>(samples.size()));
+  for (int64_t l = 0; l < L; ++l) rows.push_back(collector.layer(l, L)[0] / static_cast<double>(samples.size()));
   return at::stack(rows).to(at::kFloat).contiguous();
 }
 
