@@ -139,6 +139,10 @@ class KVCache {
     at::Tensor ragged_keys, ragged_values;
     std::vector<int64_t> ragged_lengths;  // B * Hkv, row-major
     int64_t ragged_max = 0;
+    // On the cache's device, made once by apply(): where each packed row sits in the padded layout
+    // (int64 [sum(lengths)], index into B * Hkv * ragged_max) and that layout's validity mask (bool
+    // [B, Hkv, ragged_max]). padded() scatters with them, so a decode step never waits for the host.
+    at::Tensor ragged_slots, ragged_valid;
     int64_t batch = 0, kv_heads = 0;
     int64_t logical = 0;             // tokens seen
     int64_t logical_at_apply = 0;    // logical length when apply() last ran (truncate floor)

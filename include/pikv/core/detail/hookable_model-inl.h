@@ -134,7 +134,11 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   cache.append(l, call.keys, call.values);
   KVCache::Padded kv = cache.padded(l);
   KVView view{kv.keys, kv.values, at::Tensor()};
-  if (!cache.is_contiguous_prefix(l)) view.positions = cache.token_positions(l).to(kv.keys.device());
+  // Positions mask what a query may not see. One decoding token sees every token a dense layer stores
+  // (all are earlier), so only padding slots, windows, key padding and multi-token forwards need them.
+  const bool needs_positions = kv.valid.defined() || call.params.sliding_window.has_value() ||
+                               call.key_padding.defined() || call.queries.size(2) > 1;
+  if (!cache.is_contiguous_prefix(l) && needs_positions) view.positions = cache.token_positions(l).to(kv.keys.device());
   AttentionParams params = call.params;
   Press* const installed = press();
   const bool pressed = call.pressable && installed != nullptr;

@@ -192,6 +192,8 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
     L.ragged_values = result.values.index({valid});
     L.ragged_lengths = std::move(lens);
     L.ragged_max = *std::max_element(L.ragged_lengths.begin(), L.ragged_lengths.end());
+    L.ragged_valid = valid.narrow(2, 0, L.ragged_max).contiguous();
+    L.ragged_slots = L.ragged_valid.flatten().nonzero().flatten();
     L.keys = at::Tensor();
     L.values = at::Tensor();
   }
@@ -267,6 +269,8 @@ PIKV_INLINE KVCache KVCache::clone() const {
     }
     C.ragged_keys = deep(L.ragged_keys);
     C.ragged_values = deep(L.ragged_values);
+    C.ragged_slots = deep(L.ragged_slots);
+    C.ragged_valid = deep(L.ragged_valid);
     C.kept = deep(L.kept);
   }
   return out;
@@ -403,13 +407,13 @@ PIKV_INLINE KVCache::Padded KVCache::padded(int64_t layer) const {
   }
   if (!L.ragged()) return {L.keys, L.values, at::Tensor()};
   const int64_t d = L.ragged_keys.size(1);
-  auto opts = L.ragged_keys.options();
-  at::Tensor lengths = at::tensor(L.ragged_lengths, at::kLong).view({L.batch, L.kv_heads}).to(opts.device());
-  at::Tensor valid = at::arange(L.ragged_max, opts.dtype(at::kLong)) < lengths.unsqueeze(-1);
-  at::Tensor keys = at::zeros({L.batch, L.kv_heads, L.ragged_max, d}, opts);
+  at::Tensor keys = at::zeros({L.batch * L.kv_heads * L.ragged_max, d}, L.ragged_keys.options());
   at::Tensor values = at::zeros_like(keys);
-  keys.index_put_({valid}, L.ragged_keys);
-  values.index_put_({valid}, L.ragged_values);
+  keys.index_copy_(0, L.ragged_slots, L.ragged_keys);
+  values.index_copy_(0, L.ragged_slots, L.ragged_values);
+  keys = keys.view({L.batch, L.kv_heads, L.ragged_max, d});
+  values = values.view({L.batch, L.kv_heads, L.ragged_max, d});
+  at::Tensor valid = L.ragged_valid;
   if (L.keys.defined() && L.keys.size(2) > 0) {
     keys = at::cat({keys, L.keys}, 2);
     values = at::cat({values, L.values}, 2);
