@@ -22,23 +22,29 @@ import types
 def _stub_missing(name, attrs):
     # kvpress imports every press at import time; DuoAttention, LU-KV and the statistics loader need
     # datasets/cachetools/fire, which this benchmark never calls. Where a machine lacks them, a stub
-    # module satisfies the import and raises if anything in it is used.
+    # module satisfies the import: what kvpress runs at import (LRUCache(...), @cached(...)) is inert,
+    # anything else raises if used.
     try:
         __import__(name)
     except ImportError:
         mod = types.ModuleType(name)
-
-        def _unavailable(*args, **kwargs):
-            raise RuntimeError(f"{name} is not installed here (stubbed by peer_bench.py)")
-
-        for a in attrs:
-            setattr(mod, a, _unavailable)
+        for a, value in attrs.items():
+            setattr(mod, a, value)
         sys.modules[name] = mod
 
 
-_stub_missing("datasets", ["load_dataset"])
-_stub_missing("cachetools", ["LRUCache", "cached"])
-_stub_missing("fire", ["Fire"])
+def _unavailable(*args, **kwargs):
+    raise RuntimeError("this package is not installed here (stubbed by peer_bench.py)")
+
+
+class _InertCache(dict):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+
+_stub_missing("datasets", {"load_dataset": _unavailable})
+_stub_missing("cachetools", {"LRUCache": _InertCache, "cached": lambda *a, **k: (lambda f: f)})
+_stub_missing("fire", {"Fire": _unavailable})
 
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache  # noqa: E402

@@ -64,6 +64,7 @@ def main():
         out.append("| press | prefill ms ours / peer | compression ms (% of prefill) ours / peer | compress() ms ours / peer "
                    "| decode ms/token ours / peer | bound ms | ours / bound | KV GiB ours / peer | peak GiB ours / peer |")
         out.append("|---|---|---|---|---|---|---|---|---|")
+        # Compression = prefill with - without the press: only where the run without a press finished.
         base_o = ours.get((b, n, "none"), {}).get("prefill_ms")
         base_p = peer.get((b, n, "none"), {}).get("prefill_ms")
         for p in presses:
@@ -81,7 +82,7 @@ def main():
             def comp(r, base):
                 if r is None or "error" in r:
                     return cell(r, "compress_ms")
-                if r["press"] == "none":
+                if r["press"] == "none" or not base:
                     return "-"
                 pct = f" ({100 * r['compress_ms'] / base:.1f} %)" if base else ""
                 return f"{r['compress_ms']:.1f}{pct}"

@@ -6,7 +6,7 @@
 # machine with registries: `bash bench/gpu/run.sh --fetch`).
 #
 #   bash bench/gpu/run.sh [--cases 1x4096,1x32768,8x4096,8x32768] [--presses "none;knorm;..."] [--out DIR]
-#                         [--skip-peer] [--longest N] [--fetch] [--config FILE --device cpu  (a check off the GPU)]
+#                         [--skip-peer|--skip-ours] [--longest N] [--fetch] [--config FILE --device cpu  (a check off the GPU)]
 # --longest N: batch 1 at N tokens without a press and with Knorm only (peak memory of a long context),
 # appended to the same results.
 #
@@ -18,6 +18,7 @@ cases=1x4096,1x32768,8x4096,8x32768
 longest=0
 out=${OUT:-$root/build-gpu/results}
 peer=1
+ours=1
 extra=()
 py=${PYTHON:-python3}  # the Python that holds torch (its wheel carries LibTorch)
 presses="none;knorm;snapkv;expected_attention;adakv:press=expected_attention"
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --device) extra+=(--device "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     --skip-peer) peer=0; shift ;;
+    --skip-ours) ours=0; shift ;;
     --longest) longest=$2; shift 2 ;;
     --fetch)
       # On a Debian machine with registries: the packages and wheels this script needs elsewhere.
@@ -79,9 +81,11 @@ fi
 # One measurement round: ours, then the peer, on the given cases and presses; rows are appended.
 measure() {
   local c=$1 p=$2
+  if [ "$ours" = 1 ]; then
   step "pikv: cases $c"
   timeout "$ours_timeout" build-gpu/bin/pikv_bench_gpu --cases "$c" --presses "$p" "${extra[@]}" >>"$out/pikv.jsonl" ||
     step "pikv_bench_gpu stopped (exit $?); the table keeps what it measured"
+  fi
   [ "$peer" = 1 ] || return 0
   step "transformers + kvpress: cases $c"
   PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 timeout "$peer_timeout" \

@@ -246,6 +246,22 @@ TEST(Decoder, InputChecksPressesAndBFloat16) {
                     "dtype must be float32, bfloat16, float16 or float64");
 }
 
+TEST(Decoder, LongForwardsRunTheMlpOnSlicesOfTheSequence) {
+  // 3 x 6000 tokens is above the slicing threshold (16384 tokens per forward); one row alone is not.
+  // The MLP is per token, so the sliced forward must give what each row gives unsliced.
+  auto model = DecoderModel::load(write_checkpoint("hf-sliced", kTinyConfig, tiny_weights()));
+  const at::Tensor ids = (at::arange(3 * 6000, at::kLong) * 7 + 3).remainder(32).view({3, 6000});
+  KVCache batch(model->num_layers());
+  const at::Tensor all = model->forward(ids, batch);
+  for (int64_t r = 0; r < 3; ++r) {
+    KVCache one(model->num_layers());
+    const at::Tensor row = model->forward(ids.narrow(0, r, 1), one);
+    EXPECT_LT((all.narrow(0, r, 1) - row).abs().max().item<double>(), 1e-4 * row.abs().max().item<double>()) << "row " << r;
+    // Layer 1's keys depend on layer 0's MLP output.
+    EXPECT_TRUE(at::allclose(batch.keys(1).narrow(0, r, 1), one.keys(1), 1e-5, 1e-5)) << "row " << r;
+  }
+}
+
 TEST(GGUF, ReadsMetadataAndTensors) {
   const std::string dir = test::temp_dir("gguf-good");
   GGUFBuilder b;

@@ -150,9 +150,10 @@ PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_
   const bool plain = !kv.positions.defined() && !p.sliding_window && !key_padding.defined() && !eager && (T == n || T == 1);
   if (!plain) mask = detail::attention_mask(query_index, kv, H, p.sliding_window, key_padding);
   const double inf = std::numeric_limits<double>::infinity();
-  if (!eager && T == 1) {
+  if (!eager && T == 1 && !(q.is_cuda() && !mask.defined())) {
     // Decode step: attend per KV head with its G query heads as rows, so K and V are read once
-    // instead of being expanded G times (what SDPA's GQA path costs on the CPU).
+    // instead of being expanded G times (what SDPA's GQA path costs on the CPU). On CUDA an unmasked
+    // step goes to SDPA below, whose flash kernel splits long caches over the whole GPU.
     at::Tensor qg = q.reshape({B, Hkv, G, d});
     at::Tensor logits = detail::scale_logits(at::matmul(qg, kv.keys.transpose(-1, -2)), p, d);  // [B, Hkv, G, n]
     if (mask.defined()) logits = logits.masked_fill(mask.expand({B, H, 1, n}).reshape({B, Hkv, G, n}).logical_not(), -inf);

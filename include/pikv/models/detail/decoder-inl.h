@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
 
 namespace pikv {
 namespace detail {
@@ -57,6 +58,9 @@ inline at::Tensor activate(Activation act, const at::Tensor& x) {
 // matrix-vector path for x @ W with W stored [in, out] streams weights about 1.6x faster than with
 // [out, in] on the CPU, and decoding is bound by reading the weights once per token.
 inline at::Tensor gemv_layout(const at::Tensor& w) { return w.t().contiguous().t(); }
+
+// Forwards with more tokens than this (batch x length) run the MLP on slices of the sequence.
+constexpr int64_t kMlpChunkTokens = 16384;
 
 inline at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
@@ -245,10 +249,32 @@ class DecoderModel::Layer : public AttentionLayerView {
   double rope_scaling_ = 1.0;
 };
 
+// The rotary frequencies of the last forward on the compute device: decode steps reuse them instead of
+// copying the same host tensor to the GPU every token (a host synchronisation each time). Threads may
+// run forwards on one model at once, hence the lock.
+class DeviceCopy {
+ public:
+  at::Tensor get(const at::Tensor& host, const at::Device& device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const bool same = host_.defined() && copy_.device() == device &&
+                      (host.is_same(host_) || (host.sizes() == host_.sizes() && at::equal(host, host_)));
+    if (!same) {
+      host_ = host;
+      copy_ = host.to(device);
+    }
+    return copy_;
+  }
+
+ private:
+  std::mutex mutex_;
+  at::Tensor host_, copy_;
+};
+
 struct DecoderModel::Impl {
   at::Tensor embed, position_embed, lm_head;  // position_embed: learned positions (GPT-2), else undefined
   detail::Norm final_norm;
   std::unique_ptr<RotaryEmbedding> rope, rope_local;
+  DeviceCopy rope_full_on, rope_local_on;
   at::Tensor embed_scale;  // scalar multiplier of the embeddings (Gemma 3), or undefined
 };
 
@@ -353,8 +379,9 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
   }
 
   if (impl_->rope) {
-    const at::Tensor full = impl_->rope->inv_freq(seq_len).to(device);
-    const at::Tensor local = impl_->rope_local ? impl_->rope_local->inv_freq(seq_len).to(device) : at::Tensor();
+    const at::Tensor full = impl_->rope_full_on.get(impl_->rope->inv_freq(seq_len), device);
+    const at::Tensor local =
+        impl_->rope_local ? impl_->rope_local_on.get(impl_->rope_local->inv_freq(seq_len), device) : at::Tensor();
     for (int64_t l = 0; l < num_layers(); ++l) {
       const bool use_local = impl_->rope_local && c.is_sliding(l);
       layers_[static_cast<size_t>(l)]->set_rope(use_local ? local : full,
@@ -379,7 +406,17 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
     call.params.need_weights = fo.eager_attention();
     call.pressable = layer.pressable();
     x = x + layer.output(attention(call, cache, prefill, offset).output);
-    x = x + layer.mlp(x);
+    if (B * T <= detail::kMlpChunkTokens) {
+      x = x + layer.mlp(x);
+    } else {
+      // A long prefill: the MLP is per token, so run it on slices of the sequence. Its [B, T, I]
+      // intermediates (3 x 7.5 GB for 8 x 32k tokens of a Llama-8B shape) never exist at once.
+      const int64_t step = std::max<int64_t>(1, detail::kMlpChunkTokens / B);
+      for (int64_t s = 0; s < T; s += step) {
+        at::Tensor slice = x.narrow(1, s, std::min(step, T - s));
+        slice.add_(layer.mlp(slice));
+      }
+    }
     if (fo.on_layer()) fo.on_layer()(l + 1, num_layers());
   }
   if (prefill) {
