@@ -225,6 +225,8 @@ expect 2 "--haystack needs a value (FILE), got an empty one" -- demo --haystack 
 expect 2 "--depth needs a finite number, got 'nan'" -- demo --depth nan
 expect 2 "--ratio needs a finite number, got 'inf'" -- needles --ratio inf
 expect 2 "--depth must be in [0, 1], got 1.5" -- demo --depth 1.5
+expect 2 "--query-aware applies to --press" -- demo --query-aware
+expect 2 "needs the option press=NAME" -- demo --press adakv
 expect 2 "--lr needs a number, got 'abc'" -- calibrate-router --lr abc --out "$tmp/g.json"
 expect 2 "--lr must be > 0, got -0.1" -- calibrate-router --lr -0.1 --out "$tmp/g.json"
 expect 2 "--objective must be best or recall" -- calibrate-router --lr 1e-320 --objective magic --out "$tmp/g.json"
