@@ -8,6 +8,7 @@
 #include <pikv/calibration/query_statistics.h>
 #include <pikv/calibration/router_calibration.h>
 #include <pikv/presses/duo_attention.h>
+#include <pikv/presses/qfilter.h>
 
 #include <algorithm>
 
@@ -127,15 +128,16 @@ struct CalibratePressArgs {
   ModelArgs model;
   std::string press, out, corpus_path = PIKV_DEFAULT_CALIBRATION;
   int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4, sink_size = 128, recent_size = 256, q_len = 500;
+  int64_t svd_samples = 3000, seed = 0;
 };
 
 int run_calibrate_press(const CalibratePressArgs& a) {
-  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention"};
+  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention", "qfilter"};
   if (a.press.empty()) {
     usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})", fmt::join(supported, ", ")));
   }
   if (std::find(supported.begin(), supported.end(), a.press) == supported.end()) {
-    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (qfilter, kvzap, "
+    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (kvzap, "
                             "fastkvzip and lukv are not implemented yet)",
                             a.press, fmt::join(supported, ", ")));
   }
@@ -173,6 +175,16 @@ int run_calibrate_press(const CalibratePressArgs& a) {
                a.sink_size, a.recent_size, a.out);
     return 0;
   }
+  if (a.press == "qfilter") {
+    fmt::print(stderr, "Q-Filters of {} on {} ({} samples of {} tokens, up to {} query rows per head)\n", a.model.model,
+               a.corpus_path, samples.size(), a.sample_seq_len, a.svd_samples);
+    const at::Tensor filters =
+        collect_qfilters(*model, samples, a.svd_samples, static_cast<uint64_t>(a.seed), progress);
+    QFilterPress::write_filters(a.out, filters);
+    fmt::print("wrote {}/model.safetensors (q_filters {}x{}x{}) and config.json\nuse: --press qfilter --option filters={}\n",
+               a.out, filters.size(0), filters.size(1), filters.size(2), a.out);
+    return 0;
+  }
   PIKV_CHECK(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
   fmt::print(stderr, "query statistics of {} on {} ({} samples of {} tokens, the first {} left out)\n", a.model.model,
              a.corpus_path, samples.size(), a.sample_seq_len, a.n_sink);
@@ -197,7 +209,8 @@ args::Action declare_calibrate(args::Flags& f) {
   f = {
       args::text("--press", "NAME", &a->press,
                  "the press whose artefact to compute (also the first word: pikv calibrate NAME);\n"
-                 "expected_attention_with_stats: query statistics; duo_attention: a head pattern"),
+                 "expected_attention_with_stats: query statistics; duo_attention: a head pattern;\n"
+                 "qfilter: Q-Filters (the dominant post-RoPE query direction per head)"),
       args::path("--out", "DIR", &a->out, "folder to write (config.json + model.safetensors, kvpress's layout)"),
       args::path("--corpus", "FILE", &a->corpus_path, "calibration text (default models/calibration.txt)"),
       args::integer("--num-samples", "N", &a->num_samples, 1, args::kMaxCount).with_note("{default}").as_brief(),
@@ -206,6 +219,8 @@ args::Action declare_calibrate(args::Flags& f) {
       args::integer("--sink-size", "N", &a->sink_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
       args::integer("--recent-size", "N", &a->recent_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
       args::integer("--q-len", "N", &a->q_len, 1, args::kMaxTokens).with_note("duo_attention: {default} positions").as_brief(),
+      args::integer("--svd-samples", "N", &a->svd_samples, 2, args::kMaxCount).with_note("qfilter: {default} query rows").as_brief(),
+      args::integer("--seed", "N", &a->seed, 0, args::kMaxCount).with_note("qfilter: {default}, draws the rows").as_brief(),
   };
   add_model_flags(f, a->model);
   return [a] { return run_calibrate_press(*a); };

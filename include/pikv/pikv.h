@@ -65,6 +65,7 @@
 #include <pikv/presses/per_layer.h>
 #include <pikv/presses/prefill_decoding.h>
 #include <pikv/presses/pyramidkv.h>
+#include <pikv/presses/qfilter.h>
 #include <pikv/presses/random.h>
 #include <pikv/presses/simlayerkv.h>
 #include <pikv/presses/snapkv.h>

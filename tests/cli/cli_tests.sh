@@ -115,7 +115,7 @@ expect 0 "Context length 256 tokens" -- eval --lengths 256 --samples 1 --tasks p
 expect 2 "calibrate-router needs --out FILE" -- calibrate-router --samples 1
 # pikv calibrate PRESS: an artefact for any model (here query statistics, the folder kvpress's loader reads).
 expect 2 "calibrate needs the press" -- calibrate --out "$tmp/stats"
-expect 2 "no artefact recipe for 'qfilter'" -- calibrate qfilter --out "$tmp/stats"
+expect 2 "no artefact recipe for 'kvzap'" -- calibrate kvzap --out "$tmp/stats"
 expect 2 "calibrate needs --out DIR" -- calibrate expected_attention_with_stats
 expect 2 "fewer than one sample of --sample-seq-len 9999999" -- calibrate expected_attention_with_stats --sample-seq-len 9999999 \
   --out "$tmp/stats"
@@ -137,6 +137,14 @@ expect 2 "choose one" -- generate --context "a b" --question "q" --press duo_att
 printf '0.5\t0.25\tabc\n' > "$tmp/duo/full_attention_heads.tsv"
 expect 2 "full_attention_heads.tsv' line 1: 'abc' is not a number" -- generate --context "a b" --question "q" \
   --press duo_attention --option "attention_pattern=$tmp/duo"
+expect 0 "q_filters 30x3x64" -- calibrate qfilter --num-samples 2 --sample-seq-len 64 --svd-samples 100 --out "$tmp/qf"
+grep -q '"kv_head_dim": 64' "$tmp/qf/config.json" || { echo "FAIL: calibrate qfilter wrote no config"; fails=$((fails + 1)); }
+expect 0 "qfilter(compression_ratio=0.5" -- generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
+  --question "When did the Lark leave?" --press qfilter --option "filters=$tmp/qf" --max-new-tokens 4
+expect 2 "qfilter needs Q-filters" -- generate --context "a b c d" --question "q" --press qfilter --max-new-tokens 2
+printf '{"num_layers": 30, "num_kv_heads": 5, "kv_head_dim": 64}\n' > "$tmp/qf/config.json"
+expect 2 "says num_kv_heads = 5" -- generate --context "a b" --question "q" --press qfilter --option "filters=$tmp/qf"
+expect 2 "model.safetensors" -- generate --context "a b" --question "q" --press qfilter --option "filters=$tmp/nowhere"
 expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
 expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
   --out "$tmp/g.json"

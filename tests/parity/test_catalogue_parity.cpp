@@ -174,7 +174,8 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
 
 TEST(CatalogueParity, CalibratedArtefactsAreKvpresssRecipes) {
   // pikv calibrate's statistics against kvpress's collect_queries on the same samples, every model; the
-  // DuoAttention head scores against kvpress's on-the-fly function.
+  // Q-Filters against the authors' recipe; the DuoAttention head scores against kvpress's on-the-fly
+  // function.
   for (const char* name : {"llama_mha", "llama_gqa", "qwen3_qknorm", "mistral", "phi3"}) {
     SCOPED_TRACE(name);
     const std::string dir = catalogue_dir() + "/" + name + "_stats";
@@ -199,6 +200,14 @@ TEST(CatalogueParity, CalibratedArtefactsAreKvpresssRecipes) {
     EXPECT_LE(dc, 1e-5) << "query covariance";
     std::printf("  %s: %lld queries per head; mean rel %.2g, covariance rel %.2g\n", name,
                 static_cast<long long>(ours.tokens), dm, dc);
+    // Q-Filters: the authors' recipe (SVD per head, every token a row here) on the same samples.
+    const at::Tensor want_filters =
+        io::SafetensorsFile::open(catalogue_dir() + "/" + name + "_qfilt/model.safetensors").get("q_filters");
+    const at::Tensor filters = collect_qfilters(*model, rows, 3000);
+    ASSERT_EQ(filters.sizes(), want_filters.sizes());
+    const double df = (filters - want_filters).abs().max().item<double>();
+    EXPECT_LE(df, 1e-4) << "Q-Filters";
+    std::printf("  %s: Q-Filters max diff %.2g\n", name, df);
     // DuoAttention's on-the-fly head scores over the same samples (kvpress's function; not on Phi-3,
     // whose fused projection it cannot read, nor Qwen3, whose q/k-norm it skips).
     const std::string duo = catalogue_dir() + "/" + name + "_duo/scores.safetensors";

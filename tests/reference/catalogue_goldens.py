@@ -192,6 +192,64 @@ def write_duo_pattern(model, out, mname, samples):
               str(folder / "scores.safetensors"))
 
 
+def write_qfilters(model, out, mname, samples):
+    """The Q-Filters authors' recipe (make_filters.py) on `samples` [S, len], every token a row (they
+    draw 3000 rows; these samples have fewer): per layer the post-RoPE queries of every head, the top
+    right singular vector v0 of each head's [rows, d] matrix, sign = +1 when most rows project
+    positively on it (ties: the summed projection decides), filter = -sign * v0, averaged over each KV
+    head's query group. Saved with kvpress's QFilters.save_pretrained: OUT/MODEL_qfilt/ (+
+    samples.safetensors)."""
+    import sys
+    from kvpress.presses.qfilter_press import QFilters
+    from kvpress.utils import get_prerope_query_states
+    rows = {}
+
+    def hook(module, args, kwargs, output):
+        q = get_prerope_query_states(module, kwargs["hidden_states"])  # [1, H, T, d]
+        cos, sin = kwargs["position_embeddings"]
+        rope = sys.modules[type(module).__module__].apply_rotary_pos_emb
+        q = rope(q, q, cos, sin)[0]
+        rows.setdefault(module.layer_idx, []).append(q[0].double())
+    handles = [layer.self_attn.register_forward_hook(hook, with_kwargs=True) for layer in model.model.layers]
+    with torch.no_grad():
+        for row in samples:
+            model(row.unsqueeze(0))
+    for h in handles:
+        h.remove()
+    c = model.config
+    H, Hkv = c.num_attention_heads, c.num_key_value_heads
+    filters = []
+    for layer in range(c.num_hidden_layers):
+        X = torch.cat(rows[layer], 1)  # [H, N, d]
+        per_head = []
+        for h in range(H):
+            u, _, vh = torch.linalg.svd(X[h], full_matrices=False)
+            share = (u[:, 0] > 0).double().mean().item()
+            # An exact tie would follow the SVD's arbitrary sign of v0 (the authors' rule gives -1);
+            # both sides orient it by the summed projections instead.
+            sign = 1.0 if share > 0.5 else -1.0 if share < 0.5 else (1.0 if (X[h] @ vh[0]).sum() > 0 else -1.0)
+            per_head.append(-sign * vh[0])
+        f = torch.stack(per_head)
+        filters.append(f.view(Hkv, H // Hkv, -1).mean(1))
+    filt = torch.stack(filters).float()
+    q = QFilters(num_layers=filt.shape[0], num_kv_heads=filt.shape[1], kv_head_dim=filt.shape[2])
+    q.q_filters.data = filt
+    folder = out / f"{mname}_qfilt"
+    q.save_pretrained(folder)
+    save_file({"samples": samples.contiguous()}, str(folder / "samples.safetensors"))
+
+
+def qfilter_press(compression_ratio, folder):
+    """kvpress's QFilterPress reading the filters through its own loader from `folder` (it would
+    download nthngdy/<model>_qfilt)."""
+    from kvpress.presses.qfilter_press import QFilterPress, QFilters
+
+    class Press(QFilterPress):
+        def post_init_from_model(self, model):
+            self.q_filters = QFilters.from_pretrained(str(folder)).q_filters.to(model.dtype)
+    return Press(compression_ratio=compression_ratio)
+
+
 def duo_attention_pattern(head_compression_ratio, folder):
     """kvpress's DuoAttention loading a head pattern through its own loader, whose downloads are served
     from `folder`."""
@@ -279,6 +337,8 @@ def cases(r):
                                                use_covariance=False, epsilon=0.01), "self", "")
     yield ("duo_attention", {"head_compression_ratio": str(r), "attention_pattern": "@catalogue/{model}_duo"},
            lambda: duo_attention_pattern(r, STATS["duo"]), None, "headwise noratio")
+    # Q-Filters from the authors' recipe on the statistics samples (write_qfilters).
+    yield "qfilter", {"filters": "@catalogue/{model}_qfilt"}, lambda: qfilter_press(r, STATS["qfilt"]), "self", ""
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -510,6 +570,8 @@ def main():
         write_query_stats(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         STATS["folder"] = a.out / f"{mname}_stats"
         STATS["duo"] = a.out / f"{mname}_duo"
+        STATS["qfilt"] = a.out / f"{mname}_qfilt"
+        write_qfilters(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         if mname not in ("phi3", "qwen3_qknorm"):  # see write_cases
             write_duo_pattern(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         write_cases(a.out, mname, model, eager, ids, decode_ids, cases, RATIOS, manifest)

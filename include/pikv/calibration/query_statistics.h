@@ -3,7 +3,8 @@
 // (kvpress computes them from BookSum chapters and ships them for a few models):
 // - expected_attention_with_stats: the mean and covariance of every layer's pre-RoPE queries (after
 //   q/k-norm where the model has one), the first n_sink tokens of each sample left out (outliers);
-// - duo_attention: its on-the-fly head scores averaged over samples (a head pattern).
+// - duo_attention: its on-the-fly head scores averaged over samples (a head pattern);
+// - qfilter: the dominant direction of every head's post-RoPE queries (Q-Filters).
 
 #include <pikv/core/causal_lm.h>
 
@@ -41,6 +42,16 @@ void save_query_statistics(const std::string& dir, const QueryStatistics& stats,
 [[nodiscard]] at::Tensor collect_duo_head_scores(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
                                                  int64_t q_len,
                                                  const std::function<void(int64_t, int64_t)>& progress = {});
+
+// Q-Filters (the qfilter press): per layer and query head, the dominant direction v0 of the post-RoPE
+// queries (top right singular vector of the sampled query rows, not centred), oriented so that most
+// queries project positively (at an exact tie: the summed projection decides), negated (the press
+// scores -(f . k)), then averaged over each KV head's query group: float32 [L, Hkv, d]. At most
+// max_queries rows, the same rows for every head, drawn with `seed` from all tokens of all samples;
+// every token when there are fewer. Write them with QFilterPress::write_filters.
+[[nodiscard]] at::Tensor collect_qfilters(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                          int64_t max_queries = 3000, uint64_t seed = 0,
+                                          const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace pikv
 

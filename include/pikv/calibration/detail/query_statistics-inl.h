@@ -11,6 +11,7 @@
 #include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -19,12 +20,13 @@
 namespace pikv {
 
 namespace detail {
-// Sums, per layer, the tensors `measure` returns for every prefill layer it sees, and compresses
-// nothing: the collector behind each calibrated artefact.
+// Sums (or, with concatenate, joins along dim 1), per layer, the tensors `measure` returns for every
+// prefill layer it sees, and compresses nothing: the collector behind each calibrated artefact.
 class LayerSums : public Press {
  public:
   using Measure = std::function<std::vector<at::Tensor>(const AttentionContext&)>;
-  LayerSums(std::string name, Measure measure) : name_(std::move(name)), measure_(std::move(measure)) {}
+  LayerSums(std::string name, Measure measure, bool concatenate = false)
+      : name_(std::move(name)), measure_(std::move(measure)), concatenate_(concatenate) {}
   std::string name() const override { return name_; }
   double compression_ratio() const override { return 0.0; }
   PressRequirements requirements() const override { return query_requirements(); }
@@ -34,7 +36,7 @@ class LayerSums : public Press {
     if (sum.empty()) {
       sum = std::move(parts);
     } else {
-      for (size_t i = 0; i < sum.size(); ++i) sum[i] += parts[i];
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] = concatenate_ ? at::cat({sum[i], parts[i]}, 1) : sum[i] + parts[i];
     }
     CompressedKV skip;
     skip.skipped = true;
@@ -50,6 +52,7 @@ class LayerSums : public Press {
  private:
   std::string name_;
   Measure measure_;
+  bool concatenate_;
   std::map<int64_t, std::vector<at::Tensor>> sums_;
 };
 
@@ -114,6 +117,63 @@ PIKV_INLINE at::Tensor collect_duo_head_scores(CausalLM& model, const std::vecto
   std::vector<at::Tensor> rows;
   for (int64_t l = 0; l < L; ++l) rows.push_back(collector.layer(l, L)[0] / static_cast<double>(samples.size()));
   return at::stack(rows).to(at::kFloat).contiguous();
+}
+
+PIKV_INLINE at::Tensor collect_qfilters(CausalLM& model, const std::vector<std::vector<int64_t>>& samples,
+                                        int64_t max_queries, uint64_t seed,
+                                        const std::function<void(int64_t, int64_t)>& progress) {
+  PIKV_CHECK(max_queries >= 2, "qfilter calibration needs max_queries >= 2, got {}", max_queries);
+  PIKV_CHECK(!samples.empty(), "qfilter calibration needs at least one calibration sample");
+  const ModelShape shape = model.shape();
+  PIKV_CHECK(shape.num_heads > 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0,
+             "qfilter calibration needs the model's query and KV head counts, got {} and {}", shape.num_heads,
+             shape.num_kv_heads);
+  // The query rows: every token, or max_queries of them drawn once and shared by all heads.
+  std::vector<int64_t> offsets = {0};
+  for (const auto& s : samples) offsets.push_back(offsets.back() + static_cast<int64_t>(s.size()));
+  const int64_t total = offsets.back();
+  at::Tensor chosen = at::arange(total, at::kLong);
+  if (total > max_queries) {
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    chosen = std::get<0>(at::randperm(total, gen, at::kLong).narrow(0, 0, max_queries).sort());
+  }
+  const at::Device device = model.options().device();
+  at::Tensor rows_of_sample;  // positions of the current sample's chosen rows (set before each forward)
+  detail::LayerSums collector(
+      "qfilter calibration",
+      [&rows_of_sample](const AttentionContext& ctx) {
+        at::Tensor q = rotated_queries(ctx, 0, ctx.forward_length())[0];  // [H, T, d] post-RoPE
+        return std::vector<at::Tensor>{q.index_select(1, rows_of_sample).to(at::kCPU, at::kDouble)};
+      },
+      /*concatenate=*/true);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const int64_t lo = offsets[i], hi = offsets[i + 1];
+    at::Tensor mine = chosen.masked_select((chosen >= lo) & (chosen < hi)) - lo;
+    if (mine.numel() == 0) continue;
+    rows_of_sample = mine.to(device);
+    detail::run_samples(model, collector, {samples[i]}, 1, {});
+    if (progress) progress(static_cast<int64_t>(i) + 1, static_cast<int64_t>(samples.size()));
+  }
+  const int64_t L = model.num_layers(), Hkv = shape.num_kv_heads, G = shape.num_heads / shape.num_kv_heads;
+  std::vector<at::Tensor> filters;
+  for (int64_t l = 0; l < L; ++l) {
+    const at::Tensor X = collector.layer(l, L)[0];  // [H, N, d] float64
+    PIKV_CHECK(X.size(0) == shape.num_heads, "qfilter calibration: layer {} exposed {} query heads, expected {}", l,
+               X.size(0), shape.num_heads);
+    // The top right singular vector of X is the top eigenvector of X^T X (eigh sorts ascending).
+    const at::Tensor v0 = std::get<1>(at::linalg_eigh(at::matmul(X.transpose(1, 2), X))).select(-1, -1);  // [H, d]
+    // Orient it toward the majority of queries (Q-Filters: the share of rows with u0 > 0 against 0.5).
+    // At an exact tie the authors' result follows the SVD's arbitrary sign of v0; we take the sign of
+    // the summed projections instead, so the filter does not depend on the solver.
+    const at::Tensor proj = at::matmul(X, v0.unsqueeze(-1)).squeeze(-1);  // [H, N]
+    const at::Tensor positive = (proj > 0).to(at::kDouble).mean(1);       // [H]
+    const at::Tensor tie_sign = at::where(proj.sum(1) > 0, at::ones_like(positive), -at::ones_like(positive));
+    const at::Tensor sign = at::where(positive > 0.5, at::ones_like(positive),
+                                      at::where(positive < 0.5, -at::ones_like(positive), tie_sign));
+    const at::Tensor f = -sign.unsqueeze(-1) * v0;  // [H, d]
+    filters.push_back(f.view({Hkv, G, f.size(-1)}).mean(1));
+  }
+  return at::stack(filters).to(at::kFloat).contiguous();
 }
 
 PIKV_INLINE void save_query_statistics(const std::string& dir, const QueryStatistics& stats,
