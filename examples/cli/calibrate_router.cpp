@@ -137,8 +137,8 @@ int run_calibrate_press(const CalibratePressArgs& a) {
     usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})", fmt::join(supported, ", ")));
   }
   if (std::find(supported.begin(), supported.end(), a.press) == supported.end()) {
-    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (kvzap, "
-                            "fastkvzip and lukv are not implemented yet)",
+    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (kvzap's "
+                            "training, fastkvzip and lukv are not implemented yet; kvzap reads nvidia/KVzap-* folders)",
                             a.press, fmt::join(supported, ", ")));
   }
   if (a.out.empty()) usage_error("calibrate needs --out DIR (the folder to write)");

@@ -56,6 +56,7 @@
 #include <pikv/presses/keydiff.h>
 #include <pikv/presses/knorm.h>
 #include <pikv/presses/kvcompose.h>
+#include <pikv/presses/kvzap.h>
 #include <pikv/presses/kvzip.h>
 #include <pikv/presses/lagkv.h>
 #include <pikv/presses/merging.h>

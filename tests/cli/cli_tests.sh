@@ -145,6 +145,10 @@ expect 2 "qfilter needs Q-filters" -- generate --context "a b c d" --question "q
 printf '{"num_layers": 30, "num_kv_heads": 5, "kv_head_dim": 64}\n' > "$tmp/qf/config.json"
 expect 2 "says num_kv_heads = 5" -- generate --context "a b" --question "q" --press qfilter --option "filters=$tmp/qf"
 expect 2 "model.safetensors" -- generate --context "a b" --question "q" --press qfilter --option "filters=$tmp/nowhere"
+expect 2 "kvzap needs its surrogate model" -- generate --context "a b c d" --question "q" --press kvzap --max-new-tokens 2
+expect 2 "is not a KVzap model config" -- generate --context "a b" --question "q" --press kvzap --option "kvzap_model=$tmp/qf"
+expect 2 "model_type must be linear or mlp, got 'cnn'" -- generate --context "a b" --question "q" --press kvzap \
+  --option model_type=cnn
 expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
 expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
   --out "$tmp/g.json"

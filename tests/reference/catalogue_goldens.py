@@ -250,6 +250,41 @@ def qfilter_press(compression_ratio, folder):
     return Press(compression_ratio=compression_ratio)
 
 
+def write_kvzap_models(model, out, mname):
+    """KVzap surrogate models of the shape kvpress downloads (nvidia/KVzap-{linear,mlp}-<model>), with
+    nn.Linear's default initialisation from a fixed seed (kvpress's own tests use such mock models), in
+    the hub layout: OUT/MODEL_kvzap_linear/ and OUT/MODEL_kvzap_mlp/ (hidden 16). Written by hand:
+    KVzapConfig cannot save_pretrained under transformers 5 (its to_dict builds a default config, which
+    lacks the required arguments); from_pretrained reads the folder."""
+    from kvpress.presses.kvzap_press import KVzapConfig, KVzapModel
+    c = model.config
+    for kind, hidden in (("linear", None), ("mlp", 16)):
+        torch.manual_seed(7)
+        config = dict(input_dim=c.hidden_size, output_dim=c.num_key_value_heads, n_modules=c.num_hidden_layers,
+                      hidden_dim=hidden)
+        m = KVzapModel(KVzapConfig(**config))
+        folder = out / f"{mname}_kvzap_{kind}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"model_type": "kvzap", **config}))
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(folder / "model.safetensors"))
+
+
+def kvzap_press(compression_ratio, folder, kind):
+    """kvpress's KVzapPress with its surrogate built from `folder` (config.json + model.safetensors).
+    KVzapModel.from_pretrained would do the same but fails under transformers 5 (see write_kvzap_models),
+    so the model is constructed from the config and loaded strictly."""
+    from kvpress.presses.kvzap_press import KVzapConfig, KVzapModel, KVzapPress
+    from safetensors.torch import load_file
+
+    class Press(KVzapPress):
+        def post_init_from_model(self, model):
+            config = json.loads((folder / "config.json").read_text())
+            config.pop("model_type")
+            self.kvzap_model = KVzapModel(KVzapConfig(**config))
+            self.kvzap_model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    return Press(compression_ratio=compression_ratio, model_type=kind)
+
+
 def duo_attention_pattern(head_compression_ratio, folder):
     """kvpress's DuoAttention loading a head pattern through its own loader, whose downloads are served
     from `folder`."""
@@ -339,6 +374,15 @@ def cases(r):
            lambda: duo_attention_pattern(r, STATS["duo"]), None, "headwise noratio")
     # Q-Filters from the authors' recipe on the statistics samples (write_qfilters).
     yield "qfilter", {"filters": "@catalogue/{model}_qfilt"}, lambda: qfilter_press(r, STATS["qfilt"]), "self", ""
+    # KVzap with surrogate models of the published shapes (write_kvzap_models), alone and under DMS.
+    for kind in ("linear", "mlp"):
+        yield ("kvzap", {"kvzap_model": f"@catalogue/{{model}}_kvzap_{kind}"},
+               lambda kind=kind: kvzap_press(r, STATS[f"kvzap_{kind}"], kind), "self", "")
+    tz = {0.1: -0.3, 0.5: 0.0, 0.9: 0.3}[r]
+    yield ("dms", {"press": "kvzap", "inner.kvzap_model": "@catalogue/{model}_kvzap_mlp", "threshold": str(tz),
+                   "sliding_window_size": "32"},
+           lambda: DMSPress(kvzap_press(0.0, STATS["kvzap_mlp"], "mlp"), threshold=tz, sliding_window_size=32),
+           "press", "headwise noratio")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -571,6 +615,8 @@ def main():
         STATS["folder"] = a.out / f"{mname}_stats"
         STATS["duo"] = a.out / f"{mname}_duo"
         STATS["qfilt"] = a.out / f"{mname}_qfilt"
+        STATS["kvzap_linear"], STATS["kvzap_mlp"] = a.out / f"{mname}_kvzap_linear", a.out / f"{mname}_kvzap_mlp"
+        write_kvzap_models(model, a.out, mname)
         write_qfilters(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         if mname not in ("phi3", "qwen3_qknorm"):  # see write_cases
             write_duo_pattern(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
