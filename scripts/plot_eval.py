@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Plots of a `pikv eval` run: score vs compression ratio, one line per press, one panel per task (plus
-the KL metric), one PNG per context length. Reads DIR/results.csv, writes DIR/score_vs_ratio_L{length}.png.
+"""Plots of a `pikv eval` run. Reads DIR/results.csv and writes
+  DIR/retained_vs_ratio.png         the headline: % of the uncompressed score the presses that keep
+                                    most at ratio 0.5 keep at every ratio, over all tasks and lengths,
+                                    with 95 % bootstrap bands (paired by length, task and sample)
+  DIR/score_vs_ratio_L{length}.png  score vs ratio per task (plus the KL metric), every press
+Every press keeps one colour and marker in every figure.
 
-Usage: .venv/bin/python scripts/plot_eval.py DIR
+Usage: .venv/bin/python scripts/plot_eval.py DIR [--top N]
 """
+import argparse
 import csv
 import re
 import sys
@@ -11,19 +16,89 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H", "1"]
+
+
+def styles(presses):
+    """press -> (colour, marker, linestyle): tab20's colours, a marker each, dashes after 20 presses."""
+    cmap = plt.get_cmap("tab20")
+    return {p: (cmap(i % 20), MARKERS[i % len(MARKERS)], "-" if i < 20 else "--") for i, p in enumerate(presses)}
+
+
+def label(press):
+    # Weights files by name only: the folder makes legends unreadable.
+    return re.sub(r"weights=[^,]*/", "weights=", press)
+
+
+def retained(rows, out, presses, style, top):
+    """% of the uncompressed score kept over every task and length, paired per (length, task, sample),
+    with 95 % bootstrap bands; the `top` presses that keep most at ratio 0.5."""
+    full = {}  # (length, task, sample) -> score
+    cell = defaultdict(dict)  # (press, ratio) -> {(length, task, sample): score}
+    for r in rows:
+        unit = (int(r["length"]), r["task"], int(r["sample"]))
+        ratio = float(r["ratio"])
+        if ratio == 0:
+            full[unit] = float(r["score"])
+        else:
+            cell[(r["press"], ratio)][unit] = float(r["score"])
+    ratios = sorted({k[1] for k in cell})
+    rng = np.random.default_rng(0)
+
+    def band(press, ratio):
+        pairs = np.array([(s, full[u]) for u, s in cell.get((press, ratio), {}).items() if u in full])
+        if len(pairs) == 0 or pairs[:, 1].sum() == 0:
+            return None
+        idx = rng.integers(0, len(pairs), size=(2000, len(pairs)))
+        boot = pairs[idx, 0].sum(1) / np.maximum(pairs[idx, 1].sum(1), 1e-12) * 100
+        return pairs[:, 0].sum() / pairs[:, 1].sum() * 100, np.percentile(boot, 2.5), np.percentile(boot, 97.5), len(pairs)
+
+    mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
+    kept = {p: band(p, mid) for p in presses}
+    chosen = sorted((p for p in presses if kept[p]), key=lambda p: kept[p][0], reverse=True)[:top]
+    fig, ax = plt.subplots(figsize=(9, 5.6))
+    n = 0
+    for press in chosen:
+        pts = [(r, band(press, r)) for r in ratios]
+        pts = [(r, b) for r, b in pts if b is not None]
+        colour, marker, ls = style[press]
+        ax.plot([0.0] + [r for r, _ in pts], [100] + [b[0] for _, b in pts], color=colour, marker=marker,
+                linestyle=ls, linewidth=2, markersize=7, label=label(press))
+        ax.fill_between([r for r, _ in pts], [b[1] for _, b in pts], [b[2] for _, b in pts], color=colour,
+                        alpha=0.15, linewidth=0)
+        n = max(n, max(b[3] for _, b in pts))
+    ax.axhline(100, color="black", linestyle=":", linewidth=1)
+    ax.set_xlabel("compression ratio (fraction of the KV cache removed)")
+    ax.set_ylabel("% of the uncompressed score kept")
+    ax.set_ylim(0, 130)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"Score kept under compression: the {len(chosen)} presses that keep most at ratio {mid}\n"
+                 f"(all tasks and lengths, {n} samples per point; bands: 95 % bootstrap, paired)", fontsize=10)
+    fig.tight_layout()
+    path = out / "retained_vs_ratio.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", type=Path, help="a pikv eval --out folder (holds results.csv)")
+    ap.add_argument("--top", type=int, default=6, help="presses in the retained figure (default 6)")
+    args = ap.parse_args()
+    out = args.dir
+    if not (out / "results.csv").is_file():
+        print(f"{out}/results.csv does not exist (run pikv eval --out {out} first)", file=sys.stderr)
         return 2
-    out = Path(sys.argv[1])
     rows = list(csv.DictReader(open(out / "results.csv")))
     if not rows:
-        print(f"{out}/results.csv has no records")
+        print(f"{out}/results.csv has no records", file=sys.stderr)
         return 1
     # (length, task, press, ratio) -> [scores], [kls]
     score = defaultdict(list)
@@ -35,6 +110,8 @@ def main():
     lengths = sorted({k[0] for k in score})
     tasks = sorted({k[1] for k in score})
     presses = sorted({k[2] for k in score if k[2] != "none"})
+    style = styles(presses)
+    retained(rows, out, presses, style, args.top)
     for length in lengths:
         panels = tasks + ["KL (all tasks)"]
         cols = 3
@@ -56,8 +133,8 @@ def main():
                     if vals:
                         xs.append(ratio)
                         ys.append(sum(vals) / len(vals) * (1 if panel.startswith("KL") else 100))
-                # Weights files by name only: the folder makes legends unreadable.
-                ax.plot(xs, ys, marker="o", label=re.sub(r"weights=[^,]*/", "weights=", press))
+                colour, marker, ls = style[press]
+                ax.plot(xs, ys, color=colour, marker=marker, linestyle=ls, label=label(press))
             ax.set_title(panel)
             ax.set_xlabel("compression ratio")
             ax.set_ylabel("KL (nats)" if panel.startswith("KL") else "score (%)")

@@ -74,6 +74,47 @@ TEST(EvalTasks, ScoringIsRulersStringMatch) {
   EXPECT_DOUBLE_EQ(eval::score_answer(s, "nothing"), 0.0);
 }
 
+TEST(EvalReport, BootstrapIntervalsAndPairedComparisons) {
+  EXPECT_EQ(eval::bootstrap_mean({}).n, 0);
+  const eval::Interval one = eval::bootstrap_mean({0.5});
+  EXPECT_DOUBLE_EQ(one.low, 0.5);
+  EXPECT_DOUBLE_EQ(one.high, 0.5);
+  std::vector<double> coin;
+  for (int i = 0; i < 20; ++i) coin.push_back(i % 2);
+  const eval::Interval c = eval::bootstrap_mean(coin), again = eval::bootstrap_mean(coin);
+  EXPECT_DOUBLE_EQ(c.mean, 0.5);
+  EXPECT_LT(c.low, 0.5);
+  EXPECT_GT(c.high, 0.5);
+  EXPECT_GE(c.low, 0.0);
+  EXPECT_LE(c.high, 1.0);
+  EXPECT_EQ(c.low, again.low);  // a fixed seed: reproducible
+  EXPECT_GT(c.high - c.low, 0.2);  // 20 coin flips decide little
+  EXPECT_PIKV_ERROR(eval::bootstrap_mean(coin, 0), "resamples must be >= 1");
+
+  // The uncompressed cache answers all 10 samples; press A none, press B all: A is decidedly worse,
+  // B is not different from the full cache, and B decidedly beats A at that ratio.
+  std::vector<eval::Record> records;
+  for (int64_t i = 0; i < 10; ++i) {
+    for (const auto& [press, ratio, score] : std::vector<std::tuple<std::string, double, double>>{
+             {"none", 0.0, 1.0}, {"press_a", 0.5, 0.0}, {"press_b", 0.5, 1.0}}) {
+      eval::Record r;
+      r.task = "passkey";
+      r.length = 512;
+      r.sample = i;
+      r.press = press;
+      r.ratio = ratio;
+      r.score = score;
+      records.push_back(r);
+    }
+  }
+  const std::string md = eval::summary_markdown(records);
+  EXPECT_NE(md.find("| press_a | 0.5 | 0.0 [0.0, 0.0] | -100.0 [-100.0, -100.0] | 0 % | 10 | worse |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| press_b | 0.5 | 100.0 [100.0, 100.0] | +0.0 [+0.0, +0.0] | 100 % | 10 | not decided |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("Ratio 0.5: best press_b vs runner-up press_a: +100.0 [+100.0, +100.0] points over 10 samples (decided)"),
+            std::string::npos) << md;
+}
+
 TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
   auto& f = fixture();
   eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);

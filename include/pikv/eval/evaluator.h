@@ -88,7 +88,19 @@ class Evaluator {
   const Corpus& corpus_;
 };
 
-// Summary markdown: mean score (and KL) per task x press x ratio, one table per context length.
+// A mean with its 95 % bootstrap confidence interval: the 2.5th and 97.5th percentiles of the means of
+// `resamples` draws with replacement (a fixed seed: the same values give the same interval). n = 0 for
+// no values; one value gives a zero-width interval.
+struct Interval {
+  double mean = 0.0, low = 0.0, high = 0.0;
+  int64_t n = 0;
+};
+[[nodiscard]] Interval bootstrap_mean(const std::vector<double>& values, int64_t resamples = 2000, uint64_t seed = 0);
+
+// Summary markdown: mean score (and KL) per task x press x ratio, one table per context length; then,
+// per context length, every press and ratio against the uncompressed cache on the same samples
+// (paired: score difference per (task, sample) with its bootstrap interval, and whether the interval
+// excludes zero), and the best press of each ratio against the runner-up, paired the same way.
 std::string summary_markdown(const std::vector<Record>& records);
 // CSV of every record (header row first).
 std::string records_csv(const std::vector<Record>& records);
