@@ -480,19 +480,21 @@ inline std::string paired_tables(const std::vector<Record>& records) {
     // ratio -> (mean, press) for the best-vs-runner-up line.
     std::map<double, std::vector<std::pair<double, std::string>>> ranking;
     for (const auto& [cell, scores] : by_cell) {
-      std::vector<double> own, diff, paired_base;
+      std::vector<double> own, diff;
+      double base_sum = 0.0;  // the uncompressed scores of the same samples (for "retained")
       for (const auto& [u, s] : scores) {
         const auto b = base.find(u);
         if (b == base.end()) continue;
         own.push_back(s);
         diff.push_back(s - b->second);
-        paired_base.push_back(b->second);
+        base_sum += b->second;
       }
       if (own.empty()) continue;
-      const Interval score = bootstrap_mean(own), d = bootstrap_mean(diff), b = bootstrap_mean(paired_base);
+      const Interval score = bootstrap_mean(own), d = bootstrap_mean(diff);
+      const double base_mean = base_sum / static_cast<double>(own.size());
       out += fmt::format("| {} | {} | {} | {:+.1f} [{:+.1f}, {:+.1f}] | {} | {} | {} |\n", cell.first,
                          ratio_text(cell.second), interval_text(score), 100 * d.mean, 100 * d.low, 100 * d.high,
-                         b.mean > 0 ? fmt::format("{:.0f} %", 100 * score.mean / b.mean) : std::string("-"),
+                         base_mean > 0 ? fmt::format("{:.0f} %", 100 * score.mean / base_mean) : std::string("-"),
                          score.n, verdict(d));
       ranking[cell.second].push_back({score.mean, cell.first});
     }

@@ -7,6 +7,7 @@
 #include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
+#include <pikv/io/detail/json.h>
 #include <pikv/models/loader.h>
 
 #include <ATen/ATen.h>
@@ -241,12 +242,7 @@ PIKV_INLINE Checkpoint read_hf_checkpoint(const std::string& dir, const Checkpoi
   if (is_regular_file(dir + "/model.safetensors")) {
     files.push_back(dir + "/model.safetensors");
   } else if (is_regular_file(index)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(io::read_text_file(index, "safetensors index", 64ull << 20));
-    } catch (const nlohmann::json::exception& e) {
-      PIKV_FAIL("{}: not valid JSON ({})", index, e.what());
-    }
+    const nlohmann::json j = detail::read_json_file(index, "safetensors index", 64ull << 20);
     PIKV_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(), "{}: no weight_map object",
                index);
     std::set<std::string> shards;

@@ -5,7 +5,7 @@
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/registry.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/io/files.h>
+#include <pikv/io/detail/json.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/presses/kvzap.h>
 
@@ -21,12 +21,7 @@ PIKV_INLINE KVzapPress::KVzapPress(const KVzapOptions& options) : ScorerPressBas
   const std::string& dir = options_.kvzap_model();
   if (dir.empty()) return;
   const std::string config_path = dir + "/config.json";
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(io::read_text_file(config_path, "KVzap config"));
-  } catch (const nlohmann::json::exception& e) {
-    PIKV_FAIL("kvzap: {} is not valid JSON: {}", config_path, e.what());
-  }
+  const nlohmann::json config = detail::read_json_file(config_path, "KVzap config");
   PIKV_CHECK(config.is_object() && config.value("model_type", std::string()) == "kvzap",
              "kvzap: {} is not a KVzap model config (model_type must be \"kvzap\")", config_path);
   auto positive = [&](const char* key) {

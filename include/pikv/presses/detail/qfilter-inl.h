@@ -5,7 +5,7 @@
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/registry.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/io/files.h>
+#include <pikv/io/detail/json.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/presses/qfilter.h>
 
@@ -31,12 +31,7 @@ PIKV_INLINE QFilterPress::QFilterPress(const QFilterOptions& options) : ScorerPr
   PIKV_CHECK(filters_.isfinite().all().item<bool>(), "qfilter: {} holds non-finite filters", path);
   const std::string config_path = dir + "/config.json";
   if (std::filesystem::exists(config_path)) {
-    nlohmann::json config;
-    try {
-      config = nlohmann::json::parse(io::read_text_file(config_path, "Q-filters config"));
-    } catch (const nlohmann::json::exception& e) {
-      PIKV_FAIL("qfilter: {} is not valid JSON: {}", config_path, e.what());
-    }
+    const nlohmann::json config = detail::read_json_file(config_path, "Q-filters config");
     const char* keys[] = {"num_layers", "num_kv_heads", "kv_head_dim"};
     for (int i = 0; i < 3; ++i) {
       PIKV_CHECK(config.contains(keys[i]) && config[keys[i]].is_number_integer(),
