@@ -22,6 +22,7 @@
 
 #include <pikv/io/files.h>
 #include <pikv/io/gguf.h>
+#include <pikv/io/npy.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/io/tokenizer.h>
 
@@ -51,6 +52,7 @@
 #include <pikv/presses/duo_attention.h>
 #include <pikv/presses/expected_attention.h>
 #include <pikv/presses/expected_attention_with_stats.h>
+#include <pikv/presses/fastkvzip.h>
 #include <pikv/presses/finch.h>
 #include <pikv/presses/key_rerotation.h>
 #include <pikv/presses/keydiff.h>
@@ -59,6 +61,7 @@
 #include <pikv/presses/kvzap.h>
 #include <pikv/presses/kvzip.h>
 #include <pikv/presses/lagkv.h>
+#include <pikv/presses/lukv.h>
 #include <pikv/presses/merging.h>
 #include <pikv/presses/leverage.h>
 #include <pikv/presses/non_causal_attention.h>

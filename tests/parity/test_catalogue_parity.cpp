@@ -137,8 +137,9 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
       for (int64_t l = 0; l < model->num_layers(); ++l) {
         const at::Tensor bytes = ours.at(fmt::format("layer{}.bytes", l));
         const double dropped = 1.0 - static_cast<double>(bytes[1].item<int64_t>()) / bytes[0].item<int64_t>();
-        if (flags.count("noratio")) {
-          // A threshold decides (DMS): exactly the prefill entries kvpress masked are freed.
+        if (flags.count("noratio") || flags.count("curve")) {
+          // A threshold (DMS) or a per-layer budget curve (LU-KV) decides: exactly the prefill entries
+          // kvpress masked are freed.
           const int64_t T = golden.get("input_ids").size(1);
           const at::Tensor kept = golden.get(fmt::format("layer{}.kept", l));
           const double masked = 1.0 - static_cast<double>(((kept >= 0) & (kept < T)).sum().item<int64_t>()) /

@@ -306,6 +306,66 @@ def duo_attention_pattern(head_compression_ratio, folder):
     return Press(head_compression_ratio=head_compression_ratio)
 
 
+def write_fastkvzip_gates(model, out, mname, seed):
+    """Random Fast KVzip gates of the released shape (o=16, sink=16), saved as the authors' .pt
+    ({"module": [state_dict per layer]}) and converted by scripts/convert_fastkvzip_gates.py into the
+    folder pikv reads: OUT/MODEL_fastkvzip.pt and OUT/MODEL_fastkvzip/."""
+    from kvpress.presses.fastkvzip_press import FastKVzipGate
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from convert_fastkvzip_gates import to_folder
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i in range(c.num_hidden_layers):
+        gate = FastKVzipGate(i, c.hidden_size, c.num_key_value_heads, c.num_attention_heads // c.num_key_value_heads,
+                             torch.float32)
+        with torch.no_grad():  # the released init leaves k_base, b at 0 and the norms at 1: spread them
+            for name, p in gate.named_parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * (0.5 if name in ("b", "k_base") else 0.2)
+                        + (1.0 if "norm" in name else 0.0))
+        layers.append(gate.state_dict())
+    pt = out / f"{mname}_q{c.num_attention_heads // c.num_key_value_heads}_dim16_sink16.pt"
+    torch.save({"module": layers}, pt)
+    to_folder(pt, out / f"{mname}_fastkvzip")
+    return pt
+
+
+def fastkvzip_press(compression_ratio, pt, layerwise=False):
+    """kvpress's FastKVzipPress loading OUT/MODEL_..._sink16.pt with its own loader (the hub download
+    replaced by the local file)."""
+    from kvpress.presses import fastkvzip_press as fk
+    fk.get_gate_weight = lambda name: (torch.load(pt, weights_only=False)["module"], pt.name)
+    fk.print = lambda *args, **kwargs: None  # its loader prints every gate module
+    return fk.FastKVzipPress(compression_ratio=compression_ratio, layerwise=layerwise)
+
+
+def write_lukv_curve(model, out, mname, seed):
+    """A budget curve [99, L, Hkv] (float64, as LU-KV's step 2 writes): per-head prune fractions around
+    each global ratio, spread so heads and layers differ. OUT/MODEL_lukv.npy."""
+    import numpy as np
+    c = model.config
+    rng = np.random.default_rng(seed)
+    ratios = (np.arange(1, 100) / 100.0)[:, None, None]
+    spread = rng.normal(0, 0.15, size=(1, c.num_hidden_layers, c.num_key_value_heads))
+    curve = np.clip(ratios + spread * np.sqrt(ratios * (1 - ratios)) * 2, 0.0, 0.995)
+    np.save(out / f"{mname}_lukv.npy", curve)
+    return out / f"{mname}_lukv.npy"
+
+
+def lukv_with(compression_ratio, curve, scorer, **options):
+    """kvpress's LUKVPress around `scorer` with the curve injected (it downloads only Llama-3.1-8B's)."""
+    import numpy as np
+    from kvpress.presses.lukv_press import LUKVPress
+    press = LUKVPress(scorer, compression_ratio=compression_ratio, **options)
+    press._budget_curves = np.load(curve)
+    return press
+
+
+def lukv_press(compression_ratio, curve, **ea):
+    """LU-KV with kvpress's default scorer, ExpectedAttention(epsilon=0.02)."""
+    return lukv_with(compression_ratio, curve, ExpectedAttentionPress(epsilon=2e-2, **ea))
+
+
 def cases(r):
     """(pikv name, pikv options, kvpress press factory, scorer getter, flags) at ratio r."""
     ea = dict(n_future_positions=64, n_sink=4)
@@ -383,6 +443,18 @@ def cases(r):
                    "sliding_window_size": "32"},
            lambda: DMSPress(kvzap_press(0.0, STATS["kvzap_mlp"], "mlp"), threshold=tz, sliding_window_size=32),
            "press", "headwise noratio")
+    # Fast KVzip with random gates through the authors' .pt format and our converter (write_fastkvzip_gates);
+    # kvpress masks after the prefill ("post masked"), its stacked scores recorded ("gates").
+    yield ("fastkvzip", {"gates": "@catalogue/{model}_fastkvzip"}, lambda: fastkvzip_press(r, STATS["fastkvzip"]),
+           None, "post masked gates")
+    yield ("fastkvzip", {"gates": "@catalogue/{model}_fastkvzip", "layerwise": "true"},
+           lambda: fastkvzip_press(r, STATS["fastkvzip"], layerwise=True), None, "post masked gates")
+    # LU-KV around its default scorer (expected_attention, epsilon 0.02) and Knorm, with a spread curve
+    # (write_lukv_curve): layers free what the curve says, not the ratio ("curve").
+    yield ("lukv", {"curve": "@catalogue/{model}_lukv.npy", "inner.n_future_positions": "64"},
+           lambda: lukv_press(r, STATS["lukv"], n_future_positions=64), "press", "headwise curve")
+    yield ("lukv", {"curve": "@catalogue/{model}_lukv.npy", "press": "knorm", "sink": "2", "window": "8"},
+           lambda: lukv_with(r, STATS["lukv"], KnormPress(), sink=2, window=8), "press", "headwise curve")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).
@@ -516,6 +588,9 @@ def run_case(model, eager_model, ids, decode_ids, name, make, getter, flags):
             with press(use):
                 use(input_ids=ids, past_key_values=cache)
             layers = use.model.layers
+            if "gates" in flags:  # Fast KVzip's scores of every layer, stacked after the prefill [L, 1, Hkv, T]
+                for layer in range(L):
+                    tensors[f"layer{layer}.scores"] = press.score_val[layer].float().contiguous()
             for layer in range(L):
                 if "masked" in flags:
                     masked = layers[layer].self_attn.masked_key_indices
@@ -618,6 +693,8 @@ def main():
         STATS["kvzap_linear"], STATS["kvzap_mlp"] = a.out / f"{mname}_kvzap_linear", a.out / f"{mname}_kvzap_mlp"
         write_kvzap_models(model, a.out, mname)
         write_qfilters(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
+        STATS["fastkvzip"] = write_fastkvzip_gates(model, a.out, mname, 700 + mi)
+        STATS["lukv"] = write_lukv_curve(model, a.out, mname, 800 + mi)
         if mname not in ("phi3", "qwen3_qknorm"):  # see write_cases
             write_duo_pattern(model, a.out, mname, perm[-STATS_SAMPLES * STATS_LEN:].view(STATS_SAMPLES, STATS_LEN))
         write_cases(a.out, mname, model, eager, ids, decode_ids, cases, RATIOS, manifest)

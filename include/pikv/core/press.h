@@ -112,6 +112,9 @@ class Press {
   // that needs them throws from its next forward when a runner skipped them.
   virtual bool needs_context_passes() const { return false; }
   virtual ContextPassesCost run_context_passes(const ContextPasses& passes) { return {}; }
+  // The per-token scores the last run_context_passes selected by (KVzip, FastKVzip; for records and
+  // tests): float32 [L, B, Hkv, n], higher = keep; undefined for presses that select otherwise.
+  virtual at::Tensor context_pass_scores() const { return {}; }
 
   // Presses that select for a known question (Finch): the runner prefills the context followed by the
   // question's tokens (tokenized apart from the context), tells the press how many there are, and asks

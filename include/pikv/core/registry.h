@@ -76,6 +76,9 @@ struct InnerSpec {
   const char* what = "inner";        // "inner" or "base", for the help texts
   bool pass_ratio = true;            // the wrapper's compression_ratio goes to the inner press (kvpress)
   const char* restriction = "";      // appended to the press option's help, e.g. " (keys/values only)"
+  // The scorer when the press option is absent, as a press spec ("expected_attention:epsilon=0.02"; its
+  // options apply unless given as inner.KEY); nullptr: the press option is required.
+  const char* default_press = nullptr;
 };
 
 // The scorer a wrapper wraps, built from the reader's options (see InnerSpec). Throws when the named

@@ -31,6 +31,11 @@ class ContextPassPress : public Press {
   // One extra forward of `ids` [B=1] appended to the cache at positions n.., scored by compress()
   // (state scoring), then truncated back to the n context tokens; counted into `cost`.
   void scoring_forward(const ContextPasses& passes, const std::vector<int64_t>& ids, ContextPassesCost& cost);
+  // KVzip's selection, shared by the presses that score every cached entry of every layer: the lowest
+  // int(ratio x all entries) of scores [L, 1, Hkv, n] go, counted across all layers and heads (kvpress
+  // counts globally, then prunes per layer: layers end with different budgets), or int(ratio x Hkv x n)
+  // in every layer (layerwise). Each layer of `cache` is stored head-wise.
+  static void prune_lowest(const at::Tensor& scores, double ratio, bool layerwise, KVCache& cache);
 
   State state_ = State::idle;
 };

@@ -48,6 +48,7 @@ class KVzipPress : public ContextPassPress {
 
   // Scores of the last run_context_passes: float32 [L, 1, Hkv, n] (for records and tests).
   const at::Tensor& scores() const { return scores_; }
+  at::Tensor context_pass_scores() const override { return scores_; }
   const KVzipOptions& options() const { return options_; }
 
  private:

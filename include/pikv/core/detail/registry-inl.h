@@ -101,7 +101,8 @@ PIKV_INLINE std::shared_ptr<Press> make_press(const std::string& name, const Opt
 
 PIKV_INLINE std::vector<PressOptionInfo> wrapper_option_infos(std::vector<PressOptionInfo> own, const InnerSpec& spec) {
   const std::string what = spec.what;
-  std::vector<PressOptionInfo> out = {{spec.key, "text", "", what + " scorer press name" + spec.restriction}};
+  std::vector<PressOptionInfo> out = {{spec.key, "text", spec.default_press ? spec.default_press : "",
+                                       what + " scorer press name" + spec.restriction}};
   if (spec.pass_ratio) out.push_back({"compression_ratio", "real", "", "given to the " + what + " press"});
   for (auto& o : own) out.push_back(std::move(o));
   out.push_back({std::string(spec.prefix) + "KEY", "", "", "an option of the " + what + " press"});
@@ -109,10 +110,17 @@ PIKV_INLINE std::vector<PressOptionInfo> wrapper_option_infos(std::vector<PressO
 }
 
 PIKV_INLINE std::shared_ptr<ScorerPress> read_inner_scorer(OptionReader& r, const InnerSpec& spec) {
-  const std::string* name = r.raw(spec.key);
-  PIKV_CHECK(name != nullptr, "press '{}' needs the option {}=NAME (the scorer press it wraps)", r.press_name(),
-             spec.key);
+  const std::string* given = r.raw(spec.key);
+  PIKV_CHECK(given != nullptr || spec.default_press != nullptr,
+             "press '{}' needs the option {}=NAME (the scorer press it wraps)", r.press_name(), spec.key);
   OptionMap options = r.with_prefix(spec.prefix);
+  std::string default_name;
+  if (given == nullptr) {
+    auto [name, defaults] = parse_press_spec(spec.default_press);
+    default_name = std::move(name);
+    for (auto& [k, v] : defaults) options.emplace(k, v);  // inner.KEY given by the user wins
+  }
+  const std::string* name = given != nullptr ? given : &default_name;
   const PressInfo* info = find_press(*name);
   // Every scorer takes a compression_ratio; a press without one cannot be wrapped.
   const bool takes_ratio = info != nullptr && std::any_of(info->options.begin(), info->options.end(),

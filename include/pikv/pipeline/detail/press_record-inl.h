@@ -36,7 +36,14 @@ class RecordingPress : public Press {
   void on_decode_step() override { inner_.on_decode_step(); }
   void reset() override { inner_.reset(); }
   bool needs_context_passes() const override { return inner_.needs_context_passes(); }
-  ContextPassesCost run_context_passes(const ContextPasses& passes) override { return inner_.run_context_passes(passes); }
+  ContextPassesCost run_context_passes(const ContextPasses& passes) override {
+    ContextPassesCost cost = inner_.run_context_passes(passes);
+    if (const at::Tensor s = inner_.context_pass_scores(); s.defined()) {
+      for (int64_t l = 0; l < s.size(0); ++l) scores_[l] = s[l];
+    }
+    return cost;
+  }
+  at::Tensor context_pass_scores() const override { return inner_.context_pass_scores(); }
 
   CompressedKV compress(const AttentionContext& ctx) override {
     CompressedKV out = inner_.compress(ctx);

@@ -4,9 +4,12 @@
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/kv_cache.h>
+#include <pikv/core/selection.h>
 #include <pikv/presses/context_pass.h>
 
 #include <ATen/ATen.h>
+
+#include <vector>
 
 namespace pikv {
 
@@ -59,6 +62,25 @@ PIKV_INLINE void ContextPassPress::scoring_forward(const ContextPasses& p, const
   state_ = State::done;
   ++cost.forwards;
   cost.tokens += static_cast<int64_t>(ids.size());
+}
+
+PIKV_INLINE void ContextPassPress::prune_lowest(const at::Tensor& scores, double ratio, bool layerwise, KVCache& cache) {
+  const int64_t L = scores.size(0), Hkv = scores.size(2), n = scores.size(3);
+  std::vector<int64_t> pruned(static_cast<size_t>(L));
+  if (layerwise) {
+    for (auto& x : pruned) x = static_cast<int64_t>(static_cast<double>(Hkv * n) * ratio);
+  } else {
+    const int64_t total = static_cast<int64_t>(static_cast<double>(scores.numel()) * ratio);
+    at::Tensor idx = std::get<1>(at::topk(-scores.reshape(-1), total));
+    at::Tensor per_layer = at::bincount(at::floor_divide(idx, Hkv * n), {}, L).cpu();
+    for (int64_t l = 0; l < L; ++l) pruned[l] = per_layer[l].item<int64_t>();
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    at::Tensor keep = at::ones({1, Hkv * n}, scores.options().dtype(at::kBool));
+    if (pruned[l] > 0) keep.index_fill_(1, std::get<1>(at::topk(-scores[l].reshape({1, -1}), pruned[l], 1)).view(-1), false);
+    const KVCache::Padded kv = cache.padded(l);
+    cache.apply(l, keep_head_wise(kv.keys, kv.values, keep.view({1, Hkv, n}).to(kv.keys.device())));
+  }
 }
 
 }  // namespace pikv

@@ -85,23 +85,7 @@ PIKV_INLINE ContextPassesCost KVzipPress::run_context_passes(const ContextPasses
     start_ = end_;
   }
 
-  // The lowest scores go: across every layer and head (kvpress counts them globally, then prunes
-  // per layer), or the same count in every layer.
-  std::vector<int64_t> pruned(static_cast<size_t>(L));
-  if (options_.layerwise()) {
-    for (auto& x : pruned) x = static_cast<int64_t>(static_cast<double>(Hkv * n) * options_.compression_ratio());
-  } else {
-    const int64_t total = static_cast<int64_t>(static_cast<double>(scores_.numel()) * options_.compression_ratio());
-    at::Tensor idx = std::get<1>(at::topk(-scores_.reshape(-1), total));
-    at::Tensor per_layer = at::bincount(at::floor_divide(idx, Hkv * n), {}, L).cpu();
-    for (int64_t l = 0; l < L; ++l) pruned[l] = per_layer[l].item<int64_t>();
-  }
-  for (int64_t l = 0; l < L; ++l) {
-    at::Tensor keep = at::ones({1, Hkv * n}, scores_.options().dtype(at::kBool));
-    if (pruned[l] > 0) keep.index_fill_(1, std::get<1>(at::topk(-scores_[l].reshape({1, -1}), pruned[l], 1)).view(-1), false);
-    const KVCache::Padded kv = cache.padded(l);
-    cache.apply(l, keep_head_wise(kv.keys, kv.values, keep.view({1, Hkv, n}).to(kv.keys.device())));
-  }
+  prune_lowest(scores_, options_.compression_ratio(), options_.layerwise(), cache);
   cost.ms = detail::ms_since(t0);
   return cost;
 }
