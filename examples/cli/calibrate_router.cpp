@@ -5,8 +5,11 @@
 
 #include "args.h"
 
+#include <pikv/calibration/learned_scorers.h>
 #include <pikv/calibration/query_statistics.h>
+#include <pikv/io/npy.h>
 #include <pikv/calibration/router_calibration.h>
+#include <pikv/core/registry.h>
 #include <pikv/presses/duo_attention.h>
 #include <pikv/presses/qfilter.h>
 
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -129,17 +133,30 @@ struct CalibratePressArgs {
   std::string press, out, corpus_path = PIKV_DEFAULT_CALIBRATION;
   int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4, sink_size = 128, recent_size = 256, q_len = 500;
   int64_t svd_samples = 3000, seed = 0;
+  // kvzap / fastkvzip (KVzip targets) and lukv.
+  int64_t tokens_per_sample = 256;
+  std::string model_type = "mlp";
+  KVzapTrainingOptions kvzap;
+  FastKVzipTrainingOptions gates;
+  std::string scorer = "expected_attention:epsilon=0.02";
+  LUKVCurveOptions lukv;
 };
 
+// Writes `text` to DIR/calibration.md and prints it.
+void report_beside(const std::string& dir, const std::string& text) {
+  fmt::print("{}", text);
+  io::write_file_atomically(dir + "/calibration.md", text, "calibration report");
+}
+
 int run_calibrate_press(const CalibratePressArgs& a) {
-  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention", "qfilter"};
+  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention", "qfilter", "kvzap",
+                                              "fastkvzip", "lukv"};
   if (a.press.empty()) {
     usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})", fmt::join(supported, ", ")));
   }
   if (std::find(supported.begin(), supported.end(), a.press) == supported.end()) {
-    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {} (kvzap's "
-                            "training, fastkvzip and lukv are not implemented yet; kvzap reads nvidia/KVzap-* folders)",
-                            a.press, fmt::join(supported, ", ")));
+    usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {}", a.press,
+                            fmt::join(supported, ", ")));
   }
   if (a.out.empty()) usage_error("calibrate needs --out DIR (the folder to write)");
   const std::string text = read_file(a.corpus_path, "calibration corpus (scripts/setup.sh makes models/calibration.txt)");
@@ -173,6 +190,98 @@ int run_calibrate_press(const CalibratePressArgs& a) {
                "head_compression_ratio=0.5\n",
                a.out, scores.size(0), scores.size(1), scores.min().item<double>(), scores.max().item<double>(),
                a.sink_size, a.recent_size, a.out);
+    return 0;
+  }
+  const std::string model_name = a.model.model.substr(a.model.model.find_last_of('/') + 1);
+  if (a.press == "kvzap" || a.press == "fastkvzip") {
+    // KVzip's reconstruction scores of drawn context tokens (KVzip+ for KVzap), from the windows as text
+    // through the model's chat template, as the pipeline prefills a context.
+    const bool kvzap = a.press == "kvzap";
+    std::vector<std::string> contexts;
+    for (const auto& w : samples) contexts.push_back(tokenizer->decode(w));
+    Pipeline pipeline(*model, *tokenizer);
+    KVzipTargetOptions t;
+    t.plus = kvzap;
+    t.tokens_per_sample = a.tokens_per_sample;
+    t.seed = static_cast<uint64_t>(a.seed);
+    fmt::print(stderr, "{} targets of {} on {} ({} samples of {} tokens, {} drawn from each)\n",
+               kvzap ? "KVzip+" : "KVzip", a.model.model, a.corpus_path, samples.size(), a.sample_seq_len,
+               a.tokens_per_sample);
+    const auto t0 = std::chrono::steady_clock::now();
+    const KVzipTargets targets = collect_kvzip_targets(*model, pipeline, contexts, t, progress);
+    const double record_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const ProgressBar train_bar("train");
+    const std::string command = fmt::format("Command: `pikv calibrate {}` on {} with {} ({} samples of {} tokens, {} "
+                                            "tokens drawn from each: {} rows). Targets: {:.1f} s ({} repeat forwards).\n\n",
+                                            a.press, model_name, a.corpus_path, samples.size(), a.sample_seq_len,
+                                            a.tokens_per_sample, targets.scores.size(1), record_s, targets.cost.forwards);
+    if (kvzap) {
+      KVzapTrainingOptions o = a.kvzap;
+      o.model_type = a.model_type;
+      const KVzapModel m = train_kvzap(targets, o, [&](int64_t d, int64_t n) {
+        train_bar(o.model_type == "mlp" ? "epochs" : "layers", d, n, true, 1);
+      });
+      write_kvzap_model(a.out, m);
+      report_beside(a.out, fmt::format("# KVzap ({}) for {}\n\n{}{}", o.model_type, model_name, command, m.report.markdown()));
+      fmt::print("wrote {}/model.safetensors ({} layers, {}) and config.json\nuse: --press kvzap --option kvzap_model={} "
+                 "(or dms:press=kvzap,inner.kvzap_model={},threshold=-4)\n",
+                 a.out, m.layers.size(), o.model_type == "mlp" ? fmt::format("MLP {}", m.hidden_dim) : std::string("linear"),
+                 a.out, a.out);
+    } else {
+      const ModelShape shape = model->shape();
+      const FastKVzipGates g = train_fastkvzip(targets, shape.num_heads / shape.num_kv_heads, a.gates,
+                                               [&](int64_t d, int64_t n) { train_bar("steps", d, n, true, 50); });
+      FastKVzipPress::write_gates(a.out, g.shape, g.layers);
+      report_beside(a.out, fmt::format("# Fast KVzip gates for {}\n\n{}{}", model_name, command, g.report.markdown()));
+      fmt::print("wrote {}/model.safetensors ({} gates, o={}, sink={}) and config.json\nuse: --press fastkvzip --option "
+                 "gates={}\n", a.out, g.layers.size(), g.shape.output_dim, g.shape.sink, a.out);
+    }
+    return 0;
+  }
+  if (a.press == "lukv") {
+    // Questions about calibration text (the evaluation's task generators over the calibration corpus,
+    // never the evaluation haystack), answered greedily with the full cache.
+    const auto [scorer_name, scorer_options] = parse_press_spec(a.scorer);
+    auto scorer = std::dynamic_pointer_cast<ScorerPress>(make_press(scorer_name, scorer_options));
+    PIKV_CHECK(scorer != nullptr, "--scorer '{}' is not a scorer press (one that scores every token)", a.scorer);
+    PIKV_CHECK(a.sample_seq_len >= 128, "lukv calibration builds task contexts of --sample-seq-len tokens: at least 128, got {}",
+               a.sample_seq_len);
+    const eval::Corpus corpus(text, *tokenizer);
+    std::vector<eval::Sample> tasks;
+    const auto& names = eval::task_names();
+    for (int64_t i = 0; i < a.num_samples; ++i) {
+      tasks.push_back(eval::make_sample(names[static_cast<size_t>(i) % names.size()], i / static_cast<int64_t>(names.size()),
+                                        a.sample_seq_len, static_cast<uint64_t>(a.seed) + 1000, corpus, *tokenizer));
+    }
+    Pipeline pipeline(*model, *tokenizer);
+    fmt::print(stderr, "LU-KV budget curves of {} around {} on {} ({} questions, contexts of {} tokens, {} answer tokens)\n",
+               a.model.model, scorer->describe(), a.corpus_path, tasks.size(), a.sample_seq_len, a.lukv.new_tokens);
+    const at::Tensor curve = collect_lukv_curve(*model, pipeline, *tokenizer, *scorer, tasks, a.lukv, progress);
+    std::error_code ec;
+    std::filesystem::create_directories(a.out, ec);
+    PIKV_CHECK(!ec, "cannot create '{}': {}", a.out, ec.message());
+    const std::string file = a.out + "/budget_curve.npy";
+    io::write_npy(file, curve);
+    // The per-layer shares at the ratios people use: what the curve does with a layer's budget.
+    std::string md = fmt::format("# LU-KV budget curve for {}\n\nCommand: `pikv calibrate lukv --scorer {}` on {} "
+                                 "({} task questions over {}, contexts of {} tokens, {} greedy answer tokens; sink {}, "
+                                 "window {}, {}).\n\nPruned share per layer (mean over KV heads, min-max in brackets):\n\n"
+                                 "| layer | ratio 0.25 | ratio 0.5 | ratio 0.75 |\n|---|---|---|---|\n",
+                                 model_name, a.scorer, model_name, tasks.size(), a.corpus_path, a.sample_seq_len,
+                                 a.lukv.new_tokens, a.lukv.sink, a.lukv.window,
+                                 a.lukv.per_layer ? "per layer" : "across layers");
+    for (int64_t l = 0; l < curve.size(1); ++l) {
+      md += fmt::format("| {} |", l);
+      for (int64_t row : {24, 49, 74}) {
+        const at::Tensor v = curve[row][l];
+        md += fmt::format(" {:.2f} ({:.2f}-{:.2f}) |", v.mean().item<double>(), v.min().item<double>(), v.max().item<double>());
+      }
+      md += "\n";
+    }
+    report_beside(a.out, md);
+    fmt::print("wrote {} ([99, {}, {}] prune fractions)\nuse: --press lukv --option curve={}{}\n", file, curve.size(1),
+               curve.size(2), file,
+               a.scorer == "expected_attention:epsilon=0.02" ? "" : fmt::format(" --option press={} ...", scorer_name));
     return 0;
   }
   if (a.press == "qfilter") {
@@ -210,7 +319,9 @@ args::Action declare_calibrate(args::Flags& f) {
       args::text("--press", "NAME", &a->press,
                  "the press whose artefact to compute (also the first word: pikv calibrate NAME);\n"
                  "expected_attention_with_stats: query statistics; duo_attention: a head pattern;\n"
-                 "qfilter: Q-Filters (the dominant post-RoPE query direction per head)"),
+                 "qfilter: Q-Filters (the dominant post-RoPE query direction per head);\n"
+                 "kvzap: KVzap's surrogate (log KVzip+ from the hidden states); fastkvzip: Fast KVzip's\n"
+                 "gates (KVzip scores); lukv: LU-KV budget curves (from answers' attention)"),
       args::path("--out", "DIR", &a->out, "folder to write (config.json + model.safetensors, kvpress's layout)"),
       args::path("--corpus", "FILE", &a->corpus_path, "calibration text (default models/calibration.txt)"),
       args::integer("--num-samples", "N", &a->num_samples, 1, args::kMaxCount).with_note("{default}").as_brief(),
@@ -221,6 +332,19 @@ args::Action declare_calibrate(args::Flags& f) {
       args::integer("--q-len", "N", &a->q_len, 1, args::kMaxTokens).with_note("duo_attention: {default} positions").as_brief(),
       args::integer("--svd-samples", "N", &a->svd_samples, 2, args::kMaxCount).with_note("qfilter: {default} query rows").as_brief(),
       args::integer("--seed", "N", &a->seed, 0, args::kMaxCount).with_note("qfilter: {default}, draws the rows").as_brief(),
+      args::integer("--tokens-per-sample", "N", &a->tokens_per_sample, 1, args::kMaxTokens)
+          .with_note("kvzap/fastkvzip: {default} target tokens drawn per sample").as_brief(),
+      args::choice("--model-type", "T", &a->model_type, {"linear", "mlp"}, "kvzap: linear (ridge) or mlp (default mlp)"),
+      args::integer("--hidden-dim", "N", &a->kvzap.hidden_dim, 1, 1 << 16).with_note("kvzap mlp: {default}").as_brief(),
+      args::integer("--epochs", "N", &a->kvzap.epochs, 1, args::kMaxCount).with_note("kvzap mlp: {default}").as_brief(),
+      args::integer("--steps", "N", &a->gates.steps, 1, args::kMaxCount).with_note("fastkvzip: {default} SGD steps").as_brief(),
+      args::integer("--batch-size", "N", &a->gates.batch_size, 1, args::kMaxCount).with_note("fastkvzip: {default} rows").as_brief(),
+      args::text("--scorer", "SPEC", &a->scorer, "lukv: the press the curve is for (default expected_attention:epsilon=0.02,\n"
+                                                 "the lukv press's default scorer)"),
+      args::integer("--new-tokens", "N", &a->lukv.new_tokens, 2, 4096).with_note("lukv: {default} answer tokens").as_brief(),
+      args::integer("--sink", "N", &a->lukv.sink, 0, args::kMaxTokens).with_note("lukv: {default}").as_brief(),
+      args::integer("--window", "N", &a->lukv.window, 0, args::kMaxTokens).with_note("lukv: {default}").as_brief(),
+      args::toggle("--per-layer", &a->lukv.per_layer, "lukv: allocate within each layer (default: across all layers)"),
   };
   add_model_flags(f, a->model);
   return [a] { return run_calibrate_press(*a); };

@@ -89,5 +89,6 @@
 #include <pikv/eval/evaluator.h>
 #include <pikv/eval/tasks.h>
 
+#include <pikv/calibration/learned_scorers.h>
 #include <pikv/calibration/query_statistics.h>
 #include <pikv/calibration/router_calibration.h>

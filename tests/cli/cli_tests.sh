@@ -115,7 +115,15 @@ expect 0 "Context length 256 tokens" -- eval --lengths 256 --samples 1 --tasks p
 expect 2 "calibrate-router needs --out FILE" -- calibrate-router --samples 1
 # pikv calibrate PRESS: an artefact for any model (here query statistics, the folder kvpress's loader reads).
 expect 2 "calibrate needs the press" -- calibrate --out "$tmp/stats"
-expect 2 "no artefact recipe for 'kvzap'" -- calibrate kvzap --out "$tmp/stats"
+expect 2 "no artefact recipe for 'knorm'" -- calibrate knorm --out "$tmp/stats"
+expect 2 "--model-type must be linear or mlp, got 'cnn'" -- calibrate kvzap --model-type cnn --out "$tmp/kz"
+expect 2 "--scorer 'adakv:press=knorm' is not a scorer press" -- calibrate lukv --scorer adakv:press=knorm --out "$tmp/lk"
+expect 2 "lukv needs its budget curve" -- generate --context "a b c d e f g h" --question "q" --press lukv --ratio 0.5 \
+  --max-new-tokens 2
+expect 2 "fastkvzip needs its gates" -- generate --context "a b c d e f g h" --question "q" --press fastkvzip --ratio 0.5 \
+  --max-new-tokens 2
+echo "not numpy" > "$tmp/bad.npy"
+expect 2 "is not a .npy file" -- generate --context "a b" --question "q" --press lukv --option "curve=$tmp/bad.npy"
 expect 2 "calibrate needs --out DIR" -- calibrate expected_attention_with_stats
 expect 2 "fewer than one sample of --sample-seq-len 9999999" -- calibrate expected_attention_with_stats --sample-seq-len 9999999 \
   --out "$tmp/stats"

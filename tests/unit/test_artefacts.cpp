@@ -206,3 +206,31 @@ TEST(FastKVzip, MalformedGatesAndMisuseAreRefused) {
   EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 1, 4), cache), "fastkvzip compresses after the prefill");
   EXPECT_PIKV_ERROR(make_press("fastkvzip", {{"window_ratio", "1.5"}}), "window_ratio");
 }
+
+TEST(LUKV, BudgetCurveFollowsTheAuthorsGreedyOverHullSmoothedCosts) {
+  // 1 layer, 2 KV heads, 6 tokens, sink 1, window 1: 4 middle tokens per head, each head keeps >= 2.
+  // Head 0 ranks its tokens as the oracle does (costs 0.4 > 0.3 > 0.2 > 0.1: already convex).
+  // Head 1 ranks them backwards: ranked costs 0.05, 0.5, 0.5, 0.05 smooth to 0.35, 0.35, 0.35, 0.05.
+  at::Tensor pred = at::zeros({1, 2, 6}, at::kDouble), gt = at::zeros({1, 2, 6}, at::kDouble);
+  pred[0][0].narrow(0, 1, 4).copy_(at::tensor({4.0, 3.0, 2.0, 1.0}, at::kDouble));
+  gt[0][0].narrow(0, 1, 4).copy_(at::tensor({0.4, 0.3, 0.2, 0.1}, at::kDouble));
+  pred[0][1].narrow(0, 1, 4).copy_(at::tensor({1.0, 2.0, 3.0, 4.0}, at::kDouble));
+  gt[0][1].narrow(0, 1, 4).copy_(at::tensor({0.05, 0.5, 0.5, 0.05}, at::kDouble));
+  LUKVCurveOptions o;
+  o.sink = 1;
+  o.window = 1;
+  const at::Tensor c = lukv_budget_curve(pred, gt, o);
+  ASSERT_EQ(c.sizes(), at::IntArrayRef({99, 1, 2}));
+  // Evictions in order: h1 (0.05), h0 (0.1), h0 (0.2), h0 (0.3), h1 x3 (0.35), h0 (0.4); 12 entries, so
+  // ratio r evicts round(12 r).
+  auto kept = [&](int64_t row) { return (6.0 * (1.0 - c[row][0])).round().to(at::kLong); };
+  EXPECT_TRUE(test::tensors_equal(kept(24), at::tensor({4, 5}, at::kLong)));   // 3 evicted
+  EXPECT_TRUE(test::tensors_equal(kept(49), at::tensor({3, 3}, at::kLong)));   // 6
+  EXPECT_TRUE(test::tensors_equal(kept(54), at::tensor({3, 2}, at::kLong)));   // 7
+  EXPECT_TRUE(test::tensors_equal(kept(98), at::tensor({2, 2}, at::kLong)));   // all that may go
+  EXPECT_TRUE(test::tensors_equal(kept(3), at::tensor({6, 6}, at::kLong)));    // round(0.48) = 0
+  // Per layer, one layer: the same.
+  o.per_layer = true;
+  EXPECT_TRUE(test::tensors_equal(lukv_budget_curve(pred, gt, o), c));
+  EXPECT_PIKV_ERROR(lukv_budget_curve(pred, gt.narrow(2, 0, 5), o), "differ in shape");
+}

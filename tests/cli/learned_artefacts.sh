@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# pikv calibrate kvzap / fastkvzip / lukv on the default model (small runs), the presses using what
+# they wrote, and kvpress's own loaders reading the same files and keeping the same tokens
+# (tests/reference/learned_artefacts.py).
+# Usage: learned_artefacts.sh PIKV PYTHON MODEL.gguf OUT_DIR
+set -euo pipefail
+pikv=$1 python=$2 model=$3 out=$4
+rm -rf "$out" && mkdir -p "$out"
+small=(--num-samples 2 --sample-seq-len 96)
+"$pikv" calibrate kvzap --model-type linear "${small[@]}" --tokens-per-sample 64 --out "$out/kvzap" >"$out/kvzap.md"
+grep -q "Mean top-half agreement" "$out/kvzap.md"
+"$pikv" calibrate kvzap --model-type mlp --hidden-dim 16 --epochs 3 "${small[@]}" --tokens-per-sample 64 \
+  --out "$out/kvzap_mlp" >/dev/null
+"$pikv" calibrate fastkvzip "${small[@]}" --tokens-per-sample 64 --steps 20 --batch-size 64 --out "$out/fastkvzip" \
+  >"$out/fastkvzip.md"
+grep -q "30 gates, o=16, sink=16" "$out/fastkvzip.md"
+"$pikv" calibrate lukv --num-samples 2 --sample-seq-len 128 --new-tokens 6 --out "$out/lukv" >"$out/lukv.md"
+grep -q "budget_curve.npy (\[99, 30, 3\]" "$out/lukv.md"
+ids="$(seq 300 5 1000 | tr '\n' ' ')"  # 141 distinct tokens
+"$pikv" score --tokens "$ids" --press kvzap --option "kvzap_model=$out/kvzap" --ratio 0.5 --out "$out/kvzap.safetensors"
+"$pikv" score --tokens "$ids" --press fastkvzip --option "gates=$out/fastkvzip" --ratio 0.5 --out "$out/fastkvzip.safetensors"
+"$pikv" score --tokens "$ids" --press lukv --option "curve=$out/lukv/budget_curve.npy" --ratio 0.5 \
+  --out "$out/lukv.safetensors"
+"$pikv" generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
+  --question "When did the Lark leave?" --press kvzap --option "kvzap_model=$out/kvzap_mlp" --ratio 0.5 \
+  --max-new-tokens 4 >/dev/null
+"$python" "$(dirname "$0")/../reference/learned_artefacts.py" --model "$model" --dir "$out"
