@@ -4,7 +4,8 @@
 // it does inside a live prefill -- and timed (median of --repeats).
 //
 //   OMP_NUM_THREADS=2 build/bin/pikv_bench_overhead [--model PATH] [--tokens 4096] [--repeats 3]
-//                                                   [--out FILE.md]
+//                                                   [--artefacts DIR] [--out FILE.md]
+// --artefacts DIR adds the presses that read calibrated artefacts, from DIR/<press>/ (bench/README.md).
 //
 // Targets (issue: the press catalogue): <= 5 % for knorm, streaming_llm, keydiff, tova, snapkv;
 // <= 15 % for expected_attention and the AdaKV variants. KVzip's cost is its extra forwards. ObservedAttention is left out: it needs the
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 namespace {
@@ -37,7 +39,7 @@ struct Spec {
 
 int main(int argc, char** argv) {
   using namespace pikv;
-  std::string model_path = PIKV_DEFAULT_MODEL, out_path;
+  std::string model_path = PIKV_DEFAULT_MODEL, out_path, artefacts;
   int64_t tokens = 4096;
   int repeats = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
       tokens = std::stoll(value);
     } else if (flag == "--repeats") {
       repeats = std::max(1, std::atoi(value.c_str()));
+    } else if (flag == "--artefacts") {
+      artefacts = value;
     } else if (flag == "--out") {
       out_path = value;
     } else {
@@ -57,7 +61,7 @@ int main(int argc, char** argv) {
   }
   c10::InferenceMode inference;
   const std::string r = "0.5";
-  const std::vector<Spec> specs = {
+  std::vector<Spec> specs = {
       {"knorm", "knorm", {{"compression_ratio", r}}, 5},
       {"streaming_llm", "streaming_llm", {{"compression_ratio", r}}, 5},
       {"keydiff", "keydiff", {{"compression_ratio", r}}, 5},
@@ -95,6 +99,27 @@ int main(int argc, char** argv) {
       {"kvzip", "kvzip", {{"compression_ratio", r}}, 0},
       {"kvcompose", "kvcompose", {{"compression_ratio", r}}, 0},
   };
+  // Presses that read a calibrated artefact: DIR/<press>/ from `pikv calibrate <press> --out DIR/<press>`
+  // (bench/README.md), each measured when its folder is there.
+  if (!artefacts.empty()) {
+    auto has = [&](const std::string& p) { return std::filesystem::exists(artefacts + "/" + p); };
+    const std::string a = artefacts + "/";
+    if (has("expected_attention_with_stats"))
+      specs.push_back({"expected_attention_with_stats", "expected_attention_with_stats",
+                       {{"compression_ratio", r}, {"stats_folder", a + "expected_attention_with_stats"}}, 0});
+    if (has("duo_attention"))
+      specs.push_back({"duo_attention(0.5, pattern)", "duo_attention",
+                       {{"head_compression_ratio", r}, {"attention_pattern", a + "duo_attention"}}, 0});
+    if (has("qfilter")) specs.push_back({"qfilter", "qfilter", {{"compression_ratio", r}, {"filters", a + "qfilter"}}, 0});
+    if (has("kvzap")) specs.push_back({"kvzap", "kvzap", {{"compression_ratio", r}, {"kvzap_model", a + "kvzap"}}, 0});
+    if (has("kvzap"))
+      specs.push_back({"dms(kvzap, -4)", "dms", {{"press", "kvzap"}, {"inner.kvzap_model", a + "kvzap"}, {"threshold", "-4"}}, 0});
+    if (has("fastkvzip"))
+      specs.push_back({"fastkvzip", "fastkvzip", {{"compression_ratio", r}, {"gates", a + "fastkvzip"}}, 0});
+    if (has("lukv"))
+      specs.push_back({"lukv(expected_attention)", "lukv",
+                       {{"compression_ratio", r}, {"curve", a + "lukv/budget_curve.npy"}}, 0});
+  }
   auto model = DecoderModel::load(model_path);
   auto tokenizer = Tokenizer::load(model_path);
   Pipeline pipeline(*model, *tokenizer);
@@ -136,6 +161,10 @@ int main(int argc, char** argv) {
     table += fmt::format("| {} | {:.1f} | {:.2f} % | {} |\n", s.label, ms, pct,
                          s.target == 0 ? std::string("-") : fmt::format("<= {:.0f} % {}", s.target, ok ? "ok" : "MISSED"));
     fmt::print(stderr, "  {:<36} {:8.1f} ms  {:6.2f} %\n", s.label, ms, pct);
+  }
+  if (!artefacts.empty()) {
+    table += "\nPresses after kvcompose read artefacts from short `pikv calibrate` runs (bench/README.md); their "
+             "compression cost does not depend on how well they were trained.\n";
   }
   fmt::print("{}", table);
   if (!out_path.empty()) {

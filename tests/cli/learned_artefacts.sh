@@ -24,4 +24,9 @@ ids="$(seq 300 5 1000 | tr '\n' ' ')"  # 141 distinct tokens
 "$pikv" generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
   --question "When did the Lark leave?" --press kvzap --option "kvzap_model=$out/kvzap_mlp" --ratio 0.5 \
   --max-new-tokens 4 >/dev/null
+# Replayed from a shared prefill (SharedPrefill, what pikv eval and needles use): Fast KVzip scores during
+# the replay and selects after it.
+"$pikv" needles --cases 1 --tokens 256 --press "fastkvzip:gates=$out/fastkvzip" \
+  --press "lukv:curve=$out/lukv/budget_curve.npy" >"$out/needles.md"
+grep -q "| fastkvzip:gates=" "$out/needles.md" && grep -q "| lukv:curve=" "$out/needles.md"
 "$python" "$(dirname "$0")/../reference/learned_artefacts.py" --model "$model" --dir "$out"

@@ -54,7 +54,7 @@ class FastKVzipPress : public ContextPassPress {
   void on_attach(const HookableModel& model) override;
   // Scores every layer during the prefill (it compresses after it).
   bool should_compress(const AttentionContext& ctx) const override;
-  void on_prefill_begin() override;
+  void reset() override;
 
   // During the prefill: records the layer's gate scores and keeps the cache as it is.
   CompressedKV compress(const AttentionContext& ctx) override;

@@ -74,8 +74,10 @@ PIKV_INLINE void FastKVzipPress::on_attach(const HookableModel& model) {
              options_.gates(), gates_.size(), model.num_layers());
 }
 
-PIKV_INLINE void FastKVzipPress::on_prefill_begin() {
-  ContextPassPress::on_prefill_begin();
+// The scores of a prefill live until its selection: a runner may begin the prefill state again before
+// run_context_passes (SharedPrefill replays the prefill, then does), so only reset() drops them.
+PIKV_INLINE void FastKVzipPress::reset() {
+  ContextPassPress::reset();
   layer_scores_.clear();
 }
 
