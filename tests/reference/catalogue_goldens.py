@@ -455,6 +455,13 @@ def cases(r):
            lambda: lukv_press(r, STATS["lukv"], n_future_positions=64), "press", "headwise curve")
     yield ("lukv", {"curve": "@catalogue/{model}_lukv.npy", "press": "knorm", "sink": "2", "window": "8"},
            lambda: lukv_with(r, STATS["lukv"], KnormPress(), sink=2, window=8), "press", "headwise curve")
+    # DMS evicting while decoding too: each decode token scored alone by KVzap, the token leaving the
+    # 16-token window evicted where it scores below the threshold (10 decode steps after 128 tokens).
+    yield ("dms", {"press": "kvzap", "inner.kvzap_model": "@catalogue/{model}_kvzap_mlp", "threshold": str(tz),
+                   "sliding_window_size": "16", "decoding": "true"},
+           lambda: DMSPress(kvzap_press(0.0, STATS["kvzap_mlp"], "mlp"), threshold=tz, sliding_window_size=16,
+                            decoding=True),
+           None, "headwise noratio dms_decoding")
     yield "think", {"key_channel_compression_ratio": str(r)}, lambda: ThinKPress(r), None, "keys noratio"
     # The threshold, not a ratio: 0.06 makes every layer lazy, 0.28 some, 0.54 none (random weights
     # spread attention, ~0.3 lands on 4 sinks + the 32 recent tokens of 124).

@@ -203,7 +203,11 @@ TEST(KVCache, HeadWiseResultIsStoredRaggedAndReallyFreed) {
   EXPECT_EQ(p.keys.size(2), 8);
   EXPECT_TRUE(p.valid.narrow(2, 6, 2).all().item<bool>());
   EXPECT_TRUE(test::tensors_equal(p.keys.narrow(2, 6, 2), kv(2, 5)));
-  EXPECT_PIKV_ERROR(cache.apply(0, r), "already holds head-wise budgets");
+  CompressedKV uniform;
+  uniform.keys = p.keys.narrow(2, 0, 4).contiguous();
+  uniform.values = p.values.narrow(2, 0, 4).contiguous();
+  uniform.indices = at::arange(4, at::kLong).expand({B, H, 4}).contiguous();
+  EXPECT_PIKV_ERROR(cache.apply(0, uniform), "only a head-wise result can compress it again");
   cache.truncate(10);
   EXPECT_TRUE(test::tensors_equal(cache.head_lengths(0), lengths));
   EXPECT_EQ(cache.bytes(0), 17 * D * 2 * 4);
@@ -217,6 +221,35 @@ TEST(KVCache, HeadWiseResultIsStoredRaggedAndReallyFreed) {
   EXPECT_TRUE(cache.empty(0));
   EXPECT_FALSE(cache.is_ragged(0));
   EXPECT_EQ(cache.bytes(), 0);
+}
+
+TEST(KVCache, RaggedLayerIsCompressedAgainFromItsPaddedView) {
+  // What DMS with decoding=true does: a head-wise layer plus decoded tokens, pruned per head again.
+  KVCache cache(1);
+  cache.append(0, kv(10, 1), kv(10, 2));
+  at::Tensor lengths = at::tensor({6, 1, 3, 0, 2, 5}, at::kLong).view({B, H});
+  cache.apply(0, headwise(cache.keys(0), cache.values(0), lengths, {0, 2, 3, 5, 7, 9}));
+  cache.append(0, kv(3, 5), kv(3, 6));  // logical 10, 11, 12
+  const KVCache::Padded p = cache.padded(0);
+  const at::Tensor positions = cache.token_positions(0);  // [B, H, 6 + 3], -1 on padding
+  // Every head drops logical position 10 and, where it still holds it, position 0.
+  const at::Tensor keep = p.valid.logical_and(positions.ne(10)).logical_and(positions.ne(0));
+  cache.apply(0, keep_head_wise(p.keys, p.values, keep));
+  const at::Tensor kept_len = lengths + 2 - (lengths > 0).to(at::kLong);  // position 0 is in every non-empty head
+  EXPECT_TRUE(test::tensors_equal(cache.head_lengths(0), kept_len));
+  EXPECT_EQ(cache.logical_length(0), 13);
+  EXPECT_EQ(cache.bytes(0), kept_len.sum().item<int64_t>() * D * 2 * 4);
+  const at::Tensor after = cache.token_positions(0), padded_after = cache.padded(0).keys;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const at::Tensor want = positions[b][h].masked_select(keep[b][h]);
+      const int64_t len = kept_len[b][h].item<int64_t>();
+      EXPECT_TRUE(test::tensors_equal(after[b][h].narrow(0, 0, len), want)) << b << " " << h;
+      EXPECT_TRUE(test::tensors_equal(padded_after[b][h].narrow(0, 0, len),
+                                      p.keys[b][h].index_select(0, keep[b][h].nonzero().flatten())));
+    }
+  }
+  EXPECT_PIKV_ERROR(cache.truncate(12), "compressed");  // the repack reached position 12
 }
 
 TEST(KVCache, ReserveMakesAppendsInPlace) {

@@ -62,6 +62,11 @@ struct AttentionContext {
 
   bool is_prefill = true;     // the layer had no past tokens before this forward
   int64_t position_offset = 0;  // logical position of the first token of this forward
+  // Logical position of every entry of keys/values, int64 [B, Hkv, n]; -1 marks the padding slots of a
+  // head-wise (ragged) layer, whose keys arrive padded to its longest head. Undefined when the entries
+  // are positions 0..n-1 in order (an uncompressed layer). Set for decoding presses; a press that
+  // compresses a ragged layer must keep no padding slot.
+  at::Tensor key_positions;
 
   const AttentionLayerView* layer_view = nullptr;  // null when the runner exposes no view
 

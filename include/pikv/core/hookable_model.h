@@ -89,10 +89,11 @@ class HookableModel {
   // The same, building the context from what the attention function has at hand.
   // hidden_states [B, q, Dm]; keys/values [B, Hkv, n, d] (the layer's whole cache); weights
   // [B, H, q, n] or undefined when attention weights were not materialised; query_states [B, H, q, d]
-  // pre-RoPE, or undefined.
+  // pre-RoPE, or undefined; key_positions: AttentionContext::key_positions.
   bool run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
                  const at::Tensor& values, const at::Tensor& weights, bool is_prefill, int64_t position_offset,
-                 KVCache& cache, const at::Tensor& query_states = at::Tensor());
+                 KVCache& cache, const at::Tensor& query_states = at::Tensor(),
+                 const at::Tensor& key_positions = at::Tensor());
 
   // Forward lifecycle, forwarded to the installed press: begin_prefill before the first layer of a
   // prefill (also clears compression_stats()), end_prefill after its last layer, decode_step after

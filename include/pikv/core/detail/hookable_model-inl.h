@@ -24,8 +24,7 @@ PIKV_INLINE int64_t stored_entries(const KVCache& cache, int64_t layer) {
 
 PIKV_INLINE bool apply_press(Press& press, const AttentionContext& ctx, KVCache& cache, CompressionStats* stats) {
   if (!press.should_compress(ctx)) return false;
-  PIKV_CHECK(!cache.is_ragged(ctx.layer) && ctx.keys.defined() && ctx.keys.dim() == 4 &&
-                 ctx.keys.size(2) == cache.physical_length(ctx.layer),
+  PIKV_CHECK(ctx.keys.defined() && ctx.keys.dim() == 4 && ctx.keys.size(2) == cache.physical_length(ctx.layer),
              "apply_press: the context of layer {} must carry the layer's whole cache ({} tokens), got keys {}",
              ctx.layer, cache.physical_length(ctx.layer), describe_tensor(ctx.keys));
   LayerCompressionStats s;
@@ -96,7 +95,8 @@ PIKV_INLINE bool HookableModel::run_press(const AttentionContext& ctx, KVCache& 
 
 PIKV_INLINE bool HookableModel::run_press(const AttentionLayerView& layer, const at::Tensor& hidden_states, const at::Tensor& keys,
                               const at::Tensor& values, const at::Tensor& weights, bool is_prefill,
-                              int64_t position_offset, KVCache& cache, const at::Tensor& query_states) {
+                              int64_t position_offset, KVCache& cache, const at::Tensor& query_states,
+                              const at::Tensor& key_positions) {
   if (press() == nullptr) return false;
   AttentionContext ctx;
   ctx.layer = layer.layer_index();
@@ -109,6 +109,7 @@ PIKV_INLINE bool HookableModel::run_press(const AttentionLayerView& layer, const
   ctx.position_offset = position_offset;
   ctx.layer_view = &layer;
   ctx.query_states = query_states;
+  ctx.key_positions = key_positions;
   return run_press(ctx, cache);
 }
 
@@ -145,8 +146,13 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   if (pressed && installed->requirements().attention_weights) params.need_weights = true;
   AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
   if (pressed) {
+    // Presses that act while decoding see where each stored entry sits (compressed layers only).
+    at::Tensor positions;
+    if (!is_prefill && installed->acts_during_decoding() && !cache.is_contiguous_prefix(l)) {
+      positions = view.positions.defined() ? view.positions : cache.token_positions(l).to(kv.keys.device());
+    }
     run_press(*call.layer, call.hidden_states, kv.keys, kv.values, r.weights, is_prefill, position_offset, cache,
-              call.query_states);
+              call.query_states, positions);
   }
   return r;
 }

@@ -138,16 +138,22 @@ PIKV_INLINE void KVCache::append(int64_t layer, const at::Tensor& keys, const at
 PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
   Layer& L = at_layer(layer, "apply");
   PIKV_CHECK(L.logical > 0, "KVCache::apply: layer {} is empty", layer);
-  PIKV_CHECK(!L.ragged(),
-             "KVCache::apply: layer {} already holds head-wise budgets; it can be compressed again only after clear()",
-             layer);
   if (result.unchanged) return;
   if (is_fixed_capacity()) {
+    PIKV_CHECK(!is_ragged(layer),
+               "KVCache::apply: layer {} of a fixed-capacity cache already holds head-wise budgets; it can be "
+               "compressed again only after clear()", layer);
     fixed_apply(L, layer, result);
     return;
   }
-  const int64_t n = L.keys.size(2);
-  detail::check_result_fits(result, layer, L.batch, L.kv_heads, n, L.keys);
+  // A ragged layer is compressed again from its padded view (padded(): the packed heads padded to the
+  // longest, then the tokens appended since): only by a head-wise result, which repacks it all.
+  const bool was_ragged = L.ragged();
+  PIKV_CHECK(!was_ragged || result.head_lengths.has_value(),
+             "KVCache::apply: layer {} holds head-wise budgets; only a head-wise result can compress it again", layer);
+  const at::Tensor like = was_ragged ? padded(layer).keys : L.keys;
+  const int64_t n = like.size(2);
+  detail::check_result_fits(result, layer, L.batch, L.kv_heads, n, like);
   const int64_t k = result.keys.size(2);
 
   // Logical position of every stored token: the prefix kept by an earlier apply(), then the tokens
@@ -193,6 +199,7 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
     L.ragged_lengths = std::move(lens);
     L.ragged_max = *std::max_element(L.ragged_lengths.begin(), L.ragged_lengths.end());
     L.ragged_valid = valid.narrow(2, 0, L.ragged_max).contiguous();
+    if (L.kept.defined()) L.kept = L.kept.narrow(2, 0, L.ragged_max).contiguous();  // the padded layout's width
     L.ragged_slots = L.ragged_valid.flatten().nonzero().flatten();
     L.keys = at::Tensor();
     L.values = at::Tensor();
