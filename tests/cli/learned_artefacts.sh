@@ -24,6 +24,12 @@ ids="$(seq 300 5 1000 | tr '\n' ' ')"  # 141 distinct tokens
 "$pikv" generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
   --question "When did the Lark leave?" --press kvzap --option "kvzap_model=$out/kvzap_mlp" --ratio 0.5 \
   --max-new-tokens 4 >/dev/null
+# DMS over the trained KVzap, evicting while it answers two questions (each from the prefilled cache).
+"$pikv" generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn. The tug Wren stayed." \
+  --question "When did the Lark leave?" --question "When did the Albatross leave?" --press dms \
+  --option press=kvzap --option "inner.kvzap_model=$out/kvzap" --option threshold=-4 --option sliding_window_size=8 \
+  --option decoding=true --max-new-tokens 12 >"$out/dms.txt"
+grep -q "decoding=true" "$out/dms.txt" && [ "$(grep -c '^A:' "$out/dms.txt")" = 2 ]
 # Replayed from a shared prefill (SharedPrefill, what pikv eval and needles use): Fast KVzip scores during
 # the replay and selects after it.
 "$pikv" needles --cases 1 --tokens 256 --press "fastkvzip:gates=$out/fastkvzip" \

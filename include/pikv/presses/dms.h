@@ -43,10 +43,13 @@ class DMSPress : public detail::Wrapping<Press> {
   void on_prefill_begin() override {
     ratios_.clear();
     window_scores_.clear();
+    prefill_window_.clear();
     press_->on_prefill_begin();
   }
+  // Back to the state right after the last prefill (its window scores), so that a runner that restores
+  // the prefilled cache for every question (pikv::Pipeline) decodes each from the same state.
   void reset() override {
-    window_scores_.clear();
+    window_scores_ = prefill_window_;
     Wrapping::reset();
   }
   bool acts_during_decoding() const override { return options_.decoding(); }
@@ -63,6 +66,7 @@ class DMSPress : public detail::Wrapping<Press> {
   DMSOptions options_;
   detail::LayerRatios ratios_;
   std::map<int64_t, at::Tensor> window_scores_;  // decoding: per layer, [B, Hkv, <= window] of the newest tokens
+  std::map<int64_t, at::Tensor> prefill_window_;  // window_scores_ as the prefill left them
 };
 
 }  // namespace pikv

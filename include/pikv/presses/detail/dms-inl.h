@@ -31,7 +31,7 @@ PIKV_INLINE CompressedKV DMSPress::compress(const AttentionContext& ctx) {
   const int64_t old = std::max<int64_t>(0, n - options_.sliding_window_size());
   at::Tensor keep = scores >= *options_.threshold();
   if (old < n) keep.narrow(-1, old, n - old).fill_(true);
-  if (options_.decoding()) window_scores_[ctx.layer] = scores.narrow(-1, old, n - old);
+  if (options_.decoding()) window_scores_[ctx.layer] = prefill_window_[ctx.layer] = scores.narrow(-1, old, n - old);
   ratios_.set(ctx.layer, 1.0 - keep.to(at::kDouble).mean().item<double>());
   return keep_head_wise(ctx.keys, ctx.values, keep);
 }
