@@ -39,7 +39,6 @@ struct KVzipTargetOptions {
 struct KVzipTargets {
   std::vector<at::Tensor> inputs;  // per layer, float32 [N, Dm]: the attention block's input of the drawn tokens
   at::Tensor scores;               // float32 [L, N, Hkv]: their KVzip (or KVzip+) scores
-  std::vector<int64_t> sample_rows;  // rows per sample, in order (for splits that keep samples apart)
   ContextPassesCost cost;          // the repeat forwards, summed
 };
 
@@ -59,7 +58,7 @@ struct KVzapTrainingOptions {
   int64_t hidden_dim = 512;           // mlp: hidden units (GELU)
   int64_t epochs = 15, batch_size = 512;
   double learning_rate = 5e-3, weight_decay = 0.01, clip = 1.0;  // AdamW, cosine schedule per epoch
-  double validation = 0.05;           // share of samples held out (both types report on it)
+  double validation = 0.05;           // share of rows held out, drawn with seed (both types report on them)
   uint64_t seed = 42;
 };
 

@@ -143,7 +143,6 @@ PIKV_INLINE std::vector<std::string> Pipeline::answer_prefilled(std::vector<int6
     }
   }
   const double prefill_ms = detail::ms_since(t0);
-  const int64_t context_length = cache.logical_length(0);
   if (stats != nullptr) {
     *stats = PipelineStats();
     stats->context_tokens = static_cast<int64_t>(ctx.size());  // what was prefilled (re-rotation resets positions)

@@ -7,8 +7,8 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/registry.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/io/detail/json.h>
 #include <pikv/io/safetensors.h>
+#include <pikv/presses/detail/artefact_folder.h>
 #include <pikv/presses/fastkvzip.h>
 
 #include <ATen/ATen.h>
@@ -25,32 +25,14 @@ PIKV_INLINE FastKVzipPress::FastKVzipPress(const FastKVzipOptions& options) : op
   validate_options(options_);
   const std::string& dir = options_.gates();
   if (dir.empty()) return;
-  const std::string config_path = dir + "/config.json";
-  const nlohmann::json config = detail::read_json_file(config_path, "Fast KVzip gate config");
-  PIKV_CHECK(config.is_object() && config.value("model_type", std::string()) == "fastkvzip",
-             "fastkvzip: {} is not a Fast KVzip gate config (model_type must be \"fastkvzip\")", config_path);
-  auto positive = [&](const char* key) {
-    PIKV_CHECK(config.contains(key) && config[key].is_number_integer() && config[key].get<int64_t>() > 0 &&
-                   config[key].get<int64_t>() <= (int64_t{1} << 20),
-               "fastkvzip: {} needs a positive integer '{}' (at most 2^20)", config_path, key);
-    return config[key].get<int64_t>();
-  };
-  shape_.layers = positive("num_layers");
-  shape_.input_dim = positive("input_dim");
-  shape_.kv_heads = positive("num_kv_heads");
-  shape_.group = positive("ngroup");
-  shape_.output_dim = positive("output_dim");
-  shape_.sink = positive("sink");
-  const std::string path = dir + "/model.safetensors";
-  const io::SafetensorsFile file = io::SafetensorsFile::open(path);
-  auto get = [&](const std::string& name, std::vector<int64_t> shape) {
-    PIKV_CHECK(file.contains(name), "fastkvzip: {} has no tensor '{}'", path, name);
-    at::Tensor t = file.get(name).to(at::kFloat).contiguous();
-    PIKV_CHECK(t.sizes() == at::IntArrayRef(shape), "fastkvzip: {} holds {} as {}; the config asks for {}", path, name,
-               describe_tensor(t), fmt::format("[{}]", fmt::join(shape, ", ")));
-    PIKV_CHECK(t.isfinite().all().item<bool>(), "fastkvzip: {} holds non-finite values in {}", path, name);
-    return t;
-  };
+  const detail::ArtefactFolder folder(kName, dir, "Fast KVzip gate config", "fastkvzip");
+  shape_.layers = folder.positive("num_layers");
+  shape_.input_dim = folder.positive("input_dim");
+  shape_.kv_heads = folder.positive("num_kv_heads");
+  shape_.group = folder.positive("ngroup");
+  shape_.output_dim = folder.positive("output_dim");
+  shape_.sink = folder.positive("sink");
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) { return folder.tensor(name, shape); };
   const int64_t D = shape_.input_dim, H = shape_.kv_heads, G = shape_.group, o = shape_.output_dim, S = shape_.sink;
   for (int64_t l = 0; l < shape_.layers; ++l) {
     const std::string p = fmt::format("{}.", l);

@@ -5,8 +5,7 @@
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/registry.h>
 #include <pikv/core/tensor_checks.h>
-#include <pikv/io/detail/json.h>
-#include <pikv/io/safetensors.h>
+#include <pikv/presses/detail/artefact_folder.h>
 #include <pikv/presses/kvzap.h>
 
 #include <ATen/ATen.h>
@@ -20,33 +19,16 @@ PIKV_INLINE KVzapPress::KVzapPress(const KVzapOptions& options) : ScorerPressBas
              type);
   const std::string& dir = options_.kvzap_model();
   if (dir.empty()) return;
-  const std::string config_path = dir + "/config.json";
-  const nlohmann::json config = detail::read_json_file(config_path, "KVzap config");
-  PIKV_CHECK(config.is_object() && config.value("model_type", std::string()) == "kvzap",
-             "kvzap: {} is not a KVzap model config (model_type must be \"kvzap\")", config_path);
-  auto positive = [&](const char* key) {
-    PIKV_CHECK(config.contains(key) && config[key].is_number_integer() && config[key].get<int64_t>() > 0 &&
-                   config[key].get<int64_t>() <= (int64_t{1} << 20),
-               "kvzap: {} needs a positive integer '{}' (at most 2^20)", config_path, key);
-    return config[key].get<int64_t>();
-  };
-  input_dim_ = positive("input_dim");
-  output_dim_ = positive("output_dim");
-  const int64_t layers = positive("n_modules");
-  PIKV_CHECK(config.contains("hidden_dim"), "kvzap: {} needs 'hidden_dim' (null for the linear model)", config_path);
-  hidden_dim_ = config["hidden_dim"].is_null() ? 0 : positive("hidden_dim");
+  const detail::ArtefactFolder folder(kName, dir, "KVzap model config", "kvzap");
+  input_dim_ = folder.positive("input_dim");
+  output_dim_ = folder.positive("output_dim");
+  const int64_t layers = folder.positive("n_modules");
+  PIKV_CHECK(folder.config().contains("hidden_dim"), "kvzap: {} needs 'hidden_dim' (null for the linear model)",
+             folder.config_path());
+  hidden_dim_ = folder.config()["hidden_dim"].is_null() ? 0 : folder.positive("hidden_dim");
   PIKV_CHECK(type.empty() || (type == "mlp") == is_mlp(), "kvzap: model_type={} but {} holds the {} model", type, dir,
              is_mlp() ? "mlp" : "linear");
-  const std::string path = dir + "/model.safetensors";
-  const io::SafetensorsFile file = io::SafetensorsFile::open(path);
-  auto get = [&](const std::string& name, std::vector<int64_t> shape) {
-    PIKV_CHECK(file.contains(name), "kvzap: {} has no tensor '{}'", path, name);
-    at::Tensor t = file.get(name).to(at::kFloat).contiguous();
-    PIKV_CHECK(t.sizes() == at::IntArrayRef(shape), "kvzap: {} holds {} as {}; the config asks for {}", path, name,
-               describe_tensor(t), fmt::format("[{}]", fmt::join(shape, ", ")));
-    PIKV_CHECK(t.isfinite().all().item<bool>(), "kvzap: {} holds non-finite values in {}", path, name);
-    return t;
-  };
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) { return folder.tensor(name, shape); };
   for (int64_t l = 0; l < layers; ++l) {
     const std::string p = fmt::format("layers.{}.", l);
     Module m;
