@@ -331,7 +331,7 @@ args::Action declare_calibrate(args::Flags& f) {
       args::integer("--recent-size", "N", &a->recent_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
       args::integer("--q-len", "N", &a->q_len, 1, args::kMaxTokens).with_note("duo_attention: {default} positions").as_brief(),
       args::integer("--svd-samples", "N", &a->svd_samples, 2, args::kMaxCount).with_note("qfilter: {default} query rows").as_brief(),
-      args::integer("--seed", "N", &a->seed, 0, args::kMaxCount).with_note("qfilter: {default}, draws the rows").as_brief(),
+      args::integer("--seed", "N", &a->seed, 0, args::kMaxCount).with_note("{default}: qfilter's rows, kvzap/fastkvzip's tokens, lukv's tasks").as_brief(),
       args::integer("--tokens-per-sample", "N", &a->tokens_per_sample, 1, args::kMaxTokens)
           .with_note("kvzap/fastkvzip: {default} target tokens drawn per sample").as_brief(),
       args::choice("--model-type", "T", &a->model_type, {"linear", "mlp"}, "kvzap: linear (ridge) or mlp (default mlp)"),

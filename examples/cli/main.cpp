@@ -134,8 +134,8 @@ const std::vector<args::Command>& commands() {
       {"calibrate-router", "[options]",
        "learn the moe_router press's gate on calibration text (writes a weights file)", "", declare_calibrate_router},
       {"calibrate", "PRESS [options]",
-       "compute the artefact a press loads, for any model, in the layout kvpress reads\n"
-       "(expected_attention_with_stats: query statistics; duo_attention: a head pattern)",
+       "compute or train the artefact a press loads, for any model, in the layout kvpress reads\n"
+       "(expected_attention_with_stats, duo_attention, qfilter, kvzap, fastkvzip, lukv)",
        "", declare_calibrate},
       {"synthetic", "[options]", "every press on a synthetic random-weight attention model (mechanics only)", "",
        declare_synthetic},
