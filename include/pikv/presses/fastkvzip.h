@@ -75,10 +75,18 @@ class FastKVzipPress : public ContextPassPress {
                           const std::vector<std::map<std::string, at::Tensor>>& layers);
   const FastKVzipOptions& options() const { return options_; }
 
- private:
+  // One gate's parameters, with leading dims P (none for one layer; [L] for gates trained together):
+  // q_w [P, Hkv*G*o, Dm], q_b [P, Hkv*G*o], k_w [P, Hkv*o, Dm], q_norm / k_norm [P, o],
+  // k_base [P, Hkv, S, o], b [P, Hkv, G].
   struct Gate {
     at::Tensor q_w, q_b, k_w, q_norm, k_norm, k_base, b;
   };
+  // The gate's score of every token, x [P, T, Dm] -> [P, T, Hkv] in x's dtype: 1 / (1 + sum_s
+  // exp(q.k_s/sqrt(o) - q.k/sqrt(o) - b)), computed as exp(-logsumexp([0, ...])) so that no exp
+  // overflows, averaged over the G queries. What the press runs and `pikv calibrate fastkvzip` trains.
+  static at::Tensor gate(const at::Tensor& x, const Gate& g, int64_t kv_heads, int64_t group, int64_t output_dim);
+
+ private:
   FastKVzipOptions options_;
   GateShape shape_;
   std::vector<Gate> gates_;

@@ -70,6 +70,12 @@ PIKV_INLINE double r_squared(const at::Tensor& pred, const at::Tensor& target) {
   return (1.0 - res / tot).mean().item<double>();
 }
 
+// nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as a trainable float32 tensor.
+PIKV_INLINE at::Tensor linear_init(at::IntArrayRef shape, int64_t fan_in, at::Generator& gen) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return (at::rand(shape, gen, at::kFloat) * 2 - 1).mul_(bound).set_requires_grad(true);
+}
+
 // Row split: `held` of N rows chosen with `seed` (at least one on each side when N >= 2).
 PIKV_INLINE std::pair<at::Tensor, at::Tensor> split_rows(int64_t N, double share, uint64_t seed) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -201,11 +207,8 @@ PIKV_INLINE KVzapModel train_kvzap(const KVzipTargets& t, const KVzapTrainingOpt
     // layers and heads; AdamW; cosine learning rate per epoch; gradient norm clipped).
     const int64_t h = o.hidden_dim;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-    auto uniform = [&](std::vector<int64_t> shape, int64_t fan_in) {  // nn.Linear's default initialisation
-      const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-      return (at::rand(shape, gen, at::kFloat) * 2 - 1).mul_(bound).set_requires_grad(true);
-    };
-    at::Tensor w0 = uniform({L, h, D}, D), b0 = uniform({L, h}, D), w2 = uniform({L, Hkv, h}, h), b2 = uniform({L, Hkv}, h);
+    at::Tensor w0 = detail::linear_init({L, h, D}, D, gen), b0 = detail::linear_init({L, h}, D, gen);
+    at::Tensor w2 = detail::linear_init({L, Hkv, h}, h, gen), b2 = detail::linear_init({L, Hkv}, h, gen);
     const at::Tensor X = at::stack(t.inputs, 0);  // [L, N, D]
     const at::Tensor Y = y_all.to(at::kFloat);
     auto forward = [&](const at::Tensor& x) {  // [L, B, D] -> [L, B, Hkv]
@@ -286,27 +289,13 @@ PIKV_INLINE FastKVzipGates train_fastkvzip(const KVzipTargets& t, int64_t group,
   const at::Tensor X = at::stack(t.inputs, 0), Y = t.scores.clamp(0.0, 1.0).to(at::kFloat);  // [L, N, D], [L, N, H]
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  auto uniform = [&](std::vector<int64_t> shape, int64_t fan_in) {  // nn.Linear's default initialisation
-    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-    return (at::rand(shape, gen, at::kFloat) * 2 - 1).mul_(bound).set_requires_grad(true);
-  };
-  at::Tensor q_w = uniform({L, H * G * od, D}, D), q_b = uniform({L, H * G * od}, D), k_w = uniform({L, H * od, D}, D);
+  at::Tensor q_w = detail::linear_init({L, H * G * od, D}, D, gen), q_b = detail::linear_init({L, H * G * od}, D, gen);
+  at::Tensor k_w = detail::linear_init({L, H * od, D}, D, gen);
   at::Tensor q_norm = at::ones({L, od}).set_requires_grad(true), k_norm = at::ones({L, od}).set_requires_grad(true);
   at::Tensor k_base = at::zeros({L, H, S, od}).set_requires_grad(true), b = at::zeros({L, H, G}).set_requires_grad(true);
-  const double scale = std::sqrt(static_cast<double>(od));
-  auto rms = [](const at::Tensor& v) { return v * at::rsqrt(v.pow(2).mean(-1, true) + 1e-6); };
-  // The gate (FastKVzipPress::gate_scores) on x [L, B, D] -> [L, B, H]; 1 / (1 + sum exp(d)) computed as
-  // exp(-logsumexp([0, d])) so that large logits cannot overflow.
+  // Every layer's gate at once (leading dim L): the press's own gate function, x [L, B, D] -> [L, B, H].
   auto forward = [&](const at::Tensor& x) {
-    const int64_t B = x.size(1);
-    at::Tensor q = rms((at::einsum("lbd,lfd->lbf", {x, q_w}) + q_b.unsqueeze(1)).view({L, B, H, G, od})) *
-                   q_norm.view({L, 1, 1, 1, od});
-    at::Tensor k = rms(at::einsum("lbd,lfd->lbf", {x, k_w}).view({L, B, H, od})) * k_norm.view({L, 1, 1, od});
-    at::Tensor logit = at::einsum("lbhj,lbhgj->lbhg", {k, q}) / scale + b.unsqueeze(1);
-    at::Tensor base = at::einsum("lhsj,lbhgj->lbhsg", {k_base, q}) / scale;  // [L, B, H, S, G]
-    at::Tensor d = base - logit.unsqueeze(3);
-    at::Tensor all = at::cat({at::zeros_like(d.narrow(3, 0, 1)), d}, 3);
-    return at::exp(-at::logsumexp(all, 3)).mean(-1);
+    return FastKVzipPress::gate(x, {q_w, q_b, k_w, q_norm, k_norm, k_base, b}, H, G, od);
   };
   auto bce = [](const at::Tensor& p, const at::Tensor& y) {  // [L, B, H] -> per layer and head, mean over B
     return at::binary_cross_entropy(p, y, {}, at::Reduction::None).mean(1);

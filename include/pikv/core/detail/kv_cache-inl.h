@@ -32,11 +32,11 @@ PIKV_INLINE int64_t distinct_storage_bytes(std::initializer_list<const at::Tenso
 }
 
 // A press result for a layer of B rows, Hkv heads and n stored tokens whose tensors look like `like`
-// (both layouts): keys/values [B, Hkv, k <= n, d] of the cache's dtype and device, and indices int64
+// (a stored keys tensor, any layout: its last dim is d): keys/values [B, Hkv, k <= n, d] of the cache's dtype and device, and indices int64
 // [B, Hkv, k] unless nothing was dropped.
 PIKV_INLINE void check_result_fits(const CompressedKV& result, int64_t layer, int64_t B, int64_t Hkv, int64_t n,
                                    const at::Tensor& like) {
-  const int64_t d = like.size(3);
+  const int64_t d = like.size(-1);
   check_rank(result.keys, 4, "compressed keys", "[B, Hkv, k, d]");
   check_rank(result.values, 4, "compressed values", "[B, Hkv, k, d]");
   PIKV_CHECK(result.keys.size(0) == B && result.keys.size(1) == Hkv && result.keys.size(3) == d &&
@@ -151,9 +151,9 @@ PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
   const bool was_ragged = L.ragged();
   PIKV_CHECK(!was_ragged || result.head_lengths.has_value(),
              "KVCache::apply: layer {} holds head-wise budgets; only a head-wise result can compress it again", layer);
-  const at::Tensor like = was_ragged ? padded(layer).keys : L.keys;
-  const int64_t n = like.size(2);
-  detail::check_result_fits(result, layer, L.batch, L.kv_heads, n, like);
+  // Its padded width without building the padded copy (the press already did).
+  const int64_t n = physical_length(layer);
+  detail::check_result_fits(result, layer, L.batch, L.kv_heads, n, was_ragged ? L.ragged_keys : L.keys);
   const int64_t k = result.keys.size(2);
 
   // Logical position of every stored token: the prefix kept by an earlier apply(), then the tokens

@@ -63,11 +63,10 @@ PIKV_INLINE CompressedKV DMSPress::decode_step(const AttentionContext& ctx) {
   const at::Tensor positions = ctx.key_positions.defined()
                                    ? ctx.key_positions
                                    : at::arange(n, ctx.keys.options().dtype(at::kLong)).expand({ctx.batch(), ctx.kv_heads(), n});
-  at::Tensor evict = at::zeros(positions.sizes(), positions.options().dtype(at::kBool));
   const at::Tensor below = window.narrow(-1, 0, leaving) < *options_.threshold();  // [B, Hkv, leaving]
-  for (int64_t j = 0; j < leaving; ++j) {
-    evict.logical_or_(positions.eq(end - w - leaving + j).logical_and(below.narrow(-1, j, 1)));
-  }
+  const at::Tensor j = positions - (end - w - leaving);  // index among the leaving tokens
+  const at::Tensor leaves = j.ge(0).logical_and(j.lt(leaving));
+  const at::Tensor evict = leaves.logical_and(below.to(positions.device()).gather(-1, j.clamp(0, leaving - 1)));
   if (!evict.any().item<bool>()) return skip;
   const at::Tensor keep = positions.ge(0).logical_and(evict.logical_not());
   ratios_.set(ctx.layer, 1.0 - keep.to(at::kDouble).sum().item<double>() /

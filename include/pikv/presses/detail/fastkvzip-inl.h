@@ -71,25 +71,34 @@ PIKV_INLINE bool FastKVzipPress::should_compress(const AttentionContext& ctx) co
 PIKV_INLINE at::Tensor FastKVzipPress::gate_scores(int64_t layer, const at::Tensor& hidden_states) const {
   PIKV_CHECK(!gates_.empty(), "fastkvzip needs its gates: gates=DIR (`pikv calibrate fastkvzip` trains them)");
   check_rank(hidden_states, 3, "fastkvzip hidden_states", "[1, n, Dm]");
-  const int64_t D = hidden_states.size(2), n = hidden_states.size(1);
+  const int64_t D = hidden_states.size(2);
   PIKV_CHECK(layer >= 0 && layer < shape_.layers && D == shape_.input_dim && hidden_states.size(0) == 1,
              "fastkvzip: the gates in {} read {} layers of {} hidden units (batch 1); layer {} gave {}", options_.gates(),
              shape_.layers, shape_.input_dim, layer, describe_tensor(hidden_states));
   const Gate& g = gates_[static_cast<size_t>(layer)];
-  const int64_t H = shape_.kv_heads, G = shape_.group, o = shape_.output_dim;
   const auto type = at::promote_types(hidden_states.scalar_type(), at::kFloat);
   const auto dev = hidden_states.device();
-  const at::Tensor x = hidden_states[0].to(type);
-  auto rms = [&](const at::Tensor& t, const at::Tensor& w) {  // Qwen3RMSNorm, eps 1e-6
-    return t * at::rsqrt(t.pow(2).mean(-1, true) + 1e-6) * w.to(dev, type);
+  auto at_x = [&](const at::Tensor& t) { return t.to(dev, type); };
+  const Gate here{at_x(g.q_w), at_x(g.q_b), at_x(g.k_w), at_x(g.q_norm), at_x(g.k_norm), at_x(g.k_base).squeeze(1),
+                  at_x(g.b).squeeze(1)};
+  const at::Tensor s = gate(hidden_states[0].to(type), here, shape_.kv_heads, shape_.group, shape_.output_dim);  // [n, Hkv]
+  return s.t().unsqueeze(0);  // [1, Hkv, n]
+}
+
+PIKV_INLINE at::Tensor FastKVzipPress::gate(const at::Tensor& x, const Gate& g, int64_t H, int64_t G, int64_t o) {
+  auto rms = [](const at::Tensor& t, const at::Tensor& w) {  // Qwen3RMSNorm, eps 1e-6
+    return t * at::rsqrt(t.pow(2).mean(-1, true) + 1e-6) * w;
   };
-  const at::Tensor q = rms(at::linear(x, g.q_w.to(dev, type), g.q_b.to(dev, type)).view({n, H, G, o}), g.q_norm);
-  const at::Tensor k = rms(at::linear(x, g.k_w.to(dev, type)).view({n, H, o}), g.k_norm);
+  const at::Tensor q = rms((at::matmul(x, g.q_w.transpose(-1, -2)) + g.q_b.unsqueeze(-2)).unflatten(-1, {H, G, o}),
+                           g.q_norm.unsqueeze(-2).unsqueeze(-2).unsqueeze(-2));           // [P, T, H, G, o]
+  const at::Tensor k = rms(at::matmul(x, g.k_w.transpose(-1, -2)).unflatten(-1, {H, o}),
+                           g.k_norm.unsqueeze(-2).unsqueeze(-2));                         // [P, T, H, o]
   const double scale = std::sqrt(static_cast<double>(o));
-  const at::Tensor logit = at::einsum("thj,thgj->htg", {k, q}) / scale + g.b.to(dev, type).view({H, 1, G});
-  const at::Tensor base = at::einsum("hsj,thgj->htsg", {g.k_base.to(dev, type).squeeze(1), q}) / scale;
-  const at::Tensor score = 1.0 / (1.0 + at::exp(base - logit.unsqueeze(2)).sum(2));  // [H, n, G]
-  return score.mean(-1).unsqueeze(0);  // [1, H, n]
+  const at::Tensor logit = (k.unsqueeze(-2) * q).sum(-1) / scale + g.b.unsqueeze(-3);    // [P, T, H, G]
+  const at::Tensor base = at::matmul(g.k_base.unsqueeze(-4), q.transpose(-1, -2)) / scale;  // [P, T, H, S, G]
+  const at::Tensor d = base - logit.unsqueeze(-2);
+  const at::Tensor all = at::cat({at::zeros_like(d.narrow(-2, 0, 1)), d}, -2);
+  return at::exp(-at::logsumexp(all, -2)).mean(-1);  // [P, T, H]
 }
 
 PIKV_INLINE CompressedKV FastKVzipPress::compress(const AttentionContext& ctx) {
