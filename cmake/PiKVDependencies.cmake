@@ -34,5 +34,12 @@ endif()
 if(NOT TARGET nlohmann_json::nlohmann_json)
   find_package(nlohmann_json 3 REQUIRED ${_pikv_global})
 endif()
+# OpenMP: ATen's at::parallel_for is inline in its headers and runs in parallel only in translation
+# units compiled with OpenMP; without it our kernels (quantized GEMV, half-precision decode attention)
+# ran on one thread. LibTorch itself uses libgomp, which this links (one runtime per process: same
+# soname).
+if(NOT TARGET OpenMP::OpenMP_CXX)
+  find_package(OpenMP REQUIRED COMPONENTS CXX ${_pikv_global})
+endif()
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)

@@ -48,8 +48,10 @@ struct ModelArgs {
   std::string tokenizer;  // empty: the model's own (GGUF, folder) or one beside an exported graph
   std::string device = "cpu";
   std::string dtype = "float32";
+  bool exact = false;             // GGUF: dequantise at load, cache in the compute dtype
+  std::string kv_dtype = "auto";  // auto, float32, float16, bfloat16
 };
-// Declares --model/--tokenizer/--device/--dtype (listed under "Common options").
+// Declares --model/--tokenizer/--device/--dtype/--exact/--kv-dtype (listed under "Common options").
 void add_model_flags(args::Flags& flags, ModelArgs& m);
 // Loads the model: our decoder for a folder or .gguf, an exported graph for .pt2 (AOTInductor) or .pt
 // (TorchScript). Checks that a CUDA device exists when one is asked for.

@@ -60,12 +60,35 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
   flags.push_back(args::choice("--dtype", "T", &m.dtype, {"float32", "bfloat16", "float16"},
                                "float32, bfloat16 or float16 (default {default})")
                       .as_common());
+  flags.push_back(args::toggle("--exact", &m.exact,
+                               "GGUF: dequantise every weight at load and keep the KV cache in --dtype, the path\n"
+                               "whose numbers match transformers and kvpress (default: Q8_0/Q4_0/Q4_1/Q4_K/Q6_K\n"
+                               "weights stay quantized and the cache is float16, decoding ~2-3x faster)")
+                      .as_common());
+  flags.push_back(args::choice("--kv-dtype", "T", &m.kv_dtype, {"auto", "float32", "float16", "bfloat16"},
+                               "the KV cache's dtype: auto (float16 for quantized weights, else --dtype),\n"
+                               "float32, float16 or bfloat16; presses always score in --dtype")
+                      .as_common());
 }
 
 std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
   if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
   fmt::print(stderr, "loading {} ...\n", m.model);
-  auto model = load_causal_lm(m.model, LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device));
+  LoadOptions options = LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device).dequantize(m.exact);
+  if (m.kv_dtype != "auto") {
+    options.kv_dtype(parse_dtype(m.kv_dtype));
+  } else if (m.exact) {
+    options.kv_dtype(parse_dtype(m.dtype));
+  }
+  auto model = load_causal_lm(m.model, options);
+  if (const auto* decoder = dynamic_cast<const DecoderModel*>(model.get())) {
+    const at::ScalarType kv = decoder->kv_dtype().value_or(parse_dtype(m.dtype));
+    if (decoder->quantized_matrices() > 0) {
+      fmt::print(stderr, "weights: {} matrices kept quantized ({:.1f} MB in all); KV cache {} (--exact: dequantised, "
+                         "bit-comparable with transformers)\n",
+                 decoder->quantized_matrices(), decoder->weight_bytes() / 1e6, c10::toString(kv));
+    }
+  }
   if (is_graph_file(m.model)) {
     // An exported graph runs in the dtype and on the device it was exported for.
     const at::TensorOptions o = model->options();

@@ -27,6 +27,7 @@
 #include <pikv/io/tokenizer.h>
 
 #include <pikv/ops/cached_attention.h>
+#include <pikv/ops/quantized_linear.h>
 
 #include <pikv/models/config.h>
 #include <pikv/models/decoder.h>

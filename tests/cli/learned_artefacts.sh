@@ -17,9 +17,9 @@ grep -q "30 gates, o=16, sink=16" "$out/fastkvzip.md"
 "$pikv" calibrate lukv --num-samples 2 --sample-seq-len 128 --new-tokens 6 --out "$out/lukv" >"$out/lukv.md"
 grep -q "budget_curve.npy (\[99, 30, 3\]" "$out/lukv.md"
 ids="$(seq 300 5 1000 | tr '\n' ' ')"  # 141 distinct tokens
-"$pikv" score --tokens "$ids" --press kvzap --option "kvzap_model=$out/kvzap" --ratio 0.5 --out "$out/kvzap.safetensors"
-"$pikv" score --tokens "$ids" --press fastkvzip --option "gates=$out/fastkvzip" --ratio 0.5 --out "$out/fastkvzip.safetensors"
-"$pikv" score --tokens "$ids" --press lukv --option "curve=$out/lukv/budget_curve.npy" --ratio 0.5 \
+"$pikv" score --exact --tokens "$ids" --press kvzap --option "kvzap_model=$out/kvzap" --ratio 0.5 --out "$out/kvzap.safetensors"
+"$pikv" score --exact --tokens "$ids" --press fastkvzip --option "gates=$out/fastkvzip" --ratio 0.5 --out "$out/fastkvzip.safetensors"
+"$pikv" score --exact --tokens "$ids" --press lukv --option "curve=$out/lukv/budget_curve.npy" --ratio 0.5 \
   --out "$out/lukv.safetensors"
 "$pikv" generate --context "The ferry Lark left at noon. The cargo ship Albatross left at dawn." \
   --question "When did the Lark leave?" --press kvzap --option "kvzap_model=$out/kvzap_mlp" --ratio 0.5 \

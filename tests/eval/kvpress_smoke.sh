@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 presses=(knorm snapkv streaming_llm "adakv:press=expected_attention,inner.epsilon=0.01")
 args=()
 for p in "${presses[@]}"; do args+=(--press "$p"); done
-"$PIKV" eval --model "$MODEL" --out "$OUT/pikv" --lengths 512 --samples 1 --ratios 0.5 "${args[@]}" \
+"$PIKV" eval --exact --model "$MODEL" --out "$OUT/pikv" --lengths 512 --samples 1 --ratios 0.5 "${args[@]}" \
   --export-tasks "$OUT/tasks.jsonl" > "$OUT/pikv.log"
 "$PYTHON" "$HERE/../reference/eval_kvpress.py" --model "$MODEL" --tasks "$OUT/tasks.jsonl" "${args[@]}" \
   --ratios 0.5 --out "$OUT/kvpress.jsonl"

@@ -27,7 +27,8 @@ std::string slurp(const std::string& path) {
 }
 
 struct Fixture {
-  std::unique_ptr<DecoderModel> model = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  // The exact path (dequantised weights, float32 cache): what the kvpress reference computes.
+  std::unique_ptr<DecoderModel> model = DecoderModel::load(PIKV_DEFAULT_MODEL, LoadOptions().dequantize(true));
   std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(PIKV_DEFAULT_MODEL);
   eval::Corpus corpus{slurp(PIKV_DEFAULT_HAYSTACK), *tokenizer};
 };

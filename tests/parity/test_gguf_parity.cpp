@@ -43,7 +43,8 @@ TEST(GGUFParity, DequantisationMatchesTheGgufPackage) {
 }
 
 TEST(GGUFParity, DefaultModelMatchesTransformers) {
-  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  // The exact path (dequantised weights, float32 cache) is the one transformers computes.
+  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL, LoadOptions().dequantize(true));
   const ModelConfig& c = model->config();
   EXPECT_EQ(c.num_layers, 30);
   EXPECT_EQ(c.hidden_size, 576);
@@ -64,4 +65,51 @@ TEST(GGUFParity, DefaultModelMatchesTransformers) {
   const double diff = (logits - golden.get("text.logits")).abs().max().item<double>();
   std::printf("  default model, 512-token text: max |logit difference| %.3g\n", diff);
   EXPECT_LE(diff, 1e-3);
+}
+
+TEST(GGUFParity, QuantizedFastPathAgainstTheDequantisedPath) {
+  // The default load keeps the Q4_1/Q8_0 matrices in blocks and caches keys/values in float16; the
+  // exact load dequantises. Same texts as above: the logits differ by the cache's float16 rounding
+  // (the kernels multiply exactly the dequantised weights; only summation order differs).
+  auto fast = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  auto exact = DecoderModel::load(PIKV_DEFAULT_MODEL, LoadOptions().dequantize(true));
+  EXPECT_EQ(fast->quantized_matrices(), 30 * 7 + 1);  // every layer's 7 matrices and the tied embedding
+  EXPECT_EQ(exact->quantized_matrices(), 0);
+  EXPECT_EQ(fast->kv_dtype(), std::optional<at::ScalarType>(at::kHalf));
+  EXPECT_FALSE(exact->kv_dtype().has_value());
+  EXPECT_LT(fast->weight_bytes() * 4, exact->weight_bytes());
+  std::printf("  weights held: quantized %.1f MB, dequantised %.1f MB\n", fast->weight_bytes() / 1e6,
+              exact->weight_bytes() / 1e6);
+
+  auto golden = io::SafetensorsFile::open(gguf_dir() + "/default_model.safetensors");
+  // Prefill logits of the 512-token text, then 32 decode steps fed the exact path's tokens (so both
+  // read the same history): max / mean |difference| and top-1 agreement at every position.
+  const at::Tensor ids = golden.get("text.input_ids");
+  KVCache cf(fast->num_layers()), ce(exact->num_layers());
+  at::Tensor lf = fast->forward(ids, cf), le = exact->forward(ids, ce);
+  std::vector<at::Tensor> fast_steps = {lf}, exact_steps = {le};
+  for (int s = 0; s < 32; ++s) {
+    const at::Tensor next = le.select(1, le.size(1) - 1).argmax(-1, /*keepdim=*/true);
+    lf = fast->forward(next, cf);
+    le = exact->forward(next, ce);
+    fast_steps.push_back(lf);
+    exact_steps.push_back(le);
+  }
+  const at::Tensor f = at::cat(fast_steps, 1), e = at::cat(exact_steps, 1);
+  const double max_diff = (f - e).abs().max().item<double>(), mean_diff = (f - e).abs().mean().item<double>();
+  const double top1 = (f.argmax(-1) == e.argmax(-1)).to(at::kDouble).mean().item<double>();
+  std::printf("  fast vs exact path, %ld positions: max |logit diff| %.3g, mean %.3g, top-1 agreement %.2f %%\n",
+              static_cast<long>(f.size(1)), max_diff, mean_diff, 100 * top1);
+  EXPECT_LT(max_diff, 0.5);
+  EXPECT_LT(mean_diff, 0.02);
+  EXPECT_GE(top1, 0.98);
+  // Greedy generations from the three prompts, as transformers makes them.
+  int same = 0;
+  for (int p = 0; p < 3; ++p) {
+    const std::string key = "prompt" + std::to_string(p);
+    same += static_cast<bool>(test::tensors_equal(greedy(*fast, golden.get(key + ".input_ids"), 32),
+                                                  golden.get(key + ".generated")));
+  }
+  std::printf("  greedy 32-token generations identical to transformers': %d of 3\n", same);
+  EXPECT_GE(same, 2);
 }

@@ -14,25 +14,50 @@
 
 using namespace pikv;
 
-TEST(PipelineParity, AnswersAndCompressedLengthsMatchKvpress) {
+namespace {
+
+struct CaseCounts {
+  int runs = 0, answers = 0, same = 0;
+  size_t contexts = 0;
+};
+
+CaseCounts run_golden_cases(DecoderModel& model, const char* label, bool strict) {
   const nlohmann::json golden = test::pipeline_goldens();
-  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL);
   auto tokenizer = Tokenizer::load(PIKV_DEFAULT_MODEL);
-  Pipeline pipeline(*model, *tokenizer);
-  ASSERT_TRUE(pipeline.chat_template().has_value());
+  Pipeline pipeline(model, *tokenizer);
+  EXPECT_TRUE(pipeline.chat_template().has_value());
   EXPECT_EQ(pipeline.chat_template()->family(), ChatTemplate::Family::chatml);
   const auto options = PipelineOptions().max_new_tokens(golden.at("max_new_tokens").get<int64_t>());
-  int answers = 0, same_answers = 0, cases = 0;
+  CaseCounts n;
   std::set<std::string> contexts;
   for (const auto& c : golden.at("cases")) {
-    answers += test::run_pipeline_case(pipeline, c, options, "ours", &same_answers);
+    n.answers += test::run_pipeline_case(pipeline, c, options, label, &n.same, strict);
     contexts.insert(c.at("context").get<std::string>());
-    ++cases;
+    ++n.runs;
   }
-  std::printf("  %d pipeline runs over %zu contexts: %d/%d answers identical to kvpress\n", cases, contexts.size(),
-              same_answers, answers);
-  EXPECT_GE(contexts.size(), 10u);
-  EXPECT_EQ(same_answers, answers);
+  n.contexts = contexts.size();
+  std::printf("  %s: %d pipeline runs over %zu contexts: %d/%d answers identical to kvpress\n", label, n.runs,
+              n.contexts, n.same, n.answers);
+  return n;
+}
+
+}  // namespace
+
+TEST(PipelineParity, AnswersAndCompressedLengthsMatchKvpress) {
+  // The exact path (dequantised weights, float32 cache): what kvpress on transformers computes.
+  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL, LoadOptions().dequantize(true));
+  const CaseCounts n = run_golden_cases(*model, "ours", true);
+  EXPECT_GE(n.contexts, 10u);
+  EXPECT_EQ(n.same, n.answers);
+}
+
+TEST(PipelineParity, QuantizedFastPathKeepsTheAnswers) {
+  // The default load (quantized weights, float16 cache) on the same cases: compressed lengths must
+  // match exactly; an answer may differ where greedy decoding meets a near-tie that the cache's
+  // float16 rounding flips (counted and printed).
+  auto model = DecoderModel::load(PIKV_DEFAULT_MODEL);
+  const CaseCounts n = run_golden_cases(*model, "fast path", false);
+  EXPECT_GE(n.same * 10, n.answers * 9);
 }
 
 TEST(Pipeline, BadInputAndTruncationOnTheDefaultModel) {

@@ -129,6 +129,9 @@ struct AttentionResult {
 // tokens (prefill or one decode token), a grouped matrix product for single-token decoding, fused SDPA
 // otherwise, and the eager path (explicit softmax in float32) when weights or soft-capping are needed.
 // A query that may see no key (a padding query) sees every key instead of producing NaN.
+// Keys/values may be stored narrower than the queries (float16 or bfloat16 under float32 queries): one
+// decoding query on the CPU then reads them as stored, scores and softmax in float32; other calls
+// attend over a float32 copy.
 [[nodiscard]] AttentionResult attend(const at::Tensor& queries, const at::Tensor& query_index, const KVView& kv,
                        const AttentionParams& params = {}, const at::Tensor& key_padding = at::Tensor());
 

@@ -81,6 +81,12 @@ class HookableModel {
   // them or the installed press needs them. Returns the attention output [B, H, T, d].
   AttentionResult attention(const LayerAttention& call, KVCache& cache, bool is_prefill, int64_t position_offset);
 
+  // The dtype the central attention function stores keys/values in (undefined: as computed). A
+  // float16 / bfloat16 cache under float32 compute halves the cache's bytes and what each decoded
+  // token reads; presses score a float32 copy of the layer, attention reads it as stored.
+  void set_kv_dtype(std::optional<at::ScalarType> dtype);
+  std::optional<at::ScalarType> kv_dtype() const { return kv_dtype_; }
+
  protected:
 
   // Called by the model's central attention function once per layer, after attention consumed the
@@ -110,6 +116,7 @@ class HookableModel {
   };
   // The calling thread's slot for this model (created on first use).
   Slot& slot() const;
+  std::optional<at::ScalarType> kv_dtype_;
   uint64_t id_;  // unique per model for the process's lifetime: a slot never outlives into another model
 };
 

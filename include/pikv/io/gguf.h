@@ -64,6 +64,8 @@ class GGUFFile {
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   // The tensor dequantised to float32 on the CPU, in PyTorch shape (dims reversed).
   at::Tensor load(const std::string& name) const;
+  // The tensor's bytes as stored (valid while the file is open; tensor(name).nbytes of them).
+  const uint8_t* raw(const std::string& name) const;
   // The flat index of the first value of the tensor that dequantises to NaN or infinity, or -1. Reads
   // the raw data only (every value of float types, the f16 block scales of quantised types), so it
   // costs a fraction of load().

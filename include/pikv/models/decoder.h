@@ -9,6 +9,7 @@
 
 #include <pikv/core/causal_lm.h>
 #include <pikv/models/config.h>
+#include <pikv/ops/quantized_linear.h>
 
 #include <functional>
 #include <map>
@@ -21,10 +22,21 @@ namespace pikv {
 
 // Named weights in Hugging Face naming ("model.layers.0.self_attn.q_proj.weight").
 using WeightMap = std::map<std::string, at::Tensor>;
+// Linear weights kept in GGUF's quantized blocks, by the same names.
+using QuantizedWeightMap = std::map<std::string, ops::QuantizedMatrix>;
 
 struct LoadOptions {
   TORCH_ARG(at::ScalarType, dtype) = at::kFloat;  // compute dtype: float32, bfloat16, float16
   TORCH_ARG(std::string, device) = "cpu";         // "cpu", "cuda", "cuda:1"
+  // GGUF files: with float32 compute on the CPU, linear and embedding weights of types Q8_0, Q4_0,
+  // Q4_1, Q4_K and Q6_K stay quantized and run through ops::quantized_linear (decoding reads 4-8x
+  // fewer weight bytes). true dequantises everything to the compute dtype at load, the path whose
+  // logits match transformers' GGUF loading bit for bit in summation order.
+  TORCH_ARG(bool, dequantize) = false;
+  // The KV cache's dtype (HookableModel::set_kv_dtype). Unset: float16 when weights stayed quantized
+  // (decoding then reads half the cache bytes, as llama.cpp's default f16 cache does), else the
+  // compute dtype. Presses always score in the compute dtype.
+  TORCH_ARG(std::optional<at::ScalarType>, kv_dtype) = std::nullopt;
 };
 
 class DecoderModel : public CausalLM {
@@ -33,6 +45,10 @@ class DecoderModel : public CausalLM {
   // disagrees with the config throws pikv::Error naming `source`, the tensor and the problem.
   DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options = {},
                const std::string& source = "weights");
+  // With linear weights still in GGUF blocks (`quantized`, float32 compute on the CPU only; otherwise
+  // they are dequantised here). A name may be in either map.
+  DecoderModel(ModelConfig config, WeightMap weights, QuantizedWeightMap quantized, const LoadOptions& options,
+               const std::string& source);
   ~DecoderModel() override;
 
   // A Hugging Face checkpoint folder (config.json + model.safetensors or sharded shards with
@@ -42,6 +58,9 @@ class DecoderModel : public CausalLM {
   int64_t num_layers() const override { return config_.num_layers; }
   const ModelConfig& config() const { return config_; }
   const AttentionLayerView& layer(int64_t index) const;
+  // Bytes of the weights as held (quantized blocks count as stored), and how many matrices are quantized.
+  int64_t weight_bytes() const;
+  int64_t quantized_matrices() const;
   at::TensorOptions options() const override { return options_; }
   ModelShape shape() const override;
 

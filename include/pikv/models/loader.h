@@ -20,12 +20,16 @@ namespace pikv {
 struct Checkpoint {
   ModelConfig config;
   WeightMap weights;
+  QuantizedWeightMap quantized;  // GGUF matrices kept in blocks (CheckpointOptions::keep_quantized)
 };
 
 struct CheckpointOptions {
   // Refuse weights that hold NaN or +-infinity (one pass over the loaded weights). The environment
   // variable PIKV_SKIP_FINITE_CHECK=1 turns it off for readers called with the default options.
   bool check_finite = true;
+  // GGUF: keep matrices of a type ops::QuantizedMatrix runs (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) in their
+  // blocks, in Checkpoint::quantized, instead of dequantising them into Checkpoint::weights.
+  bool keep_quantized = false;
 };
 
 // config.json + model.safetensors, or shards listed by model.safetensors.index.json.
@@ -33,7 +37,8 @@ Checkpoint read_hf_checkpoint(const std::string& dir, const CheckpointOptions& o
 
 // A llama-architecture GGUF file (general.architecture = llama): hyper-parameters from llama.* keys,
 // tensors dequantised to float32 and renamed to Hugging Face names, attn_q/attn_k un-permuted from
-// the interleaved RoPE layout back to half-split (as transformers' GGUF loader does). Llama-3 style
+// the interleaved RoPE layout back to half-split (as transformers' GGUF loader does; kept blocks are
+// reordered by whole rows, which is the same permutation). Llama-3 style
 // RoPE frequency factors (rope_freqs.weight) become per-frequency divisors of the inverse frequencies.
 Checkpoint read_gguf_checkpoint(const std::string& path, const CheckpointOptions& options = {});
 

@@ -3,6 +3,7 @@
 #include <pikv/core/config.h>
 #include <pikv/core/attention.h>
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/half_decode_attention.h>
 #include <pikv/core/tensor_checks.h>
 
 #include <ATen/ATen.h>
@@ -130,8 +131,20 @@ inline at::Tensor scale_logits(const at::Tensor& logits, const AttentionParams& 
 
 }  // namespace detail
 
-PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_index, const KVView& kv,
+PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_index, const KVView& stored,
                                    const AttentionParams& p, const at::Tensor& key_padding) {
+  // A cache stored narrower than the queries (a float16 / bfloat16 cache of a float32 model): one
+  // decoding query on the CPU reads it as stored (below); everything else attends over a widened copy.
+  const bool narrow_cache = stored.keys.defined() && q.defined() && stored.keys.scalar_type() != q.scalar_type();
+  const bool eager_call = p.need_weights || p.weights_only || p.softcap.has_value();
+  const bool half_decode = narrow_cache && !eager_call && q.dim() == 4 && q.size(2) == 1 && !q.is_cuda() &&
+                           q.scalar_type() == at::kFloat &&
+                           (stored.keys.scalar_type() == at::kHalf || stored.keys.scalar_type() == at::kBFloat16);
+  KVView kv = stored;
+  if (narrow_cache && !half_decode) {
+    kv.keys = stored.keys.to(q.scalar_type());
+    kv.values = stored.values.to(q.scalar_type());
+  }
   check_rank(q, 4, "queries", "[B, H, q, d]");
   check_rank(kv.keys, 4, "keys", "[B, Hkv, n, d]");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3);
@@ -150,7 +163,11 @@ PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_
   const bool plain = !kv.positions.defined() && !p.sliding_window && !key_padding.defined() && !eager && (T == n || T == 1);
   if (!plain) mask = detail::attention_mask(query_index, kv, H, p.sliding_window, key_padding);
   const double inf = std::numeric_limits<double>::infinity();
-  if (!eager && T == 1 && !q.is_cuda()) {
+  if (half_decode) {
+    const at::Tensor m = mask.defined() ? mask.expand({B, H, 1, n}).reshape({B, Hkv, G, n}) : at::Tensor();
+    const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(static_cast<double>(d));
+    r.output = detail::half_attention::attend(q.reshape({B, Hkv, G, d}), kv.keys, kv.values, m, scale).reshape({B, H, 1, d});
+  } else if (!eager && T == 1 && !q.is_cuda()) {
     // Decode step on the CPU: attend per KV head with its G query heads as rows, so K and V are read
     // once instead of being expanded G times (what SDPA's GQA path costs on the CPU). On CUDA, SDPA
     // below is 1.8-3.6x faster for one query, masked or not (bench/gpu/attention_micro.py on an H100:

@@ -132,7 +132,11 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
                                                    int64_t position_offset) {
   PIKV_CHECK(call.layer != nullptr, "HookableModel::attention needs the layer's AttentionLayerView");
   const int64_t l = call.layer->layer_index();
-  cache.append(l, call.keys, call.values);
+  if (kv_dtype_ && call.keys.scalar_type() != *kv_dtype_) {
+    cache.append(l, call.keys.to(*kv_dtype_), call.values.to(*kv_dtype_));
+  } else {
+    cache.append(l, call.keys, call.values);
+  }
   KVCache::Padded kv = cache.padded(l);
   KVView view{kv.keys, kv.values, at::Tensor()};
   // Positions mask what a query may not see. One decoding token sees every token a dense layer stores
@@ -151,10 +155,20 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
     if (!is_prefill && installed->acts_during_decoding() && !cache.is_contiguous_prefix(l)) {
       positions = view.positions.defined() ? view.positions : cache.token_positions(l).to(kv.keys.device());
     }
-    run_press(*call.layer, call.hidden_states, kv.keys, kv.values, r.weights, is_prefill, position_offset, cache,
+    // Presses score in the compute dtype: a narrower cache is widened for them (their result is
+    // stored back in the cache's dtype by KVCache::apply).
+    const bool widen = kv.keys.scalar_type() != call.keys.scalar_type();
+    run_press(*call.layer, call.hidden_states, widen ? kv.keys.to(call.keys.scalar_type()) : kv.keys,
+              widen ? kv.values.to(call.keys.scalar_type()) : kv.values, r.weights, is_prefill, position_offset, cache,
               call.query_states, positions);
   }
   return r;
+}
+
+PIKV_INLINE void HookableModel::set_kv_dtype(std::optional<at::ScalarType> dtype) {
+  PIKV_CHECK(!dtype || *dtype == at::kFloat || *dtype == at::kHalf || *dtype == at::kBFloat16 || *dtype == at::kDouble,
+             "KV cache dtype must be float32, float16, bfloat16 or float64, got {}", dtype_name(*dtype));
+  kv_dtype_ = dtype;
 }
 
 PIKV_INLINE void HookableModel::begin_prefill() {

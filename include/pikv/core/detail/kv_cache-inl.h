@@ -135,10 +135,20 @@ PIKV_INLINE void KVCache::append(int64_t layer, const at::Tensor& keys, const at
   L.logical += keys.size(2);
 }
 
-PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& result) {
+PIKV_INLINE void KVCache::apply(int64_t layer, const CompressedKV& stored_result) {
   Layer& L = at_layer(layer, "apply");
   PIKV_CHECK(L.logical > 0, "KVCache::apply: layer {} is empty", layer);
-  if (result.unchanged) return;
+  if (stored_result.unchanged) return;
+  // A press that scored a widened copy of a narrower cache (HookableModel::set_kv_dtype) returns its
+  // kept entries in the wider dtype: store them back in the cache's (they were its values).
+  const at::ScalarType cache_dtype = is_fixed_capacity() ? L.fixed.keys.scalar_type()
+                                     : L.ragged()        ? L.ragged_keys.scalar_type()
+                                                         : L.keys.scalar_type();
+  CompressedKV result = stored_result;
+  if (result.keys.defined() && result.keys.scalar_type() != cache_dtype && at::isFloatingType(result.keys.scalar_type())) {
+    result.keys = result.keys.to(cache_dtype);
+    result.values = result.values.to(cache_dtype);
+  }
   if (is_fixed_capacity()) {
     PIKV_CHECK(!is_ragged(layer),
                "KVCache::apply: layer {} of a fixed-capacity cache already holds head-wise budgets; it can be "

@@ -362,6 +362,8 @@ PIKV_INLINE const GGUFTensorInfo& GGUFFile::tensor(const std::string& name) cons
   return tensors_[it->second];
 }
 
+PIKV_INLINE const uint8_t* GGUFFile::raw(const std::string& name) const { return data_ + tensor(name).offset; }
+
 PIKV_INLINE at::Tensor GGUFFile::load(const std::string& name) const {
   const GGUFTensorInfo& t = tensor(name);
   const detail::TypeInfo* ti = detail::type_info(t.type);

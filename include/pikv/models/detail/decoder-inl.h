@@ -62,19 +62,57 @@ inline at::Tensor gemv_layout(const at::Tensor& w) { return w.t().contiguous().t
 // Forwards with more tokens than this (batch x length) run the MLP on slices of the sequence.
 constexpr int64_t kMlpChunkTokens = 16384;
 
-inline at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
+// A Linear weight [out, in]: a dense matrix in GEMV layout, or GGUF blocks that
+// ops::quantized_linear runs without dequantising.
+struct LinearWeight {
+  at::Tensor dense;
+  ops::QuantizedMatrix quantized;
 
-// Takes named tensors out of a WeightMap, checking shapes and converting to the compute options.
+  bool defined() const { return dense.defined() || quantized.defined(); }
+  // x [..., in] -> [..., out]; b [out] or undefined.
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& b = {}) const {
+    if (quantized.defined()) return ops::quantized_linear(x, quantized, b);
+    return b.defined() ? at::linear(x, dense, b) : at::linear(x, dense);
+  }
+  // The matrix [out, in] in the compute dtype (dequantised on each call for blocks).
+  at::Tensor matrix() const { return quantized.defined() ? quantized.dequantize() : dense; }
+  LinearWeight narrow_rows(int64_t start, int64_t length) const {
+    if (quantized.defined()) return {at::Tensor(), quantized.narrow_rows(start, length)};
+    return {gemv_layout(dense.narrow(0, start, length)), {}};
+  }
+  int64_t bytes() const { return quantized.defined() ? quantized.nbytes() : dense.numel() * dense.element_size(); }
+};
+
+// Takes named tensors out of a WeightMap (and quantized matrices out of a QuantizedWeightMap), checking
+// shapes and converting to the compute options.
 class WeightReader {
  public:
-  WeightReader(WeightMap& map, at::TensorOptions options, std::string source)
-      : map_(map), options_(options), source_(std::move(source)) {}
+  WeightReader(WeightMap& map, QuantizedWeightMap& quantized, at::TensorOptions options, std::string source)
+      : map_(map), quantized_(quantized), options_(options), source_(std::move(source)) {
+    // The kernels take float32 inputs on the CPU; other compute options dequantise at load.
+    keep_quantized_ = options.dtype() == at::kFloat && options.device().is_cpu();
+  }
 
-  bool has(const std::string& name) const { return map_.count(name) != 0; }
+  bool has(const std::string& name) const { return map_.count(name) != 0 || quantized_.count(name) != 0; }
+
+  // A Linear weight: its blocks when it came quantized (and the compute options allow), else dense.
+  LinearWeight take_linear(const std::string& name, std::vector<int64_t> shape) {
+    auto it = quantized_.find(name);
+    if (it == quantized_.end() || !keep_quantized_) return {gemv_layout(take(name, std::move(shape))), {}};
+    ops::QuantizedMatrix q = std::move(it->second);
+    quantized_.erase(it);
+    PIKV_CHECK(std::vector<int64_t>({q.rows(), q.cols()}) == shape,
+               "{}: tensor '{}' has shape [{}, {}], the config implies [{}]", source_, name, q.rows(), q.cols(),
+               fmt::join(shape, ", "));
+    return {at::Tensor(), std::move(q)};
+  }
 
   at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    auto qit = quantized_.find(name);
+    if (qit != quantized_.end()) {  // blocks where a dense tensor is needed: dequantise
+      map_[name] = qit->second.dequantize();
+      quantized_.erase(qit);
+    }
     auto it = map_.find(name);
     PIKV_CHECK(it != map_.end(), "{}: missing tensor '{}'", source_, name);
     at::Tensor t = std::move(it->second);
@@ -92,6 +130,7 @@ class WeightReader {
 
   void finish() const {
     std::vector<std::string> left;
+    for (const auto& entry : quantized_) left.push_back(entry.first);
     for (const auto& [name, t] : map_)
       if (name.find("rotary_emb.inv_freq") == std::string::npos && name.find(".attn.bias") == std::string::npos &&
           name.find(".attn.masked_bias") == std::string::npos && name != "lm_head.weight")
@@ -101,8 +140,10 @@ class WeightReader {
 
  private:
   WeightMap& map_;
+  QuantizedWeightMap& quantized_;
   at::TensorOptions options_;
   std::string source_;
+  bool keep_quantized_ = false;
 };
 
 }  // namespace detail
@@ -115,6 +156,7 @@ class DecoderModel::Layer : public AttentionLayerView {
   Layer(const ModelConfig& c, int64_t index, detail::WeightReader& w, const std::string& prefix)
       : c_(c), index_(index), act_(detail::parse_activation(c.hidden_act)) {
     using detail::gemv_layout;
+    auto dense = [](const at::Tensor& t) { return detail::LinearWeight{gemv_layout(t), {}}; };
     const int64_t D = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, d = c.head_dim, I = c.intermediate_size;
     const detail::NormKind kind = c.arch == Architecture::gemma3 ? detail::NormKind::rms_gemma
                                   : c.arch == Architecture::gpt2 ? detail::NormKind::layer
@@ -141,13 +183,13 @@ class DecoderModel::Layer : public AttentionLayerView {
       at::Tensor qkv_b = w.take(p + "attn.c_attn.bias", {3 * D});
       auto ws = qkv.split(D, 0);
       auto bs = qkv_b.split(D, 0);
-      wq_ = gemv_layout(ws[0]), wk_ = gemv_layout(ws[1]), wv_ = gemv_layout(ws[2]);
+      wq_ = dense(ws[0]), wk_ = dense(ws[1]), wv_ = dense(ws[2]);
       bq_ = bs[0].contiguous(), bk_ = bs[1].contiguous(), bv_ = bs[2].contiguous();
-      wo_ = gemv_layout(w.take(p + "attn.c_proj.weight", {D, D}).t());
+      wo_ = dense(w.take(p + "attn.c_proj.weight", {D, D}).t());
       bo_ = w.take(p + "attn.c_proj.bias", {D});
-      up_ = gemv_layout(w.take(p + "mlp.c_fc.weight", {D, I}).t());
+      up_ = dense(w.take(p + "mlp.c_fc.weight", {D, I}).t());
       up_b_ = w.take(p + "mlp.c_fc.bias", {I});
-      down_ = gemv_layout(w.take(p + "mlp.c_proj.weight", {I, D}).t());
+      down_ = dense(w.take(p + "mlp.c_proj.weight", {I, D}).t());
       down_b_ = w.take(p + "mlp.c_proj.bias", {D});
       return;  // learned positions: no RoPE (inv_freq_ stays undefined)
     }
@@ -160,28 +202,28 @@ class DecoderModel::Layer : public AttentionLayerView {
       mlp_norm_ = norm(p + "post_attention_layernorm", D);
     }
     if (c.arch == Architecture::phi3) {
-      at::Tensor qkv = w.take(p + "self_attn.qkv_proj.weight", {(H + 2 * Hkv) * d, D});
-      wq_ = gemv_layout(qkv.narrow(0, 0, H * d));
-      wk_ = gemv_layout(qkv.narrow(0, H * d, Hkv * d));
-      wv_ = gemv_layout(qkv.narrow(0, (H + Hkv) * d, Hkv * d));
-      at::Tensor gate_up = w.take(p + "mlp.gate_up_proj.weight", {2 * I, D});
-      gate_ = gemv_layout(gate_up.narrow(0, 0, I));
-      up_ = gemv_layout(gate_up.narrow(0, I, I));
+      const detail::LinearWeight qkv = w.take_linear(p + "self_attn.qkv_proj.weight", {(H + 2 * Hkv) * d, D});
+      wq_ = qkv.narrow_rows(0, H * d);
+      wk_ = qkv.narrow_rows(H * d, Hkv * d);
+      wv_ = qkv.narrow_rows((H + Hkv) * d, Hkv * d);
+      const detail::LinearWeight gate_up = w.take_linear(p + "mlp.gate_up_proj.weight", {2 * I, D});
+      gate_ = gate_up.narrow_rows(0, I);
+      up_ = gate_up.narrow_rows(I, I);
     } else {
-      wq_ = gemv_layout(w.take(p + "self_attn.q_proj.weight", {H * d, D}));
-      wk_ = gemv_layout(w.take(p + "self_attn.k_proj.weight", {Hkv * d, D}));
-      wv_ = gemv_layout(w.take(p + "self_attn.v_proj.weight", {Hkv * d, D}));
+      wq_ = w.take_linear(p + "self_attn.q_proj.weight", {H * d, D});
+      wk_ = w.take_linear(p + "self_attn.k_proj.weight", {Hkv * d, D});
+      wv_ = w.take_linear(p + "self_attn.v_proj.weight", {Hkv * d, D});
       bq_ = w.take_if(c.qkv_bias, p + "self_attn.q_proj.bias", {H * d});
       bk_ = w.take_if(c.qkv_bias, p + "self_attn.k_proj.bias", {Hkv * d});
       bv_ = w.take_if(c.qkv_bias, p + "self_attn.v_proj.bias", {Hkv * d});
-      gate_ = gemv_layout(w.take(p + "mlp.gate_proj.weight", {I, D}));
-      up_ = gemv_layout(w.take(p + "mlp.up_proj.weight", {I, D}));
+      gate_ = w.take_linear(p + "mlp.gate_proj.weight", {I, D});
+      up_ = w.take_linear(p + "mlp.up_proj.weight", {I, D});
       gate_b_ = w.take_if(c.mlp_bias, p + "mlp.gate_proj.bias", {I});
       up_b_ = w.take_if(c.mlp_bias, p + "mlp.up_proj.bias", {I});
     }
-    wo_ = gemv_layout(w.take(p + "self_attn.o_proj.weight", {D, H * d}));
+    wo_ = w.take_linear(p + "self_attn.o_proj.weight", {D, H * d});
     bo_ = w.take_if(c.o_bias, p + "self_attn.o_proj.bias", {D});
-    down_ = gemv_layout(w.take(p + "mlp.down_proj.weight", {D, I}));
+    down_ = w.take_linear(p + "mlp.down_proj.weight", {D, I});
     down_b_ = w.take_if(c.mlp_bias, p + "mlp.down_proj.bias", {D});
     if (c.qk_norm) {
       q_norm_ = norm(p + "self_attn.q_norm", d);
@@ -195,7 +237,7 @@ class DecoderModel::Layer : public AttentionLayerView {
   int64_t num_kv_heads() const override { return c_.num_kv_heads; }
   int64_t head_dim() const override { return c_.head_dim; }
   at::Tensor query_states(const at::Tensor& h) const override {
-    return q_norm_(heads(detail::linear(h, wq_, bq_), c_.num_heads));
+    return q_norm_(heads(wq_(h, bq_), c_.num_heads));
   }
   at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions) const override {
     if (!inv_freq_.defined()) return x;
@@ -206,20 +248,20 @@ class DecoderModel::Layer : public AttentionLayerView {
     return pikv::unapply_rope(x, positions, inv_freq_, rope_scaling_);
   }
   at::Tensor inv_freq() const override { return inv_freq_; }
-  at::Tensor output_weight() const override { return wo_; }
+  at::Tensor output_weight() const override { return wo_.matrix(); }
 
   // ---- used by the model ----
-  at::Tensor key_states(const at::Tensor& h) const override { return k_norm_(heads(detail::linear(h, wk_, bk_), c_.num_kv_heads)); }
-  at::Tensor value_states(const at::Tensor& h) const { return heads(detail::linear(h, wv_, bv_), c_.num_kv_heads); }
+  at::Tensor key_states(const at::Tensor& h) const override { return k_norm_(heads(wk_(h, bk_), c_.num_kv_heads)); }
+  at::Tensor value_states(const at::Tensor& h) const { return heads(wv_(h, bv_), c_.num_kv_heads); }
   at::Tensor output(const at::Tensor& attn) const {  // [B, H, T, d] -> [B, T, Dm]
-    return attn_out_norm_(detail::linear(attn.transpose(1, 2).reshape({attn.size(0), attn.size(2), -1}), wo_, bo_));
+    return attn_out_norm_(wo_(attn.transpose(1, 2).reshape({attn.size(0), attn.size(2), -1}), bo_));
   }
   at::Tensor mlp(const at::Tensor& x) const {  // the MLP block with its norms: [B, T, Dm] -> [B, T, Dm]
     const at::Tensor h = mlp_norm_(x);
     at::Tensor inner = gate_.defined()
-                           ? detail::activate(act_, detail::linear(h, gate_, gate_b_)) * detail::linear(h, up_, up_b_)
-                           : detail::activate(act_, detail::linear(h, up_, up_b_));
-    return mlp_out_norm_(detail::linear(inner, down_, down_b_));
+                           ? detail::activate(act_, gate_(h, gate_b_)) * up_(h, up_b_)
+                           : detail::activate(act_, up_(h, up_b_));
+    return mlp_out_norm_(down_(inner, down_b_));
   }
   // RoPE for this forward (dynamic variants depend on the sequence length); kept undefined for models
   // without rotary embeddings.
@@ -231,6 +273,20 @@ class DecoderModel::Layer : public AttentionLayerView {
   detail::Norm attn_norm_;
   const AttentionParams& params() const { return params_; }
   bool pressable() const { return pressable_; }
+  // Bytes of the layer's weights as held, and how many of its matrices are quantized.
+  std::pair<int64_t, int64_t> weight_bytes() const {
+    int64_t bytes = 0, quantized = 0;
+    for (const detail::LinearWeight* lw : {&wq_, &wk_, &wv_, &wo_, &gate_, &up_, &down_}) {
+      if (!lw->defined()) continue;
+      bytes += lw->bytes();
+      quantized += lw->quantized.defined() ? 1 : 0;
+    }
+    for (const at::Tensor* t : {&bq_, &bk_, &bv_, &bo_, &gate_b_, &up_b_, &down_b_})
+      if (t->defined()) bytes += t->numel() * t->element_size();
+    for (const detail::Norm* n : {&attn_norm_, &attn_out_norm_, &mlp_norm_, &mlp_out_norm_, &q_norm_, &k_norm_})
+      if (n->weight.defined()) bytes += n->weight.numel() * n->weight.element_size();
+    return {bytes, quantized};
+  }
 
  private:
   at::Tensor heads(const at::Tensor& x, int64_t n) const {  // [B, T, n*d] -> [B, n, T, d]
@@ -242,8 +298,8 @@ class DecoderModel::Layer : public AttentionLayerView {
   detail::Activation act_;
   AttentionParams params_;
   bool pressable_ = true;
-  at::Tensor wq_, wk_, wv_, wo_, bq_, bk_, bv_, bo_;
-  at::Tensor gate_, up_, down_, gate_b_, up_b_, down_b_;  // gate_ undefined: a plain (GPT-2) MLP
+  detail::LinearWeight wq_, wk_, wv_, wo_, gate_, up_, down_;  // gate_ undefined: a plain (GPT-2) MLP
+  at::Tensor bq_, bk_, bv_, bo_, gate_b_, up_b_, down_b_;
   detail::Norm attn_out_norm_, mlp_norm_, mlp_out_norm_, q_norm_, k_norm_;  // undefined weight: none
   at::Tensor inv_freq_;
   double rope_scaling_ = 1.0;
@@ -271,7 +327,8 @@ class DeviceCopy {
 };
 
 struct DecoderModel::Impl {
-  at::Tensor embed, position_embed, lm_head;  // position_embed: learned positions (GPT-2), else undefined
+  detail::LinearWeight embed, lm_head;  // embed [V, Dm]: a lookup table, its rows dequantised on lookup
+  at::Tensor position_embed;           // learned positions (GPT-2), else undefined
   detail::Norm final_norm;
   std::unique_ptr<RotaryEmbedding> rope, rope_local;
   DeviceCopy rope_full_on, rope_local_on;
@@ -280,13 +337,17 @@ struct DecoderModel::Impl {
 
 PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options,
                                        const std::string& source)
+    : DecoderModel(std::move(config), std::move(weights), QuantizedWeightMap(), options, source) {}
+
+PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, QuantizedWeightMap quantized,
+                                       const LoadOptions& options, const std::string& source)
     : config_(std::move(config)), impl_(std::make_unique<Impl>()) {
   config_.validate(source);
   PIKV_CHECK(options.dtype() == at::kFloat || options.dtype() == at::kBFloat16 || options.dtype() == at::kHalf ||
                  options.dtype() == at::kDouble,
              "DecoderModel: dtype must be float32, bfloat16, float16 or float64, got {}", dtype_name(options.dtype()));
   options_ = at::TensorOptions().dtype(options.dtype()).device(at::Device(options.device()));
-  detail::WeightReader w(weights, options_, source);
+  detail::WeightReader w(weights, quantized, options_, source);
   const ModelConfig& c = config_;
   const int64_t V = c.vocab_size, D = c.hidden_size;
   std::string layer_prefix = "model.layers.";
@@ -294,12 +355,12 @@ PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, co
     // GPT2LMHeadModel checkpoints prefix everything with "transformer."; GPT2Model ones do not.
     const std::string p = w.has("transformer.wte.weight") ? "transformer." : "";
     layer_prefix = p + "h.";
-    impl_->embed = w.take(p + "wte.weight", {V, D});
+    impl_->embed = w.take_linear(p + "wte.weight", {V, D});
     impl_->position_embed = w.take(p + "wpe.weight", {c.max_position_embeddings, D});
     impl_->final_norm =
         detail::Norm{w.take(p + "ln_f.weight", {D}), w.take(p + "ln_f.bias", {D}), detail::NormKind::layer, c.norm_eps};
   } else {
-    impl_->embed = w.take("model.embed_tokens.weight", {V, D});
+    impl_->embed = w.take_linear("model.embed_tokens.weight", {V, D});
     impl_->final_norm = detail::Norm{w.take("model.norm.weight", {D}), at::Tensor(),
                                      c.arch == Architecture::gemma3 ? detail::NormKind::rms_gemma : detail::NormKind::rms,
                                      c.norm_eps};
@@ -310,15 +371,31 @@ PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, co
     }
   }
   for (int64_t l = 0; l < c.num_layers; ++l) layers_.push_back(std::make_unique<Layer>(c, l, w, layer_prefix));
-  // The output projection streams the whole vocabulary matrix per token: GEMV layout. A tied
-  // embedding shares it (the token lookup gathers strided rows, which costs nothing measurable).
-  if (c.tie_word_embeddings) {
-    impl_->embed = detail::gemv_layout(impl_->embed);
-    impl_->lm_head = impl_->embed;
-  } else {
-    impl_->lm_head = detail::gemv_layout(w.take("lm_head.weight", {V, D}));
-  }
+  // The output projection streams the whole vocabulary matrix per token: GEMV layout (or blocks). A
+  // tied embedding shares it; the embedding is held the same way (the token lookup gathers strided
+  // rows, which costs nothing measurable).
+  impl_->lm_head = c.tie_word_embeddings ? impl_->embed : w.take_linear("lm_head.weight", {V, D});
   w.finish();
+  if (options.kv_dtype()) {
+    set_kv_dtype(*options.kv_dtype() == options.dtype() ? std::nullopt : options.kv_dtype());
+  } else if (quantized_matrices() > 0) {
+    set_kv_dtype(at::kHalf);
+  }
+}
+
+PIKV_INLINE int64_t DecoderModel::weight_bytes() const {
+  int64_t bytes = impl_->embed.bytes() + (config_.tie_word_embeddings ? 0 : impl_->lm_head.bytes());
+  if (impl_->position_embed.defined()) bytes += impl_->position_embed.numel() * impl_->position_embed.element_size();
+  if (impl_->final_norm.weight.defined()) bytes += impl_->final_norm.weight.numel() * impl_->final_norm.weight.element_size();
+  for (const auto& layer : layers_) bytes += layer->weight_bytes().first;
+  return bytes;
+}
+
+PIKV_INLINE int64_t DecoderModel::quantized_matrices() const {
+  int64_t n = (impl_->embed.quantized.defined() ? 1 : 0) +
+              (!config_.tie_word_embeddings && impl_->lm_head.quantized.defined() ? 1 : 0);
+  for (const auto& layer : layers_) n += layer->weight_bytes().second;
+  return n;
 }
 
 PIKV_INLINE DecoderModel::~DecoderModel() = default;
@@ -390,7 +467,8 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
     }
   }
 
-  at::Tensor x = at::embedding(impl_->embed, ids);
+  at::Tensor x = impl_->embed.quantized.defined() ? impl_->embed.quantized.rows_at(ids)
+                                                 : at::embedding(impl_->embed.dense, ids);
   if (impl_->embed_scale.defined()) x = x * impl_->embed_scale;
   if (impl_->position_embed.defined()) x = x + at::embedding(impl_->position_embed, positions);
 
@@ -426,7 +504,7 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
   }
   x = impl_->final_norm(x);
   if (fo.return_hidden()) return x;
-  at::Tensor logits = at::linear(x, impl_->lm_head);
+  at::Tensor logits = impl_->lm_head(x);
   if (c.final_logit_softcapping) logits = at::tanh(logits / *c.final_logit_softcapping) * *c.final_logit_softcapping;
   return logits;
 }
@@ -437,9 +515,12 @@ PIKV_INLINE std::unique_ptr<DecoderModel> DecoderModel::load(const std::string& 
     ckpt = read_hf_checkpoint(path);
   } else {
     PIKV_CHECK(is_regular_file(path), "model path '{}' does not exist", path);
-    ckpt = read_gguf_checkpoint(path);
+    CheckpointOptions read;
+    read.keep_quantized = !options.dequantize() && options.dtype() == at::kFloat && at::Device(options.device()).is_cpu();
+    ckpt = read_gguf_checkpoint(path, read);
   }
-  return std::make_unique<DecoderModel>(std::move(ckpt.config), std::move(ckpt.weights), options, path);
+  return std::make_unique<DecoderModel>(std::move(ckpt.config), std::move(ckpt.weights), std::move(ckpt.quantized),
+                                        options, path);
 }
 
 }  // namespace pikv

@@ -493,6 +493,16 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
     }
     for (const detail::GGUFExpect& e : expect) {
       current = fmt::format("tensor '{}'", e.gguf);
+      const io::GGUFTensorInfo& info = f.tensor(e.gguf);
+      if (options.keep_quantized && !e.norm && ops::QuantizedMatrix::supports(info.type)) {
+        const int64_t bad = finite ? f.first_non_finite(e.gguf) : -1;
+        if (bad >= 0) detail::report_non_finite(f.load(e.gguf), bad, file_desc, e.gguf);
+        ops::QuantizedMatrix q = ops::QuantizedMatrix::from_raw(info.type, e.shape[0], e.shape[1], f.raw(e.gguf),
+                                                                fmt::format("{} tensor '{}'", file_desc, e.gguf));
+        if (e.unpermute_heads > 0) q = q.index_rows(detail::unpermute(at::arange(e.shape[0], at::kLong), e.unpermute_heads));
+        ckpt.quantized.emplace(e.hf, std::move(q));
+        continue;
+      }
       at::Tensor t = f.load(e.gguf);
       // The raw check reads only what can hold a NaN or infinity (block scales of quantised types).
       if (finite) detail::report_non_finite(t, f.first_non_finite(e.gguf), file_desc, e.gguf);
