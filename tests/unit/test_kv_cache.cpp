@@ -119,6 +119,20 @@ TEST(KVCache, ApplyUnchangedIsANoOp) {
   EXPECT_EQ(cache.physical_length(0), 5);
 }
 
+TEST(KVCache, ApplyStoresAWiderFloatingResultInTheCachesDtype) {
+  // A press that scored a widened copy of a float16 cache returns float32 entries: stored as float16.
+  KVCache cache(1);
+  cache.append(0, kv(5, 1).to(at::kHalf), kv(5, 2).to(at::kHalf));
+  CompressedKV r;
+  r.keys = cache.keys(0).narrow(2, 0, 2).to(at::kFloat);
+  r.values = cache.values(0).narrow(2, 0, 2).to(at::kFloat);
+  r.indices = at::arange(2, at::kLong).expand({B, H, 2}).contiguous();
+  cache.apply(0, r);
+  EXPECT_EQ(cache.keys(0).scalar_type(), at::kHalf);
+  EXPECT_TRUE(at::equal(cache.keys(0).to(at::kFloat), r.keys));
+  EXPECT_EQ(cache.physical_length(0), 2);
+}
+
 TEST(KVCache, ApplyRejectsResultsThatDoNotFit) {
   KVCache cache(1);
   EXPECT_PIKV_ERROR(cache.apply(0, CompressedKV{}), "layer 0 is empty");
@@ -128,8 +142,8 @@ TEST(KVCache, ApplyRejectsResultsThatDoNotFit) {
   big.values = kv(6, 4);
   EXPECT_PIKV_ERROR(cache.apply(0, big), "do not fit", "n=5");
   CompressedKV wrong_dtype;
-  wrong_dtype.keys = kv(2, 3).to(at::kDouble);
-  wrong_dtype.values = kv(2, 4).to(at::kDouble);
+  wrong_dtype.keys = kv(2, 3).to(at::kInt);
+  wrong_dtype.values = kv(2, 4).to(at::kInt);
   EXPECT_PIKV_ERROR(cache.apply(0, wrong_dtype), "dtype");
   CompressedKV bad_idx;
   bad_idx.keys = kv(2, 3);

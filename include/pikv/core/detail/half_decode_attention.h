@@ -9,6 +9,7 @@
 // An AVX2/F16C version runs where the CPU has it; the scalar version is the reference and the fallback.
 
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/cpu_features.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -108,6 +109,28 @@ PIKV_TARGET_F16C inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// exp of 8 floats <= 0 (scores minus their maximum; -inf gives 0): 2^n e^r with n = round(x log2 e),
+// r = x - n ln 2 in two parts, and a degree-6 polynomial for e^r on [-ln2/2, ln2/2] (relative error
+// about 2e-7, like the libm exp it replaces, which cost a tenth of the decode time called per score).
+PIKV_TARGET_F16C inline __m256 exp8(__m256 x) {
+  const __m256 masked = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  return _mm256_andnot_ps(masked, e);  // below e^-87 (masked keys, -inf): 0
+}
+
 // Dimensions [8 b0, 8 b0 + 32) of the G outputs: sum over the chunk of p[g, j] * v[j]. G is a template
 // argument so that the G x 4 accumulators are registers, not memory.
 template <typename Half, int G>
@@ -187,11 +210,24 @@ PIKV_TARGET_F16C void run_avx2(const Task& t) {
       }
   }
   for (int64_t g = 0; g < G; ++g) {
-    float sum = 0.f;
-    for (int64_t j = 0; j < len; ++j) {
-      float& s = t.scores[g * kChunk + j];
-      s = t.max[g] == neg_inf ? 0.f : std::exp(s - t.max[g]);
-      sum += s;
+    float* s = t.scores + g * kChunk;
+    if (t.max[g] == neg_inf) {  // every key of the chunk masked
+      std::fill(s, s + len, 0.f);
+      t.sum[g] = 0.f;
+      continue;
+    }
+    const __m256 top = _mm256_set1_ps(t.max[g]);
+    __m256 sum8 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), top));
+      _mm256_storeu_ps(s + j, e);
+      sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = hsum8(sum8);
+    for (; j < len; ++j) {
+      s[j] = std::exp(s[j] - t.max[g]);
+      sum += s[j];
     }
     t.sum[g] = sum;
   }
@@ -210,11 +246,6 @@ PIKV_TARGET_F16C void run_avx2(const Task& t) {
   }
 }
 
-inline bool cpu_has_f16c() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
 #endif
 
 // queries float32 [B, Hkv, G, d]; keys / values [B, Hkv, n, d] float16 or bfloat16 (last dim
@@ -237,7 +268,7 @@ inline at::Tensor attend(const at::Tensor& queries, const at::Tensor& keys, cons
   std::vector<float> maxes(static_cast<size_t>(tasks * G)), sums(static_cast<size_t>(tasks * G)),
       outs(static_cast<size_t>(tasks * G * d));
 #ifdef PIKV_HALF_ATTN_X86
-  const bool avx2 = vectorised && cpu_has_f16c() && (d == 64 || d == 128 || d == 256) && G <= 8;
+  const bool avx2 = vectorised && pikv::detail::cpu_has_avx2_fma_f16c() && (d == 64 || d == 128 || d == 256) && G <= 8;
 #else
   const bool avx2 = false;
 #endif

@@ -494,7 +494,7 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
     for (const detail::GGUFExpect& e : expect) {
       current = fmt::format("tensor '{}'", e.gguf);
       const io::GGUFTensorInfo& info = f.tensor(e.gguf);
-      if (options.keep_quantized && !e.norm && ops::QuantizedMatrix::supports(info.type)) {
+      if (options.keep_quantized && !e.norm && e.shape.size() == 2 && ops::QuantizedMatrix::supports(info.type)) {
         const int64_t bad = finite ? f.first_non_finite(e.gguf) : -1;
         if (bad >= 0) detail::report_non_finite(f.load(e.gguf), bad, file_desc, e.gguf);
         ops::QuantizedMatrix q = ops::QuantizedMatrix::from_raw(info.type, e.shape[0], e.shape[1], f.raw(e.gguf),

@@ -2,6 +2,7 @@
 
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/cpu_features.h>
 #include <pikv/core/tensor_checks.h>
 #include <pikv/io/gguf.h>
 #include <pikv/ops/quantized_linear.h>
@@ -189,7 +190,10 @@ PIKV_TARGET_AVX2 inline void decode_avx2(const uint8_t* row, int64_t j, __m256 q
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const __m128i mask = _mm_set1_epi8(0x0F);
     const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-    bytes_to_ps(_mm256_set_m128i(hi, lo), q);
+    q[0] = u8_to_ps(lo);
+    q[1] = u8_to_ps(_mm_srli_si128(lo, 8));
+    q[2] = u8_to_ps(hi);
+    q[3] = u8_to_ps(_mm_srli_si128(hi, 8));
   } else if constexpr (T == kQ4_K) {
     const uint8_t* p = row + 144 * (j / 8) + 16 + 32 * ((j % 8) / 2);
     __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -209,46 +213,44 @@ PIKV_TARGET_AVX2 inline void decode_avx2(const uint8_t* row, int64_t j, __m256 q
 }
 
 template <uint32_t T, int M>
-PIKV_TARGET_AVX2 __attribute__((flatten)) void gemv_avx2_rows(const QuantizedMatrix& w, const float* x, int64_t xs, const float* sx, int64_t r0,
-                                     int64_t r1, float* y, int64_t ys, const float* bias) {
+PIKV_TARGET_AVX2 __attribute__((flatten)) void gemv_avx2_rows(const QuantizedMatrix& w, const float* x, int64_t xs,
+                                                              const float* sx, int64_t r0, int64_t r1, float* y,
+                                                              int64_t ys, const float* bias) {
   const int64_t groups = w.cols() / 32;
-  constexpr bool two_scales = T == kQ6_K;
   constexpr bool offset = T != kQ8_0;
   __m256 q[4];
   float a[2], c[2];
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.row(r);
-    __m256 acc[M];
+    // Two accumulators per input row (the group's halves): two short dependency chains instead of one
+    // long one, which measured ~2x faster per group.
+    __m256 acc0[M], acc1[M];
     float sacc[M];
     for (int m = 0; m < M; ++m) {
-      acc[m] = _mm256_setzero_ps();
+      acc0[m] = acc1[m] = _mm256_setzero_ps();
       sacc[m] = 0.f;
     }
     for (int64_t j = 0; j < groups; ++j) {
       decode_avx2<T>(row, j, q);
       coefficients<T, half_f16c>(row, j, a, c);
-      const __m256 a0 = _mm256_set1_ps(a[0]);
+      const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
       for (int m = 0; m < M; ++m) {
         const float* xp = x + m * xs + 32 * j;
         __m256 t0 = _mm256_mul_ps(q[0], _mm256_loadu_ps(xp));
+        __m256 t1 = _mm256_mul_ps(q[2], _mm256_loadu_ps(xp + 16));
         t0 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xp + 8), t0);
-        if constexpr (two_scales) {
-          __m256 t1 = _mm256_mul_ps(q[2], _mm256_loadu_ps(xp + 16));
-          t1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp + 24), t1);
-          acc[m] = _mm256_fmadd_ps(a0, t0, acc[m]);
-          acc[m] = _mm256_fmadd_ps(_mm256_set1_ps(a[1]), t1, acc[m]);
-        } else {
-          t0 = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp + 16), t0);
-          t0 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp + 24), t0);
-          acc[m] = _mm256_fmadd_ps(a0, t0, acc[m]);
-        }
+        t1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp + 24), t1);
+        acc0[m] = _mm256_fmadd_ps(a0, t0, acc0[m]);
+        acc1[m] = _mm256_fmadd_ps(a1, t1, acc1[m]);
         if constexpr (offset) {
           const float* sxp = sx + m * (2 * groups) + 2 * j;
           sacc[m] += c[0] * sxp[0] + c[1] * sxp[1];
         }
       }
     }
-    for (int m = 0; m < M; ++m) y[m * ys + r] = hsum(acc[m]) + sacc[m] + (bias != nullptr ? bias[r] : 0.f);
+    for (int m = 0; m < M; ++m) {
+      y[m * ys + r] = hsum(_mm256_add_ps(acc0[m], acc1[m])) + sacc[m] + (bias != nullptr ? bias[r] : 0.f);
+    }
   }
 }
 
@@ -289,11 +291,7 @@ PIKV_TARGET_AVX2 __attribute__((flatten)) void dequantize_avx2(const QuantizedMa
   }
 }
 
-PIKV_INLINE bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
+PIKV_INLINE bool cpu_has_avx2() { return pikv::detail::cpu_has_avx2_fma_f16c(); }
 #else
 PIKV_INLINE bool cpu_has_avx2() { return false; }
 #endif
