@@ -183,3 +183,40 @@ TEST(HalfCacheAttention, AModelWithAFloat16CacheStoresHalfTheBytesAndPressesKeep
   EXPECT_TRUE(at::allclose(hn, hw, 1e-2, 1e-2)) << (hn - hw).abs().max();
   EXPECT_PIKV_ERROR(narrow.set_kv_dtype(at::kInt), "KV cache dtype", "int");
 }
+
+TEST(HalfCacheAttention, RaggedLayersAreReadInPlace) {
+  // A float16 layer compressed head-wise (per-head lengths 0 .. 1100, across 512-row chunks), then 5
+  // tokens appended: the in-place read of packed heads + suffix against attention over the padded copy
+  // in float32.
+  const int64_t B = 2, Hkv = 3, G = 3, d = 64, n = 1200;
+  KVCache cache(1);
+  cache.append(0, test::randn({B, Hkv, n, d}, 1).to(at::kHalf), test::randn({B, Hkv, n, d}, 2).to(at::kHalf));
+  const std::vector<int64_t> lens = {1100, 3, 0, 700, 512, 1};
+  at::Tensor idx = at::full({B, Hkv, 1100}, -1, at::kLong);
+  for (int64_t bh = 0; bh < B * Hkv; ++bh)
+    idx.view({B * Hkv, 1100})[bh].narrow(0, 0, lens[bh]).copy_(std::get<0>(at::randperm(n, at::kLong).narrow(0, 0, lens[bh]).sort()));
+  CompressedKV r;
+  r.indices = idx;
+  r.keys = cache.keys(0).gather(2, idx.clamp_min(0).unsqueeze(-1).expand({B, Hkv, 1100, d}));
+  r.values = cache.values(0).gather(2, idx.clamp_min(0).unsqueeze(-1).expand({B, Hkv, 1100, d}));
+  r.head_lengths = at::tensor(lens).view({B, Hkv});
+  cache.apply(0, r);
+  cache.append(0, test::randn({B, Hkv, 5, d}, 3).to(at::kHalf), test::randn({B, Hkv, 5, d}, 4).to(at::kHalf));
+  ASSERT_TRUE(cache.is_ragged(0));
+
+  const at::Tensor q = test::randn({B, Hkv, G, d}, 5);
+  const double scale = 0.125;
+  const KVCache::RaggedParts parts = cache.ragged_parts(0);
+  const at::Tensor got = pikv::detail::half_attention::attend_ragged(q, parts.packed_keys, parts.packed_values,
+                                                                     *parts.lengths, parts.suffix_keys,
+                                                                     parts.suffix_values, scale);
+  const KVCache::Padded padded = cache.padded(0);
+  at::Tensor logits = at::matmul(q, padded.keys.to(at::kFloat).transpose(-1, -2)) * scale;
+  logits = logits.masked_fill(padded.valid.unsqueeze(2).logical_not(), -std::numeric_limits<float>::infinity());
+  const at::Tensor want = at::matmul(at::softmax(logits, -1), padded.values.to(at::kFloat));
+  EXPECT_TRUE(at::allclose(got, want, 1e-4, 1e-5)) << (got - want).abs().max();
+  const at::Tensor scalar = pikv::detail::half_attention::attend_ragged(
+      q, parts.packed_keys, parts.packed_values, *parts.lengths, parts.suffix_keys, parts.suffix_values, scale, false);
+  EXPECT_TRUE(at::allclose(scalar, want, 1e-4, 1e-5)) << (scalar - want).abs().max();
+  EXPECT_PIKV_ERROR(KVCache(1).ragged_parts(0), "not a ragged layer");
+}

@@ -111,6 +111,17 @@ class KVCache {
   // are unpacked into a temporary padded copy with a validity mask (attention must mask the rest).
   [[nodiscard]] Padded padded(int64_t layer) const;
 
+  // A ragged layer of the dynamic layout read in place, without padded()'s copy: the packed prefix
+  // (rows of every (b, h) back to back, (b, h) row-major) keys/values [sum(lengths), d], the B * Hkv
+  // prefix lengths, and the dense suffix appended since keys/values [B, Hkv, s, d] (undefined when
+  // empty). Throws for dense or fixed-capacity layers.
+  struct RaggedParts {
+    at::Tensor packed_keys, packed_values;
+    const std::vector<int64_t>* lengths = nullptr;
+    at::Tensor suffix_keys, suffix_values;
+  };
+  [[nodiscard]] RaggedParts ragged_parts(int64_t layer) const;
+
   // Positions (in the logical sequence) of the stored prefix after the last apply(): int64
   // [B, Hkv, k] ascending, -1 padding for ragged layers; undefined if the layer was never compressed.
   const at::Tensor& kept_positions(int64_t layer) const;

@@ -248,23 +248,31 @@ PIKV_TARGET_F16C void run_avx2(const Task& t) {
 
 #endif
 
-// queries float32 [B, Hkv, G, d]; keys / values [B, Hkv, n, d] float16 or bfloat16 (last dim
-// contiguous); mask bool [B, Hkv, G, n] or undefined; scale the softmax scale -> float32 [B, Hkv, G, d].
-// `vectorised` false runs the scalar reference.
-inline at::Tensor attend(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
-                         const at::Tensor& mask, double scale, bool vectorised = true) {
-  const int64_t B = keys.size(0), Hkv = keys.size(1), n = keys.size(2), d = keys.size(3), G = queries.size(2);
-  PIKV_CHECK(keys.scalar_type() == values.scalar_type() &&
-                 (keys.scalar_type() == at::kHalf || keys.scalar_type() == at::kBFloat16) &&
-                 queries.scalar_type() == at::kFloat && keys.stride(3) == 1 && values.stride(3) == 1 &&
-                 values.sizes() == keys.sizes() && queries.size(0) == B && queries.size(1) == Hkv && queries.size(3) == d,
-             "half-precision decode attention: queries must be float32 [B, Hkv, G, d] and keys/values float16 or "
-             "bfloat16 [B, Hkv, n, d] with contiguous rows; got {} / {} / {}",
-             queries.sizes(), keys.sizes(), values.sizes());
-  const at::Tensor q = queries.contiguous();
-  const at::Tensor m = mask.defined() ? mask.expand({B, Hkv, G, n}).contiguous() : at::Tensor();
-  const int64_t chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
-  const int64_t tasks = B * Hkv * chunks;
+// A run of stored rows that one (batch row, KV head) attends to: rows [0, n) from `keys` / `values`
+// with `stride` elements between rows (a head of a dense cache, a head's packed prefix, a head's dense
+// suffix). mask: bool [G, mask_stride] at this segment's first row, or null.
+struct Segment {
+  int64_t bh;  // b * Hkv + h
+  const void* keys;
+  const void* values;
+  int64_t n, key_stride, value_stride;
+  const bool* mask;
+  int64_t mask_stride;
+};
+
+// Attends the G queries of every (b, h) over its segments: each segment split in kChunk-row tasks run
+// in parallel, then the tasks of a (b, h) combined. q float32 [BH, G, d] contiguous -> [BH, G, d].
+inline at::Tensor attend_segments(const at::Tensor& q, int64_t BH, const std::vector<Segment>& segments,
+                                  at::ScalarType dtype, double scale, bool vectorised) {
+  const int64_t G = q.size(1), d = q.size(2);
+  struct Piece {
+    size_t segment;
+    int64_t j0, j1;
+  };
+  std::vector<Piece> pieces;
+  for (size_t s = 0; s < segments.size(); ++s)
+    for (int64_t j = 0; j < segments[s].n; j += kChunk) pieces.push_back({s, j, std::min(segments[s].n, j + kChunk)});
+  const int64_t tasks = static_cast<int64_t>(pieces.size());
   std::vector<float> maxes(static_cast<size_t>(tasks * G)), sums(static_cast<size_t>(tasks * G)),
       outs(static_cast<size_t>(tasks * G * d));
 #ifdef PIKV_HALF_ATTN_X86
@@ -272,25 +280,25 @@ inline at::Tensor attend(const at::Tensor& queries, const at::Tensor& keys, cons
 #else
   const bool avx2 = false;
 #endif
-  const bool half = keys.scalar_type() == at::kHalf;
+  const bool half = dtype == at::kHalf;
   at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores(static_cast<size_t>(G * kChunk));
     for (int64_t task = t0; task < t1; ++task) {
-      const int64_t c = task % chunks, bh = task / chunks, b = bh / Hkv, h = bh % Hkv;
+      const Piece& piece = pieces[static_cast<size_t>(task)];
+      const Segment& seg = segments[piece.segment];
       Task t;
-      t.q = q.const_data_ptr<float>() + bh * G * d;
-      const int64_t elem = keys.element_size();
-      t.keys = static_cast<const char*>(keys.const_data_ptr()) + (b * keys.stride(0) + h * keys.stride(1)) * elem;
-      t.values = static_cast<const char*>(values.const_data_ptr()) + (b * values.stride(0) + h * values.stride(1)) * elem;
-      t.key_stride = keys.stride(2);
-      t.value_stride = values.stride(2);
-      t.mask = m.defined() ? m.const_data_ptr<bool>() + bh * G * n : nullptr;
-      t.mask_stride = n;
+      t.q = q.const_data_ptr<float>() + seg.bh * G * d;
+      t.keys = seg.keys;
+      t.values = seg.values;
+      t.key_stride = seg.key_stride;
+      t.value_stride = seg.value_stride;
+      t.mask = seg.mask;
+      t.mask_stride = seg.mask_stride;
       t.G = G;
       t.d = d;
-      t.n = n;
-      t.j0 = c * kChunk;
-      t.j1 = std::min(n, t.j0 + kChunk);
+      t.n = seg.n;
+      t.j0 = piece.j0;
+      t.j1 = piece.j1;
       t.scale = static_cast<float>(scale);
       t.max = maxes.data() + task * G;
       t.sum = sums.data() + task * G;
@@ -309,30 +317,115 @@ inline at::Tensor attend(const at::Tensor& queries, const at::Tensor& keys, cons
       half ? run_scalar<c10::Half>(t) : run_scalar<c10::BFloat16>(t);
     }
   });
-  // Combine the chunks of every query head: rescale each to the global maximum.
-  at::Tensor out = at::empty({B, Hkv, G, d}, q.options());
+  // Combine the tasks of every (b, h) and query head: rescale each to the common maximum.
+  std::vector<std::vector<int64_t>> of_bh(static_cast<size_t>(BH));
+  for (int64_t task = 0; task < tasks; ++task)
+    of_bh[static_cast<size_t>(segments[pieces[static_cast<size_t>(task)].segment].bh)].push_back(task);
+  at::Tensor out = at::zeros({BH, G, d}, q.options());
   float* o = out.data_ptr<float>();
-  for (int64_t bh = 0; bh < B * Hkv; ++bh) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t bh = 0; bh < BH; ++bh) {
     for (int64_t g = 0; g < G; ++g) {
-      float top = -std::numeric_limits<float>::infinity();
-      for (int64_t c = 0; c < chunks; ++c) top = std::max(top, maxes[static_cast<size_t>((bh * chunks + c) * G + g)]);
+      float top = neg_inf;
+      for (int64_t task : of_bh[static_cast<size_t>(bh)]) top = std::max(top, maxes[static_cast<size_t>(task * G + g)]);
       float* dst = o + (bh * G + g) * d;
-      std::fill(dst, dst + d, 0.f);
       float total = 0.f;
-      for (int64_t c = 0; c < chunks; ++c) {
-        const size_t i = static_cast<size_t>((bh * chunks + c) * G + g);
-        if (maxes[i] == -std::numeric_limits<float>::infinity()) continue;
+      for (int64_t task : of_bh[static_cast<size_t>(bh)]) {
+        const size_t i = static_cast<size_t>(task * G + g);
+        if (maxes[i] == neg_inf) continue;
         const float w = std::exp(maxes[i] - top);
         total += w * sums[i];
         const float* src = outs.data() + i * static_cast<size_t>(d);
         for (int64_t k = 0; k < d; ++k) dst[k] += w * src[k];
       }
-      // A head with nothing to attend to (fully masked) outputs zeros; the caller's mask never does this.
+      // A head with nothing to attend to outputs zeros (callers' masks never leave a head empty).
       if (total > 0.f)
         for (int64_t k = 0; k < d; ++k) dst[k] /= total;
     }
   }
   return out;
+}
+
+inline void check_operands(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values, int64_t d) {
+  PIKV_CHECK(keys.scalar_type() == values.scalar_type() &&
+                 (keys.scalar_type() == at::kHalf || keys.scalar_type() == at::kBFloat16) &&
+                 queries.scalar_type() == at::kFloat && queries.dim() == 4 && queries.size(3) == d &&
+                 keys.size(-1) == d && values.size(-1) == d && keys.stride(-1) == 1 && values.stride(-1) == 1,
+             "half-precision decode attention: queries must be float32 [B, Hkv, G, d] and keys/values float16 or "
+             "bfloat16 with contiguous rows of d={}; got {} / {} / {}",
+             d, queries.sizes(), keys.sizes(), values.sizes());
+}
+
+// queries float32 [B, Hkv, G, d]; keys / values [B, Hkv, n, d] float16 or bfloat16 (last dim
+// contiguous); mask bool [B, Hkv, G, n] or undefined; scale the softmax scale -> float32 [B, Hkv, G, d].
+// `vectorised` false runs the scalar reference.
+inline at::Tensor attend(const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values,
+                         const at::Tensor& mask, double scale, bool vectorised = true) {
+  const int64_t B = keys.size(0), Hkv = keys.size(1), n = keys.size(2), d = keys.size(3), G = queries.size(2);
+  check_operands(queries, keys, values, d);
+  PIKV_CHECK(values.sizes() == keys.sizes() && queries.size(0) == B && queries.size(1) == Hkv,
+             "half-precision decode attention: queries {} do not fit keys {} / values {}", queries.sizes(),
+             keys.sizes(), values.sizes());
+  const at::Tensor m = mask.defined() ? mask.expand({B, Hkv, G, n}).contiguous() : at::Tensor();
+  const int64_t elem = keys.element_size();
+  std::vector<Segment> segments;
+  for (int64_t bh = 0; bh < B * Hkv; ++bh) {
+    const int64_t b = bh / Hkv, h = bh % Hkv;
+    segments.push_back({bh, static_cast<const char*>(keys.const_data_ptr()) + (b * keys.stride(0) + h * keys.stride(1)) * elem,
+                        static_cast<const char*>(values.const_data_ptr()) + (b * values.stride(0) + h * values.stride(1)) * elem,
+                        n, keys.stride(2), values.stride(2), m.defined() ? m.const_data_ptr<bool>() + bh * G * n : nullptr,
+                        n});
+  }
+  return attend_segments(queries.contiguous().view({B * Hkv, G, d}), B * Hkv, segments, keys.scalar_type(), scale,
+                         vectorised)
+      .view({B, Hkv, G, d});
+}
+
+// One decoding query per head over a ragged (head-wise compressed) layer read in place, without the
+// padded copy: each (b, h) attends to its packed prefix rows and to the dense suffix appended since.
+// queries float32 [B, Hkv, G, d]; packed_keys / packed_values [sum(lengths), d] (rows of (b, h) back to
+// back, row-major (b, h) order); lengths: B * Hkv counts; suffix_keys / suffix_values [B, Hkv, s, d] or
+// undefined. Every stored token is visible (the caller checks there is no window or padding mask).
+inline at::Tensor attend_ragged(const at::Tensor& queries, const at::Tensor& packed_keys, const at::Tensor& packed_values,
+                                const std::vector<int64_t>& lengths, const at::Tensor& suffix_keys,
+                                const at::Tensor& suffix_values, double scale, bool vectorised = true) {
+  const int64_t B = queries.size(0), Hkv = queries.size(1), G = queries.size(2), d = queries.size(3);
+  check_operands(queries, packed_keys, packed_values, d);
+  const bool suffix = suffix_keys.defined() && suffix_keys.size(2) > 0;
+  if (suffix) check_operands(queries, suffix_keys, suffix_values, d);
+  PIKV_CHECK(static_cast<int64_t>(lengths.size()) == B * Hkv && packed_keys.dim() == 2 &&
+                 packed_values.sizes() == packed_keys.sizes() &&
+                 (!suffix || (suffix_keys.size(0) == B && suffix_keys.size(1) == Hkv &&
+                              suffix_keys.scalar_type() == packed_keys.scalar_type())),
+             "half-precision ragged decode attention: {} lengths, packed {} / {}, suffix {} do not fit queries {}",
+             lengths.size(), packed_keys.sizes(), packed_values.sizes(), suffix ? suffix_keys.sizes() : at::IntArrayRef{},
+             queries.sizes());
+  const int64_t elem = packed_keys.element_size();
+  const char* pk = static_cast<const char*>(packed_keys.const_data_ptr());
+  const char* pv = static_cast<const char*>(packed_values.const_data_ptr());
+  std::vector<Segment> segments;
+  int64_t row = 0;
+  for (int64_t bh = 0; bh < B * Hkv; ++bh) {
+    const int64_t len = lengths[static_cast<size_t>(bh)];
+    if (len > 0) {
+      segments.push_back({bh, pk + row * packed_keys.stride(0) * elem, pv + row * packed_values.stride(0) * elem, len,
+                          packed_keys.stride(0), packed_values.stride(0), nullptr, 0});
+    }
+    row += len;
+    if (suffix) {
+      const int64_t b = bh / Hkv, h = bh % Hkv;
+      segments.push_back(
+          {bh,
+           static_cast<const char*>(suffix_keys.const_data_ptr()) + (b * suffix_keys.stride(0) + h * suffix_keys.stride(1)) * elem,
+           static_cast<const char*>(suffix_values.const_data_ptr()) + (b * suffix_values.stride(0) + h * suffix_values.stride(1)) * elem,
+           suffix_keys.size(2), suffix_keys.stride(2), suffix_values.stride(2), nullptr, 0});
+    }
+  }
+  PIKV_CHECK(row == packed_keys.size(0), "half-precision ragged decode attention: lengths sum to {}, {} rows are packed",
+             row, packed_keys.size(0));
+  return attend_segments(queries.contiguous().view({B * Hkv, G, d}), B * Hkv, segments, packed_keys.scalar_type(),
+                         scale, vectorised)
+      .view({B, Hkv, G, d});
 }
 
 }  // namespace pikv::detail::half_attention

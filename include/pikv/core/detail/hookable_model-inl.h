@@ -2,6 +2,7 @@
 
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
+#include <pikv/core/detail/half_decode_attention.h>
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/detail/logging.h>
 #include <pikv/core/tensor_checks.h>
@@ -137,6 +138,27 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   } else {
     cache.append(l, call.keys, call.values);
   }
+  Press* const installed = press();
+  const bool pressed = call.pressable && installed != nullptr;
+  const at::Tensor& q = call.queries;
+  // One decoding token over a head-wise compressed layer of a float16 / bfloat16 cache on the CPU:
+  // read the packed heads in place instead of building padded()'s copy every step (the copy cost more
+  // than the compression saved). Only where every stored token is visible and no press needs the layer.
+  if (!is_prefill && q.size(2) == 1 && !q.is_cuda() && q.scalar_type() == at::kFloat && kv_dtype_ &&
+      (*kv_dtype_ == at::kHalf || *kv_dtype_ == at::kBFloat16) && !cache.is_fixed_capacity() && cache.is_ragged(l) &&
+      !call.params.sliding_window && !call.key_padding.defined() && !call.params.need_weights &&
+      !call.params.weights_only && !call.params.softcap &&
+      !(pressed && (installed->acts_during_decoding() || installed->requirements().attention_weights))) {
+    const KVCache::RaggedParts parts = cache.ragged_parts(l);
+    const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = call.keys.size(1);
+    const double scale = call.params.scale > 0 ? call.params.scale : 1.0 / std::sqrt(static_cast<double>(d));
+    AttentionResult r;
+    r.output = detail::half_attention::attend_ragged(q.reshape({B, Hkv, H / Hkv, d}), parts.packed_keys,
+                                                     parts.packed_values, *parts.lengths, parts.suffix_keys,
+                                                     parts.suffix_values, scale)
+                   .reshape({B, H, 1, d});
+    return r;
+  }
   KVCache::Padded kv = cache.padded(l);
   KVView view{kv.keys, kv.values, at::Tensor()};
   // Positions mask what a query may not see. One decoding token sees every token a dense layer stores
@@ -145,8 +167,6 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
                                call.key_padding.defined() || call.queries.size(2) > 1;
   if (!cache.is_contiguous_prefix(l) && needs_positions) view.positions = cache.token_positions(l).to(kv.keys.device());
   AttentionParams params = call.params;
-  Press* const installed = press();
-  const bool pressed = call.pressable && installed != nullptr;
   if (pressed && installed->requirements().attention_weights) params.need_weights = true;
   AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
   if (pressed) {

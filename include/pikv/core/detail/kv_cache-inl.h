@@ -439,6 +439,21 @@ PIKV_INLINE KVCache::Padded KVCache::padded(int64_t layer) const {
   return {keys, values, valid};
 }
 
+PIKV_INLINE KVCache::RaggedParts KVCache::ragged_parts(int64_t layer) const {
+  const Layer& L = at_layer(layer, "ragged_parts");
+  PIKV_CHECK(!is_fixed_capacity() && L.ragged(),
+             "KVCache::ragged_parts: layer {} is not a ragged layer of a dynamic cache", layer);
+  RaggedParts parts;
+  parts.packed_keys = L.ragged_keys;
+  parts.packed_values = L.ragged_values;
+  parts.lengths = &L.ragged_lengths;
+  if (L.keys.defined() && L.keys.size(2) > 0) {
+    parts.suffix_keys = L.keys;
+    parts.suffix_values = L.values;
+  }
+  return parts;
+}
+
 PIKV_INLINE at::Tensor KVCache::token_positions(int64_t layer) const {
   const Layer& L = at_layer(layer, "token_positions");
   if (is_fixed_capacity()) {
