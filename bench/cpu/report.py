@@ -26,8 +26,10 @@ def main():
     p.add_argument("bandwidth")
     p.add_argument("--out", required=True)
     p.add_argument("--command", default="bench/run_cpu_speed.sh")
+    p.add_argument("--note", default="", help="a sentence on how the rows were gathered")
     a = p.parse_args()
-    rows = {key(r): r for r in map(json.loads, open(a.results).read().splitlines()) if r.strip()}
+    # Later lines replace earlier ones with the same key (a part rerun with --parts appends).
+    rows = {key(r): r for r in (json.loads(line) for line in open(a.results) if line.strip())}
     bw = json.load(open(a.bandwidth))["read_gb_s"]
     contexts = sorted({k[1] for k in rows})
     presses = []
@@ -47,15 +49,16 @@ def main():
         return (r["weight_mb"] * 1e6 + r["kv_mib"] * 2**20) / (bw * 1e9) * 1000
 
     threads = os.environ.get("OMP_NUM_THREADS", "2")
-    out = [f"# CPU speed: decode and prefill on the same GGUF, one run\n",
+    out = [f"# CPU speed: decode and prefill on the same GGUF, one sitting\n",
            f"`{a.command}` on {platform.machine()} with {os.cpu_count()} cores, OMP_NUM_THREADS={threads}; model "
            f"SmolLM2-135M-Instruct Q4_1 (the default model); the same random token ids for every implementation; "
            f"greedy decode steps after the prefill. Measured read bandwidth: **{bw:.1f} GB/s** (a 1 GiB sum, "
-           f"{threads} threads).\n",
+           f"{threads} threads). {a.note}\n",
            "- **pikv quantized**: the default load (Q4_1/Q8_0 blocks run by `ops::quantized_linear`, float16 KV cache).",
            "- **pikv dequantised**: `--exact` (weights dequantised to float32 at load, float32 KV cache: what "
            "transformers computes).",
-           "- **llama.cpp**: llama-cpp-python built from source by the script, its default f16 KV cache.",
+           "- **llama.cpp**: llama-cpp-python 0.3.36 built from source by the script, its default f16 KV cache, flash "
+           "attention on (faster than off here at long contexts).",
            "- **transformers**: its GGUF loader (float32), kvpress for the presses (AdaKV masks: nothing is freed).",
            "- **bound**: (weight bytes + KV bytes of the kept tokens) / read bandwidth, the time to read what one "
            "token must read.\n",
