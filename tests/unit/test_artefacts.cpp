@@ -234,3 +234,20 @@ TEST(LUKV, BudgetCurveFollowsTheAuthorsGreedyOverHullSmoothedCosts) {
   EXPECT_TRUE(test::tensors_equal(lukv_budget_curve(pred, gt, o), c));
   EXPECT_PIKV_ERROR(lukv_budget_curve(pred, gt.narrow(2, 0, 5), o), "differ in shape");
 }
+
+TEST(DuoAttention, PatternConfigsWithNonIntegerSizesAreRefused) {
+  // The fuzzer's finding: a float far outside int64 (8.2e36) used to be converted with undefined
+  // behaviour. Now every non-integer size is a clear error.
+  const std::string dir = test::temp_dir("duo-pattern-bad");
+  write_bytes(dir + "/full_attention_heads.tsv", "0.5\t1.25\n0.75\t0\n");
+  for (const std::string& config : {std::string(R"({"sink_size": 8222222222222222222222222209922220000, "recent_size": 62})"),
+                                    std::string(R"({"sink_size": 4.5, "recent_size": 62})"),
+                                    std::string(R"({"sink_size": 4, "recent_size": "62"})")}) {
+    write_bytes(dir + "/config.json", config);
+    EXPECT_PIKV_ERROR(DuoAttentionPress::read_pattern(dir), "config.json", "must be an integer");
+  }
+  write_bytes(dir + "/config.json", R"({"sink_size": 4, "recent_size": 62})");
+  const auto pattern = DuoAttentionPress::read_pattern(dir);
+  EXPECT_EQ(pattern.sink_size, 4);
+  EXPECT_EQ(pattern.recent_size, 62);
+}

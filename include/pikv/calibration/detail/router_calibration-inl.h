@@ -219,6 +219,7 @@ class CalibrationCheckpoint {
     RecordedSample out;
     for (const auto& l : layers) {
       RecordedLayer r;
+      PIKV_CHECK(l.at("layer").is_number_integer(), "layer must be an integer, got {}", l.at("layer").dump());
       r.layer = l.at("layer").get<int64_t>();
       PIKV_CHECK(r.layer >= 0 && r.layer < num_layers_ && (out.empty() || r.layer > out.back().layer),
                  "layer {} out of order or outside [0, {})", r.layer, num_layers_);

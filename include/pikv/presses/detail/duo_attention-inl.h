@@ -42,8 +42,16 @@ PIKV_INLINE DuoAttentionPress::Pattern DuoAttentionPress::read_pattern(const std
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(io::read_text_file(config_path, "DuoAttention pattern config"));
-    p.sink_size = config.at("sink_size").get<int64_t>();
-    p.recent_size = config.at("recent_size").get<int64_t>();
+    // An integer check first: get<int64_t>() of a JSON float outside int64's range is undefined
+    // behaviour (found by the fuzzer with sink_size 8.2e36).
+    const auto integer = [&](const char* key) {
+      const nlohmann::json& v = config.at(key);
+      PIKV_CHECK(v.is_number_integer(), "DuoAttention pattern config '{}': {} must be an integer, got {}", config_path,
+                 key, v.dump());
+      return v.get<int64_t>();
+    };
+    p.sink_size = integer("sink_size");
+    p.recent_size = integer("recent_size");
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("DuoAttention pattern config '{}': {} (expected integers sink_size and recent_size)",
                             config_path, e.what()));
