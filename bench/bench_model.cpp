@@ -42,11 +42,11 @@ long peak_rss_kib() {
   return u.ru_maxrss;
 }
 
-std::vector<std::string> split(const std::string& value) {
+std::vector<std::string> split(const std::string& value, char separator) {
   std::vector<std::string> out;
   std::stringstream ss(value);
   std::string item;
-  while (std::getline(ss, item, ';')) out.push_back(item);
+  while (std::getline(ss, item, separator)) out.push_back(item);
   return out;
 }
 
@@ -76,9 +76,7 @@ int main(int argc, char** argv) {
       model_path = value;
     } else if (flag == "--tokens") {
       lengths.clear();
-      std::stringstream ss(value);
-      std::string item;
-      while (std::getline(ss, item, ',')) lengths.push_back(std::stoll(item));
+      for (const std::string& item : split(value, ',')) lengths.push_back(std::stoll(item));
     } else if (flag == "--decode-steps") {
       steps = std::stoll(value);
     } else if (flag == "--repeats") {
@@ -88,12 +86,10 @@ int main(int argc, char** argv) {
     } else if (flag == "--kv-dtype") {
       kv_dtype = value;
     } else if (flag == "--presses") {
-      presses = split(value);
+      presses = split(value, ';');
     } else if (flag == "--ratios") {
       ratios.clear();
-      std::stringstream ss(value);
-      std::string item;
-      while (std::getline(ss, item, ',')) ratios.push_back(std::stod(item));
+      for (const std::string& item : split(value, ',')) ratios.push_back(std::stod(item));
     } else {
       fmt::print(stderr, "usage: pikv_bench_model [--model PATH] [--tokens N,...] [--decode-steps S] [--repeats R]\n"
                          "       [--dtype float32|bfloat16] [--exact] [--kv-dtype auto|float32|float16|bfloat16]\n"

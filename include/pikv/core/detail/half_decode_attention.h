@@ -23,10 +23,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define PIKV_HALF_ATTN_X86 1
-#endif
 
 namespace pikv::detail::half_attention {
 
@@ -89,11 +85,10 @@ void run_scalar(const Task& t) {
   }
 }
 
-#ifdef PIKV_HALF_ATTN_X86
-#define PIKV_TARGET_F16C __attribute__((target("avx2,fma,f16c")))
+#ifdef PIKV_X86_KERNELS
 
 template <typename Half>
-PIKV_TARGET_F16C inline __m256 load8(const Half* p) {
+PIKV_TARGET_AVX2 inline __m256 load8(const Half* p) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   if constexpr (std::is_same_v<Half, c10::Half>) {
     return _mm256_cvtph_ps(raw);
@@ -102,17 +97,10 @@ PIKV_TARGET_F16C inline __m256 load8(const Half* p) {
   }
 }
 
-PIKV_TARGET_F16C inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // exp of 8 floats <= 0 (scores minus their maximum; -inf gives 0): 2^n e^r with n = round(x log2 e),
 // r = x - n ln 2 in two parts, and a degree-6 polynomial for e^r on [-ln2/2, ln2/2] (relative error
 // about 2e-7, like the libm exp it replaces, which cost a tenth of the decode time called per score).
-PIKV_TARGET_F16C inline __m256 exp8(__m256 x) {
+PIKV_TARGET_AVX2 inline __m256 exp8(__m256 x) {
   const __m256 masked = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
   x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -134,7 +122,7 @@ PIKV_TARGET_F16C inline __m256 exp8(__m256 x) {
 // Dimensions [8 b0, 8 b0 + 32) of the G outputs: sum over the chunk of p[g, j] * v[j]. G is a template
 // argument so that the G x 4 accumulators are registers, not memory.
 template <typename Half, int G>
-PIKV_TARGET_F16C void accumulate_values(const Task& t, int b0) {
+PIKV_TARGET_AVX2 void accumulate_values(const Task& t, int b0) {
   const Half* V = static_cast<const Half*>(t.values);
   const int64_t len = t.j1 - t.j0;
   __m256 acc[G][4];
@@ -160,7 +148,7 @@ PIKV_TARGET_F16C void accumulate_values(const Task& t, int b0) {
 // Four scores at once per query head: independent accumulators hide the FMA latency, and one
 // horizontal-add tree reduces all four. BLOCKS = d / 8; G <= 8 query heads per KV head.
 template <typename Half, int BLOCKS>
-PIKV_TARGET_F16C void scores4(const Task& t, int64_t j, float* out /* [G][4] */) {
+PIKV_TARGET_AVX2 void scores4(const Task& t, int64_t j, float* out /* [G][4] */) {
   const Half* K = static_cast<const Half*>(t.keys);
   for (int64_t g = 0; g < t.G; ++g) {
     const float* q = t.q + g * t.d;
@@ -180,7 +168,7 @@ PIKV_TARGET_F16C void scores4(const Task& t, int64_t j, float* out /* [G][4] */)
 }
 
 template <typename Half, int BLOCKS>
-PIKV_TARGET_F16C void run_avx2(const Task& t) {
+PIKV_TARGET_AVX2 void run_avx2(const Task& t) {
   const Half* K = static_cast<const Half*>(t.keys);
   const Half* V = static_cast<const Half*>(t.values);
   const int64_t len = t.j1 - t.j0, d = t.d, G = t.G;
@@ -198,7 +186,7 @@ PIKV_TARGET_F16C void run_avx2(const Task& t) {
           const Half* kr = K + (jj + k) * t.key_stride;
           __m256 acc = _mm256_setzero_ps();
           for (int b = 0; b < BLOCKS; ++b) acc = _mm256_fmadd_ps(load8(kr + 8 * b), _mm256_loadu_ps(t.q + g * d + 8 * b), acc);
-          four[4 * g + k] = hsum8(acc);
+          four[4 * g + k] = pikv::detail::hsum_avx2(acc);
         }
     }
     for (int64_t g = 0; g < G; ++g)
@@ -224,7 +212,7 @@ PIKV_TARGET_F16C void run_avx2(const Task& t) {
       _mm256_storeu_ps(s + j, e);
       sum8 = _mm256_add_ps(sum8, e);
     }
-    float sum = hsum8(sum8);
+    float sum = pikv::detail::hsum_avx2(sum8);
     for (; j < len; ++j) {
       s[j] = std::exp(s[j] - t.max[g]);
       sum += s[j];
@@ -275,7 +263,7 @@ inline at::Tensor attend_segments(const at::Tensor& q, int64_t BH, const std::ve
   const int64_t tasks = static_cast<int64_t>(pieces.size());
   std::vector<float> maxes(static_cast<size_t>(tasks * G)), sums(static_cast<size_t>(tasks * G)),
       outs(static_cast<size_t>(tasks * G * d));
-#ifdef PIKV_HALF_ATTN_X86
+#ifdef PIKV_X86_KERNELS
   const bool avx2 = vectorised && pikv::detail::cpu_has_avx2_fma_f16c() && (d == 64 || d == 128 || d == 256) && G <= 8;
 #else
   const bool avx2 = false;
@@ -304,7 +292,7 @@ inline at::Tensor attend_segments(const at::Tensor& q, int64_t BH, const std::ve
       t.sum = sums.data() + task * G;
       t.out = outs.data() + task * G * d;
       t.scores = scores.data();
-#ifdef PIKV_HALF_ATTN_X86
+#ifdef PIKV_X86_KERNELS
       if (avx2) {
         switch (d) {
           case 64: half ? run_avx2<c10::Half, 8>(t) : run_avx2<c10::BFloat16, 8>(t); break;

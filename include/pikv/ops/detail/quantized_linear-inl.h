@@ -14,11 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define PIKV_QUANT_X86 1
-#define PIKV_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
 
 namespace pikv::ops {
 namespace detail {
@@ -63,7 +58,7 @@ inline void q4k_scale_min(const uint8_t* s, int j, int* sc, int* mn) {
   }
 }
 
-#ifdef PIKV_QUANT_X86
+#ifdef PIKV_X86_KERNELS
 // The F16C conversion: one instruction, where the portable one takes a dozen. The AVX2 kernels are
 // flattened, so it is inlined through coefficients() into them.
 PIKV_TARGET_AVX2 inline float half_f16c(const uint8_t* p) {
@@ -159,15 +154,8 @@ void gemv_scalar(const QuantizedMatrix& w, int64_t M, const float* x, int64_t xs
   }
 }
 
-#ifdef PIKV_QUANT_X86
+#ifdef PIKV_X86_KERNELS
 PIKV_TARGET_AVX2 inline __m256 u8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
-
-PIKV_TARGET_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // 32 bytes of values 0..255 as four vectors of 8 floats.
 PIKV_TARGET_AVX2 inline void bytes_to_ps(__m256i v, __m256 q[4]) {
@@ -249,7 +237,8 @@ PIKV_TARGET_AVX2 __attribute__((flatten)) void gemv_avx2_rows(const QuantizedMat
       }
     }
     for (int m = 0; m < M; ++m) {
-      y[m * ys + r] = hsum(_mm256_add_ps(acc0[m], acc1[m])) + sacc[m] + (bias != nullptr ? bias[r] : 0.f);
+      y[m * ys + r] =
+          pikv::detail::hsum_avx2(_mm256_add_ps(acc0[m], acc1[m])) + sacc[m] + (bias != nullptr ? bias[r] : 0.f);
     }
   }
 }
@@ -333,14 +322,15 @@ PIKV_INLINE at::Tensor gemv(const at::Tensor& x2, const QuantizedMatrix& w, cons
   at::Tensor y = at::empty({M, w.rows()}, x2.options());
   const float* xp = x2.data_ptr<float>();
   const float* sp = sx.data_ptr<float>();
-  const float* bp = bias.defined() ? bias.contiguous().data_ptr<float>() : nullptr;
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();  // held: bp must outlive the call
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   // About 64 rows per task: enough work per task, and rows split evenly over a few threads.
   const int64_t grain = std::max<int64_t>(16, w.rows() / (4 * at::get_num_threads()));
   dispatch_type(w.type(), [&](auto t) {
     constexpr uint32_t T = decltype(t)::value;
     at::parallel_for(0, w.rows(), grain, [&](int64_t r0, int64_t r1) {
-#ifdef PIKV_QUANT_X86
+#ifdef PIKV_X86_KERNELS
       if (avx2) return gemv_avx2<T>(w, M, xp, cols, sp, r0, r1, yp, w.rows(), bp);
 #endif
       gemv_scalar<T>(w, M, xp, cols, sp, r0, r1, yp, w.rows(), bp);
@@ -349,13 +339,15 @@ PIKV_INLINE at::Tensor gemv(const at::Tensor& x2, const QuantizedMatrix& w, cons
   return y;
 }
 
-PIKV_INLINE at::Tensor linear(const at::Tensor& x, const QuantizedMatrix& w, const at::Tensor& bias, bool avx2) {
+// `avx2` false with `gemv_only` runs the portable kernel whatever the row count (the tests' reference).
+PIKV_INLINE at::Tensor linear(const at::Tensor& x, const QuantizedMatrix& w, const at::Tensor& bias, bool avx2,
+                              bool gemv_only = false) {
   check_input(x, w, bias);
   const int64_t M = x.numel() / w.cols();
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = w.rows();
   if (M == 0) return at::empty(out_shape, x.options());
-  if (M > kQuantizedGemvRows) {
+  if (M > kQuantizedGemvRows && !gemv_only) {
     // Many rows reuse the matrix: dequantise it once and use ATen's GEMM.
     const at::Tensor dense = w.dequantize();
     return bias.defined() ? at::linear(x, dense, bias) : at::linear(x, dense);
@@ -366,12 +358,7 @@ PIKV_INLINE at::Tensor linear(const at::Tensor& x, const QuantizedMatrix& w, con
 }  // namespace quant
 
 PIKV_INLINE at::Tensor quantized_linear_scalar(const at::Tensor& x, const QuantizedMatrix& w, const at::Tensor& bias) {
-  quant::check_input(x, w, bias);
-  std::vector<int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = w.rows();
-  const int64_t M = x.numel() / w.cols();
-  if (M == 0) return at::empty(out_shape, x.options());
-  return quant::gemv(x.reshape({M, w.cols()}).contiguous(), w, bias, /*avx2=*/false).view(out_shape);
+  return quant::linear(x, w, bias, /*avx2=*/false, /*gemv_only=*/true);
 }
 
 }  // namespace detail
@@ -431,7 +418,7 @@ PIKV_INLINE at::Tensor QuantizedMatrix::dequantize() const {
   detail::quant::dispatch_type(type_, [&](auto t) {
     constexpr uint32_t T = decltype(t)::value;
     at::parallel_for(0, rows_, 16, [&](int64_t r0, int64_t r1) {
-#ifdef PIKV_QUANT_X86
+#ifdef PIKV_X86_KERNELS
       if (avx2) return detail::quant::dequantize_avx2<T>(*this, r0, r1, o);
 #endif
       for (int64_t r = r0; r < r1; ++r) io::dequantize(type_, row(r), cols_, o + r * cols_);
