@@ -33,7 +33,10 @@ std::vector<uint8_t> random_blocks(io::GGMLType type, int64_t rows, int64_t cols
   const Layout layout = type == io::GGMLType::Q8_0   ? Layout{32, 34, {0}}
                         : type == io::GGMLType::Q4_0 ? Layout{32, 18, {0}}
                         : type == io::GGMLType::Q4_1 ? Layout{32, 20, {0, 2}}
+                        : type == io::GGMLType::Q5_0 ? Layout{32, 22, {0}}
+                        : type == io::GGMLType::Q5_1 ? Layout{32, 24, {0, 2}}
                         : type == io::GGMLType::Q4_K ? Layout{256, 144, {0, 2}}
+                        : type == io::GGMLType::Q5_K ? Layout{256, 176, {0, 2}}
                                                      : Layout{256, 210, {208}};
   const int64_t blocks = rows * cols / layout.values;
   std::vector<uint8_t> out(static_cast<size_t>(blocks * layout.bytes));
@@ -55,7 +58,8 @@ at::Tensor reference(const at::Tensor& x, const QuantizedMatrix& w, const at::Te
 }
 
 const std::vector<io::GGMLType> kTypes = {io::GGMLType::Q8_0, io::GGMLType::Q4_0, io::GGMLType::Q4_1,
-                                          io::GGMLType::Q4_K, io::GGMLType::Q6_K};
+                                          io::GGMLType::Q5_0, io::GGMLType::Q5_1, io::GGMLType::Q4_K,
+                                          io::GGMLType::Q5_K, io::GGMLType::Q6_K};
 
 }  // namespace
 
@@ -112,8 +116,8 @@ TEST(QuantizedLinear, DequantiseAndRowLookupsAreExactlyTheBlocksValues) {
 
 TEST(QuantizedLinear, BadInputIsAClearError) {
   const auto raw = random_blocks(io::GGMLType::Q4_1, 4, 64, 1);
-  EXPECT_PIKV_ERROR(QuantizedMatrix::from_raw(type_id(io::GGMLType::Q5_K), 4, 256, raw.data(), "blk.0.ffn_up.weight"),
-                    "blk.0.ffn_up.weight", "Q5_K", "no quantized kernel");
+  EXPECT_PIKV_ERROR(QuantizedMatrix::from_raw(type_id(io::GGMLType::Q3_K), 4, 256, raw.data(), "blk.0.ffn_up.weight"),
+                    "blk.0.ffn_up.weight", "Q3_K", "no quantized kernel");
   EXPECT_PIKV_ERROR(QuantizedMatrix::from_raw(type_id(io::GGMLType::Q4_K), 4, 64, raw.data(), "w"), "multiple of 256",
                     "[4, 64]");
   const QuantizedMatrix w = QuantizedMatrix::from_raw(type_id(io::GGMLType::Q4_1), 4, 64, raw.data());

@@ -6,7 +6,8 @@
 // llama.cpp requires (tensors back to back in the order of their infos, each padded to the alignment,
 // at most one alignment of padding after the last), so a wrong alignment or a retyped tensor cannot
 // shift what is read. Tensors are dequantised to float32 on request. Supported tensor
-// types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K (others are rejected naming tensor and type).
+// types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (others are rejected naming
+// tensor and type).
 
 #include <ATen/core/Tensor.h>
 

@@ -1,11 +1,11 @@
 #pragma once
-// Linear layers that run on GGUF's quantized blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) on the CPU, so a
-// quantized model streams its ~4.5-8.5 bits per weight per decoded token instead of the 32 of a
-// dequantised copy: decoding is bound by reading the weights.
+// Linear layers that run on GGUF's quantized blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) on
+// the CPU, so a quantized model streams its ~4.5-8.5 bits per weight per decoded token instead of the
+// 32 of a dequantised copy: decoding is bound by reading the weights.
 //
 // Every supported type decodes, 32 values at a time, to small integers q with two coefficients per
-// 16 values, w = a * q + c (Q4_1: a = d, c = m; Q4_K: a = d * scale, c = -dmin * min; Q6_K: a = d *
-// scale, c = -32 a; ...). A dot product with x is then a * sum(q x) + c * sum(x), and sum(x) per 16
+// 16 values, w = a * q + c (Q4_1: a = d, c = m; Q5_0: a = d, c = -16 d; Q4_K: a = d * scale,
+// c = -dmin * min; Q6_K: a = d * scale, c = -32 a; ...). A dot product with x is then a * sum(q x) + c * sum(x), and sum(x) per 16
 // values is computed once per input row: the kernel never materialises w. The values it multiplies are
 // exactly the dequantised weights, so results differ from dequantise-then-matmul only in summation
 // order (no activation quantisation, unlike llama.cpp's integer dot products).

@@ -35,9 +35,9 @@ struct TypeInfo {
 
 PIKV_INLINE constexpr TypeInfo kTypes[] = {
     {0, "F32", 1, 4, true},       {1, "F16", 1, 2, true},        {2, "Q4_0", 32, 18, true},
-    {3, "Q4_1", 32, 20, true},    {6, "Q5_0", 32, 22, false},    {7, "Q5_1", 32, 24, false},
+    {3, "Q4_1", 32, 20, true},    {6, "Q5_0", 32, 22, true},     {7, "Q5_1", 32, 24, true},
     {8, "Q8_0", 32, 34, true},    {9, "Q8_1", 32, 36, false},    {10, "Q2_K", 256, 84, false},
-    {11, "Q3_K", 256, 110, false}, {12, "Q4_K", 256, 144, true}, {13, "Q5_K", 256, 176, false},
+    {11, "Q3_K", 256, 110, false}, {12, "Q4_K", 256, 144, true}, {13, "Q5_K", 256, 176, true},
     {14, "Q6_K", 256, 210, true}, {15, "Q8_K", 256, 292, false}, {30, "BF16", 1, 2, true},
 };
 
@@ -196,11 +196,32 @@ PIKV_INLINE void dequantize(uint32_t type, const uint8_t* src, int64_t count, fl
         }
       }
       return;
+    case GGMLType::Q5_0:  // {detail::f16 d; u32 qh; u8 q[16]}: d * ((nibble | bit << 4) - 16); value j's bit is qh bit j
+    case GGMLType::Q5_1: {  // {detail::f16 d; detail::f16 m; u32 qh; u8 q[16]}: d * (nibble | bit << 4) + m
+      const bool q51 = static_cast<GGMLType>(type) == GGMLType::Q5_1;
+      const int64_t size = q51 ? 24 : 22, head = q51 ? 4 : 2;
+      for (int64_t b = 0; b < blocks; ++b, src += size, dst += 32) {
+        const float d = detail::f16(src), m = q51 ? detail::f16(src + 2) : -16.f * d;
+        uint32_t qh;
+        std::memcpy(&qh, src + head, 4);
+        const uint8_t* q = src + head + 4;
+        for (int j = 0; j < 16; ++j) {
+          dst[j] = d * static_cast<float>((q[j] & 0x0F) | (((qh >> j) & 1u) << 4)) + m;
+          dst[j + 16] = d * static_cast<float>((q[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) + m;
+        }
+      }
+      return;
+    }
     case GGMLType::Q4_K:  // {detail::f16 d; detail::f16 dmin; u8 scales[12]; u8 q[128]}, 8 sub-blocks of 32
-      for (int64_t b = 0; b < blocks; ++b, src += 144, dst += 256) {
+    case GGMLType::Q5_K: {  // {detail::f16 d; detail::f16 dmin; u8 scales[12]; u8 qh[32]; u8 q[128]}: bit j of qh[l]
+                            // is the fifth bit of value l of sub-block j
+      const bool q5 = static_cast<GGMLType>(type) == GGMLType::Q5_K;
+      const int64_t size = q5 ? 176 : 144;
+      for (int64_t b = 0; b < blocks; ++b, src += size, dst += 256) {
         const float d = detail::f16(src), dmin = detail::f16(src + 2);
         const uint8_t* s = src + 4;
-        const uint8_t* q = src + 16;
+        const uint8_t* qh = src + 16;
+        const uint8_t* q = src + (q5 ? 48 : 16);
         for (int j = 0; j < 8; ++j) {
           // 6-bit scale and min of sub-block j (ggml's get_scale_min_k4).
           uint8_t sc, mn;
@@ -214,10 +235,14 @@ PIKV_INLINE void dequantize(uint32_t type, const uint8_t* src, int64_t count, fl
           const float dj = d * static_cast<float>(sc), mj = dmin * static_cast<float>(mn);
           const uint8_t* qq = q + 32 * (j / 2);
           const int shift = (j % 2) * 4;
-          for (int l = 0; l < 32; ++l) dst[32 * j + l] = dj * static_cast<float>((qq[l] >> shift) & 0x0F) - mj;
+          for (int l = 0; l < 32; ++l) {
+            const int high = q5 ? ((qh[l] >> j) & 1) << 4 : 0;
+            dst[32 * j + l] = dj * static_cast<float>(((qq[l] >> shift) & 0x0F) | high) - mj;
+          }
         }
       }
       return;
+    }
     case GGMLType::Q6_K:  // {u8 ql[128]; u8 qh[64]; i8 scales[16]; detail::f16 d}
       for (int64_t b = 0; b < blocks; ++b, src += 210, dst += 256) {
         const uint8_t* ql = src;
@@ -368,7 +393,7 @@ PIKV_INLINE at::Tensor GGUFFile::load(const std::string& name) const {
   const GGUFTensorInfo& t = tensor(name);
   const detail::TypeInfo* ti = detail::type_info(t.type);
   PIKV_CHECK(ti->supported, "GGUF file '{}': tensor '{}' has GGML type {}, which PiKVPress cannot dequantise "
-             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)", path_, t.name, ti->name);
+             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", path_, t.name, ti->name);
   at::Tensor out = at::empty(t.shape(), at::kFloat);
   dequantize(t.type, data_ + t.offset, out.numel(), out.data_ptr<float>());
   return out;
@@ -423,9 +448,12 @@ PIKV_INLINE int64_t GGUFFile::first_non_finite(const std::string& name) const {
     case GGMLType::F16: return detail::first_all_ones<uint16_t>(p, blocks, 2, kHalfMask);
     case GGMLType::BF16: return detail::first_all_ones<uint16_t>(p, blocks, 2, uint16_t{0x7F80});
     case GGMLType::Q8_0:
-    case GGMLType::Q4_0: return scales({0});
+    case GGMLType::Q4_0:
+    case GGMLType::Q5_0: return scales({0});
     case GGMLType::Q4_1:
-    case GGMLType::Q4_K: return scales({0, 2});
+    case GGMLType::Q5_1:
+    case GGMLType::Q4_K:
+    case GGMLType::Q5_K: return scales({0, 2});
     case GGMLType::Q6_K: return scales({208});
     default:
       PIKV_FAIL("GGUF file '{}': tensor '{}' has GGML type {}, which PiKVPress cannot dequantise", path_, t.name,

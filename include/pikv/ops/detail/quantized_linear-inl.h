@@ -22,6 +22,9 @@ namespace quant {
 constexpr uint32_t kQ4_0 = static_cast<uint32_t>(io::GGMLType::Q4_0);
 constexpr uint32_t kQ4_1 = static_cast<uint32_t>(io::GGMLType::Q4_1);
 constexpr uint32_t kQ8_0 = static_cast<uint32_t>(io::GGMLType::Q8_0);
+constexpr uint32_t kQ5_0 = static_cast<uint32_t>(io::GGMLType::Q5_0);
+constexpr uint32_t kQ5_1 = static_cast<uint32_t>(io::GGMLType::Q5_1);
+constexpr uint32_t kQ5_K = static_cast<uint32_t>(io::GGMLType::Q5_K);
 constexpr uint32_t kQ4_K = static_cast<uint32_t>(io::GGMLType::Q4_K);
 constexpr uint32_t kQ6_K = static_cast<uint32_t>(io::GGMLType::Q6_K);
 
@@ -34,7 +37,10 @@ PIKV_INLINE Geometry geometry(uint32_t type) {
     case kQ8_0: return {32, 34};
     case kQ4_0: return {32, 18};
     case kQ4_1: return {32, 20};
+    case kQ5_0: return {32, 22};
+    case kQ5_1: return {32, 24};
     case kQ4_K: return {256, 144};
+    case kQ5_K: return {256, 176};
     case kQ6_K: return {256, 210};
     default: return {0, 0};
   }
@@ -81,8 +87,14 @@ inline void coefficients(const uint8_t* row, int64_t j, float a[2], float c[2]) 
   } else if constexpr (T == kQ4_1) {
     a[0] = a[1] = half(row + 20 * j);
     c[0] = c[1] = half(row + 20 * j + 2);
-  } else if constexpr (T == kQ4_K) {
-    const uint8_t* b = row + 144 * (j / 8);
+  } else if constexpr (T == kQ5_0) {
+    a[0] = a[1] = half(row + 22 * j);
+    c[0] = c[1] = -16.f * a[0];
+  } else if constexpr (T == kQ5_1) {
+    a[0] = a[1] = half(row + 24 * j);
+    c[0] = c[1] = half(row + 24 * j + 2);
+  } else if constexpr (T == kQ4_K || T == kQ5_K) {
+    const uint8_t* b = row + (T == kQ4_K ? 144 : 176) * (j / 8);
     int sc, mn;
     q4k_scale_min(b + 4, static_cast<int>(j % 8), &sc, &mn);
     a[0] = a[1] = half(b) * static_cast<float>(sc);
@@ -111,10 +123,23 @@ inline void decode_scalar(const uint8_t* row, int64_t j, float q[32]) {
       q[l] = static_cast<float>(p[l] & 0x0F);
       q[l + 16] = static_cast<float>(p[l] >> 4);
     }
+  } else if constexpr (T == kQ5_0 || T == kQ5_1) {
+    const uint8_t* b = row + (T == kQ5_0 ? 22 : 24) * j + (T == kQ5_0 ? 2 : 4);
+    uint32_t qh;
+    std::memcpy(&qh, b, 4);
+    for (int l = 0; l < 16; ++l) {
+      q[l] = static_cast<float>((b[4 + l] & 0x0F) | (((qh >> l) & 1u) << 4));
+      q[l + 16] = static_cast<float>((b[4 + l] >> 4) | (((qh >> (l + 16)) & 1u) << 4));
+    }
   } else if constexpr (T == kQ4_K) {
     const uint8_t* p = row + 144 * (j / 8) + 16 + 32 * ((j % 8) / 2);
     const int shift = static_cast<int>(j % 2) * 4;
     for (int l = 0; l < 32; ++l) q[l] = static_cast<float>((p[l] >> shift) & 0x0F);
+  } else if constexpr (T == kQ5_K) {
+    const uint8_t* b = row + 176 * (j / 8);
+    const uint8_t* p = b + 48 + 32 * ((j % 8) / 2);
+    const int shift = static_cast<int>(j % 2) * 4, bit = static_cast<int>(j % 8);
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<float>(((p[l] >> shift) & 0x0F) | (((b[16 + l] >> bit) & 1) << 4));
   } else {
     const uint8_t* b = row + 210 * (j / 8);
     const int half_index = static_cast<int>(j % 8) / 4, k = static_cast<int>(j % 4);
@@ -166,6 +191,17 @@ PIKV_TARGET_AVX2 inline void bytes_to_ps(__m256i v, __m256 q[4]) {
   q[3] = u8_to_ps(_mm_srli_si128(v1, 8));
 }
 
+// Byte l of the result is `value` where bit l of `bits` is set, else 0.
+PIKV_TARGET_AVX2 inline __m256i bit_bytes(uint32_t bits, char value) {
+  // Byte l holds byte l / 8 of `bits`; OR-ing every bit but (l % 8) gives all ones exactly when it is set.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
+  const __m256i others = _mm256_set1_epi64x(0x7FBFDFEFF7FBFDFE);
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+  return _mm256_and_si256(set, _mm256_set1_epi8(value));
+}
+
 template <uint32_t T>
 PIKV_TARGET_AVX2 inline void decode_avx2(const uint8_t* row, int64_t j, __m256 q[4]) {
   if constexpr (T == kQ8_0) {
@@ -182,11 +218,29 @@ PIKV_TARGET_AVX2 inline void decode_avx2(const uint8_t* row, int64_t j, __m256 q
     q[1] = u8_to_ps(_mm_srli_si128(lo, 8));
     q[2] = u8_to_ps(hi);
     q[3] = u8_to_ps(_mm_srli_si128(hi, 8));
+  } else if constexpr (T == kQ5_0 || T == kQ5_1) {
+    const uint8_t* b = row + (T == kQ5_0 ? 22 : 24) * j + (T == kQ5_0 ? 2 : 4);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m256i nibbles =
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), mask), _mm_and_si128(v, mask));  // values 0-15, 16-31
+    uint32_t qh;
+    std::memcpy(&qh, b, 4);
+    bytes_to_ps(_mm256_or_si256(nibbles, bit_bytes(qh, 0x10)), q);
   } else if constexpr (T == kQ4_K) {
     const uint8_t* p = row + 144 * (j / 8) + 16 + 32 * ((j % 8) / 2);
     __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     if (j % 2) v = _mm256_srli_epi16(v, 4);
     bytes_to_ps(_mm256_and_si256(v, _mm256_set1_epi8(0x0F)), q);
+  } else if constexpr (T == kQ5_K) {
+    const uint8_t* b = row + 176 * (j / 8);
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 48 + 32 * ((j % 8) / 2)));
+    if (j % 2) v = _mm256_srli_epi16(v, 4);
+    v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+    // Bit j of each qh byte moved to bit 4 (16-bit shifts; the mask drops what crosses bytes).
+    __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+    hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(static_cast<int>(j % 8))), _mm256_set1_epi8(0x01));
+    bytes_to_ps(_mm256_or_si256(v, _mm256_slli_epi16(hi, 4)), q);
   } else {
     const uint8_t* b = row + 210 * (j / 8);
     const int half_index = static_cast<int>(j % 8) / 4, k = static_cast<int>(j % 4);
@@ -300,7 +354,10 @@ void dispatch_type(uint32_t type, F&& f) {
     case kQ8_0: f(std::integral_constant<uint32_t, kQ8_0>{}); return;
     case kQ4_0: f(std::integral_constant<uint32_t, kQ4_0>{}); return;
     case kQ4_1: f(std::integral_constant<uint32_t, kQ4_1>{}); return;
+    case kQ5_0: f(std::integral_constant<uint32_t, kQ5_0>{}); return;
+    case kQ5_1: f(std::integral_constant<uint32_t, kQ5_1>{}); return;
     case kQ4_K: f(std::integral_constant<uint32_t, kQ4_K>{}); return;
+    case kQ5_K: f(std::integral_constant<uint32_t, kQ5_K>{}); return;
     case kQ6_K: f(std::integral_constant<uint32_t, kQ6_K>{}); return;
     default: PIKV_FAIL("quantized kernels do not support GGML {}", io::ggml_type_name(type));
   }
@@ -368,7 +425,7 @@ PIKV_INLINE bool QuantizedMatrix::supports(uint32_t type) { return detail::quant
 PIKV_INLINE QuantizedMatrix QuantizedMatrix::from_raw(uint32_t type, int64_t rows, int64_t cols, const uint8_t* src,
                                                      const std::string& name) {
   const detail::quant::Geometry g = detail::quant::geometry(type);
-  PIKV_CHECK(g.values > 0, "{}: GGML type {} has no quantized kernel (supported: Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)", name,
+  PIKV_CHECK(g.values > 0, "{}: GGML type {} has no quantized kernel (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", name,
              io::ggml_type_name(type));
   PIKV_CHECK(rows > 0 && cols > 0 && cols % g.values == 0,
              "{}: a {} matrix needs rows > 0 and columns a positive multiple of {}, got [{}, {}]", name,
