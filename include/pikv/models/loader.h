@@ -27,7 +27,7 @@ struct CheckpointOptions {
   // Refuse weights that hold NaN or +-infinity (one pass over the loaded weights). The environment
   // variable PIKV_SKIP_FINITE_CHECK=1 turns it off for readers called with the default options.
   bool check_finite = true;
-  // GGUF: keep matrices of a type ops::QuantizedMatrix runs (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) in their
+  // GGUF: keep matrices of a type ops::QuantizedMatrix runs (Q8_0, Q4_0, Q4_1, Q5_*, Q4_K, Q6_K) in their
   // blocks, in Checkpoint::quantized, instead of dequantising them into Checkpoint::weights.
   bool keep_quantized = false;
 };
@@ -35,11 +35,13 @@ struct CheckpointOptions {
 // config.json + model.safetensors, or shards listed by model.safetensors.index.json.
 Checkpoint read_hf_checkpoint(const std::string& dir, const CheckpointOptions& options = {});
 
-// A llama-architecture GGUF file (general.architecture = llama): hyper-parameters from llama.* keys,
-// tensors dequantised to float32 and renamed to Hugging Face names, attn_q/attn_k un-permuted from
-// the interleaved RoPE layout back to half-split (as transformers' GGUF loader does; kept blocks are
-// reordered by whole rows, which is the same permutation). Llama-3 style
-// RoPE frequency factors (rope_freqs.weight) become per-frequency divisors of the inverse frequencies.
+// A GGUF file of the llama or gemma3 architecture (general.architecture): hyper-parameters from the
+// <arch>.* keys, tensors dequantised to float32 (or kept in blocks) and renamed to Hugging Face names.
+// llama: attn_q/attn_k un-permuted from the interleaved RoPE layout back to half-split (as
+// transformers' GGUF loader does; kept blocks are reordered by whole rows, which is the same
+// permutation); Llama-3 style RoPE frequency factors (rope_freqs.weight) become per-frequency divisors
+// of the inverse frequencies. gemma3: the family's fixed parts (sliding pattern 5:1, local RoPE base
+// 10000, GELU, q/k norms) as llama.cpp assumes them, and the stored norm weights 1 + w back to w.
 Checkpoint read_gguf_checkpoint(const std::string& path, const CheckpointOptions& options = {});
 
 // A tensor DecoderModel takes: Hugging Face name and the shape the config implies.

@@ -537,7 +537,17 @@ PIKV_INLINE std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const io::GGUFFile& 
   t->eos = id("tokenizer.ggml.eos_token_id");
   t->unk = id("tokenizer.ggml.unknown_token_id");
   t->add_bos = f.find_int("tokenizer.ggml.add_bos_token").value_or(model == "llama" ? 1 : 0) != 0;
-  if (f.has("tokenizer.chat_template")) t->chat_template = f.get_string("tokenizer.chat_template");
+  if (f.has("tokenizer.chat_template")) {
+    t->chat_template = f.get_string("tokenizer.chat_template");
+  } else if (f.has("general.architecture") && f.get_string("general.architecture").rfind("gemma", 0) == 0 &&
+             t->ids.count("<start_of_turn>") && t->ids.count("<end_of_turn>")) {
+    // Gemma GGUF files often ship without their template (llama.cpp then falls back to the Gemma
+    // format by these markers too): the turn format of Gemma's own tokenizer_config.json.
+    t->chat_template =
+        "{{ bos_token }}{% for message in messages %}<start_of_turn>{{ 'model' if message['role'] == 'assistant' "
+        "else message['role'] }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+  }
   t->collect_stops();
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(t)));
 }

@@ -358,11 +358,13 @@ struct GGUFExpect {
 PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const CheckpointOptions& options) {
   io::GGUFFile f = io::GGUFFile::open(path);
   const std::string arch = f.has("general.architecture") ? f.get_string("general.architecture") : std::string("?");
-  PIKV_CHECK(arch == "llama", "GGUF file '{}': architecture '{}' is not supported (supported: llama)", path, arch);
+  PIKV_CHECK(arch == "llama" || arch == "gemma3",
+             "GGUF file '{}': architecture '{}' is not supported (supported: llama, gemma3)", path, arch);
+  const bool gemma = arch == "gemma3";
   const std::string p = arch + ".";
   Checkpoint ckpt;
   ModelConfig& c = ckpt.config;
-  c.arch = Architecture::llama;
+  c.arch = gemma ? Architecture::gemma3 : Architecture::llama;
   // Hyper-parameters, each checked under its GGUF key before anything is sized by it.
   c.hidden_size = detail::gguf_int(f, p + "embedding_length", std::nullopt, 1, config_limits::kMaxHidden);
   c.num_layers = detail::gguf_int(f, p + "block_count", std::nullopt, 1, config_limits::kMaxLayers);
@@ -377,9 +379,9 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
   PIKV_CHECK(value_length == c.head_dim,
              "GGUF file '{}': attention.value_length {} differs from the key length {}, which is not supported", path,
              value_length, c.head_dim);
-  c.norm_eps = detail::gguf_float(f, p + "attention.layer_norm_rms_epsilon", 1e-5, 0.0, 1.0);
-  c.max_position_embeddings = detail::gguf_int(f, p + "context_length", 2048, 1, config_limits::kMaxPositions);
-  c.rope.theta = detail::gguf_float(f, p + "rope.freq_base", 10000.0, 1.0, config_limits::kMaxRopeTheta);
+  c.norm_eps = detail::gguf_float(f, p + "attention.layer_norm_rms_epsilon", gemma ? 1e-6 : 1e-5, 0.0, 1.0);
+  c.max_position_embeddings = detail::gguf_int(f, p + "context_length", gemma ? 131072 : 2048, 1, config_limits::kMaxPositions);
+  c.rope.theta = detail::gguf_float(f, p + "rope.freq_base", gemma ? 1000000.0 : 10000.0, 1.0, config_limits::kMaxRopeTheta);
   const int64_t rope_dims = detail::gguf_int(f, p + "rope.dimension_count", c.head_dim, 2, config_limits::kMaxHeadDim);
   PIKV_CHECK(rope_dims == c.head_dim,
              "GGUF file '{}': rope.dimension_count {} differs from the head dimension {} (partial RoPE is not supported "
@@ -403,6 +405,18 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
   c.vocab_size = detail::gguf_int(f, p + "vocab_size", embd.dims[1], 1, config_limits::kMaxVocab);
   c.tie_word_embeddings = !f.contains("output.weight");
   c.sliding_layers.assign(static_cast<size_t>(c.num_layers), false);
+  if (gemma) {
+    // What llama.cpp and transformers fix for the family rather than store: GELU (tanh), q/k RMSNorm,
+    // five sliding-window layers then one global (RoPE base 10000 on the sliding ones), and the softmax
+    // scale 1/sqrt(head_dim) (llama.cpp's rule; its 62-layer 27B uses 1/sqrt(hidden / heads)).
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.qk_norm = true;
+    c.rope_local.theta = 10000.0;
+    c.sliding_window = detail::gguf_int(f, p + "attention.sliding_window", 4096, 1, config_limits::kMaxPositions);
+    const int64_t pattern = detail::gguf_int(f, p + "attention.sliding_window_pattern", 6, 1, config_limits::kMaxLayers);
+    for (int64_t l = 0; l < c.num_layers; ++l) c.sliding_layers[static_cast<size_t>(l)] = (l + 1) % pattern != 0;
+    c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.num_layers == 62 ? c.hidden_size / c.num_heads : c.head_dim));
+  }
   c.bos_token_id = f.find_int("tokenizer.ggml.bos_token_id");
   if (auto eos = f.find_int("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
   c.pad_token_id = f.find_int("tokenizer.ggml.padding_token_id");
@@ -421,22 +435,33 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
       {"output_norm.weight", "model.norm.weight", {D}, by_d, true},
   };
   if (!c.tie_word_embeddings) expect.push_back({"output.weight", "lm_head.weight", {V, D}, by_vocab});
+  const std::string by_head = fmt::format("head dim {}", d);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string g = "blk." + std::to_string(l) + ".";
     const std::string h = "model.layers." + std::to_string(l) + ".";
+    // llama.cpp stores llama's q/k rows interleaved for its RoPE; Gemma's stay half-split.
+    const int64_t q_heads = gemma ? 0 : H, k_heads = gemma ? 0 : Hkv;
     expect.push_back({g + "attn_norm.weight", h + "input_layernorm.weight", {D}, by_d, true});
-    expect.push_back({g + "attn_q.weight", h + "self_attn.q_proj.weight", {H * d, D}, by_q, false, H});
-    expect.push_back({g + "attn_k.weight", h + "self_attn.k_proj.weight", {Hkv * d, D}, by_kv, false, Hkv});
+    expect.push_back({g + "attn_q.weight", h + "self_attn.q_proj.weight", {H * d, D}, by_q, false, q_heads});
+    expect.push_back({g + "attn_k.weight", h + "self_attn.k_proj.weight", {Hkv * d, D}, by_kv, false, k_heads});
     expect.push_back({g + "attn_v.weight", h + "self_attn.v_proj.weight", {Hkv * d, D}, by_kv});
     expect.push_back({g + "attn_output.weight", h + "self_attn.o_proj.weight", {D, H * d}, by_q});
-    expect.push_back({g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {D}, by_d, true});
+    if (gemma) {
+      expect.push_back({g + "post_attention_norm.weight", h + "post_attention_layernorm.weight", {D}, by_d, true});
+      expect.push_back({g + "ffn_norm.weight", h + "pre_feedforward_layernorm.weight", {D}, by_d, true});
+      expect.push_back({g + "post_ffw_norm.weight", h + "post_feedforward_layernorm.weight", {D}, by_d, true});
+      expect.push_back({g + "attn_q_norm.weight", h + "self_attn.q_norm.weight", {d}, by_head, true});
+      expect.push_back({g + "attn_k_norm.weight", h + "self_attn.k_norm.weight", {d}, by_head, true});
+    } else {
+      expect.push_back({g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {D}, by_d, true});
+    }
     expect.push_back({g + "ffn_gate.weight", h + "mlp.gate_proj.weight", {I, D}, by_ffn});
     expect.push_back({g + "ffn_up.weight", h + "mlp.up_proj.weight", {I, D}, by_ffn});
     expect.push_back({g + "ffn_down.weight", h + "mlp.down_proj.weight", {D, I}, by_ffn});
   }
   std::set<std::string> used;
   for (const detail::GGUFExpect& e : expect) {
-    PIKV_CHECK(f.contains(e.gguf), "GGUF file '{}' has no tensor '{}' (llama.block_count is {})", path, e.gguf,
+    PIKV_CHECK(f.contains(e.gguf), "GGUF file '{}' has no tensor '{}' ({}block_count is {})", path, e.gguf, p,
                c.num_layers);
     const io::GGUFTensorInfo& t = f.tensor(e.gguf);
     PIKV_CHECK(t.shape() == e.shape, "GGUF file '{}': tensor '{}' has shape {}, but the metadata ({}) implies {}", path,
@@ -455,7 +480,7 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
       const std::string index = t.name.substr(4, dot == std::string::npos ? std::string::npos : dot - 4);
       const bool numeric = !index.empty() && index.size() <= 9 && index.find_first_not_of("0123456789") == std::string::npos;
       PIKV_CHECK(!numeric || std::stoll(index) < c.num_layers,
-                 "GGUF file '{}': tensor '{}' belongs to block {}, but llama.block_count is {}", path, t.name, index,
+                 "GGUF file '{}': tensor '{}' belongs to block {}, but {}block_count is {}", path, t.name, index, p,
                  c.num_layers);
     }
     if (t.name != "rope_freqs.weight") unused.push_back(t.name);
@@ -507,6 +532,9 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
       // The raw check reads only what can hold a NaN or infinity (block scales of quantised types).
       if (finite) detail::report_non_finite(t, f.first_non_finite(e.gguf), file_desc, e.gguf);
       if (e.unpermute_heads > 0) t = detail::unpermute(t, e.unpermute_heads);
+      // llama.cpp stores Gemma's RMSNorm weights as 1 + w (ggml multiplies by the weight); the decoder,
+      // like transformers, takes w and computes x * (1 + w).
+      if (gemma && e.norm) t = t - 1.0;
       ckpt.weights.emplace(e.hf, std::move(t));
     }
     return 0;
