@@ -97,13 +97,26 @@ TEST(ModelParity, PressesCompressOnlyGemma3FullAttentionLayers) {
     PressGuard guard(*model, press);
     model->forward(golden.get("input_ids"), cache);
   }
-  const int64_t T = golden.get("input_ids").size(1);
+  // Sliding layers keep only their window after the prefill (no later query looks further back).
+  const int64_t T = golden.get("input_ids").size(1), window = *model->config().sliding_window;
+  ASSERT_GT(T, window);
   for (int64_t l = 0; l < model->num_layers(); ++l) {
-    EXPECT_EQ(cache.physical_length(l), model->config().is_sliding(l) ? T : T / 2) << "layer " << l;
+    EXPECT_EQ(cache.physical_length(l), model->config().is_sliding(l) ? window : T / 2) << "layer " << l;
+    EXPECT_EQ(cache.logical_length(l), T) << "layer " << l;
   }
   // Later tokens still see the right window on sliding layers and the kept tokens elsewhere.
   const at::Tensor next = model->forward(golden.get("input_ids").narrow(1, 0, 1), cache);
   EXPECT_TRUE(at::isfinite(next).all().item<bool>());
+  // Without a press the same trim: the logits of a decode step equal the full forward's (the
+  // incremental-decoding test checks every family; here the window is what was trimmed).
+  KVCache plain(model->num_layers());
+  const at::Tensor ids = golden.get("input_ids");
+  model->forward(ids.narrow(1, 0, T - 1), plain);
+  for (int64_t l = 0; l < model->num_layers(); ++l) {
+    if (model->config().is_sliding(l)) EXPECT_EQ(plain.physical_length(l), std::min(T - 1, window)) << "layer " << l;
+  }
+  const at::Tensor last = model->forward(ids.narrow(1, T - 1, 1), plain);
+  EXPECT_LE(max_abs_diff(last, golden.get("logits").narrow(1, T - 1, 1)), 1e-4);
 }
 
 TEST(ModelParity, PressesInsideTheModelKeepWhatKvpressKeeps) {

@@ -169,6 +169,22 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   AttentionParams params = call.params;
   if (pressed && installed->requirements().attention_weights) params.need_weights = true;
   AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
+  if (call.params.sliding_window && !call.pressable && is_prefill) {
+    // A sliding-window layer that presses never see (Gemma 3's local layers): after the prefill no later
+    // query looks further back than the window, so only the last `window` tokens are kept, as
+    // transformers' sliding-window cache does. Memory really freed, outputs unchanged.
+    const int64_t n = cache.physical_length(l), window = *call.params.sliding_window;
+    if (n > window && !cache.is_fixed_capacity() && !cache.is_ragged(l)) {
+      CompressedKV last;
+      last.keys = kv.keys.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // not a view:
+      last.values = kv.values.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // frees the rest
+      last.indices = at::arange(n - window, n, kv.keys.options().dtype(at::kLong))
+                         .view({1, 1, window})
+                         .expand({kv.keys.size(0), kv.keys.size(1), window})
+                         .contiguous();
+      cache.apply(l, last);
+    }
+  }
   if (pressed) {
     // Presses that act while decoding see where each stored entry sits (compressed layers only).
     at::Tensor positions;
