@@ -105,6 +105,7 @@ TEST(EvalReport, BootstrapIntervalsAndPairedComparisons) {
       r.press = press;
       r.ratio = ratio;
       r.score = score;
+      r.kv_bytes = press == "none" ? (8 << 20) : (press == "press_a" ? (4 << 20) : (6 << 20));
       records.push_back(r);
     }
   }
@@ -114,6 +115,10 @@ TEST(EvalReport, BootstrapIntervalsAndPairedComparisons) {
             std::string::npos) << md;
   EXPECT_NE(md.find("Ratio 0.5: best press_b vs runner-up press_a: +100.0 [+100.0, +100.0] points over 10 samples (decided)"),
             std::string::npos) << md;
+  // The memory each cell held, against the uncompressed cache of the same length.
+  EXPECT_NE(md.find("| 512 | none (ratio 0) | 8.00 MiB |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 512 | press_a | 4.00 (50 %) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 512 | press_b | 6.00 (75 %) |"), std::string::npos) << md;
 }
 
 TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {

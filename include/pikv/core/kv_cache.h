@@ -65,8 +65,9 @@ class KVCache {
   void apply(int64_t layer, const CompressedKV& result);
 
   // Drops, in every layer, the tokens appended after logical length `logical_length` (e.g. a question
-  // and its answer, to return to the compressed context). Throws if that would cut into a compressed
-  // part (logical_length below a layer's length at its last apply()).
+  // and its answer, to return to the compressed context): as many tokens as the first non-empty layer
+  // holds beyond it, also where a press reset a layer's positions. Throws if that would cut into a
+  // compressed part (below a layer's length at its last apply()).
   void truncate(int64_t logical_length);
 
   // Empties every layer (a new request).

@@ -295,23 +295,35 @@ PIKV_INLINE KVCache KVCache::clone() const {
 
 PIKV_INLINE void KVCache::truncate(int64_t logical_length) {
   PIKV_CHECK(logical_length >= 0, "KVCache::truncate: logical_length must be >= 0, got {}", logical_length);
-  // Check every layer before touching any, so a failed truncate leaves the cache as it was.
+  // The count to drop is measured on the first non-empty layer; every layer drops as many. Layers differ
+  // in logical length only when a press reset positions on some of them (KeyRerotation on a model whose
+  // sliding layers no press reaches).
+  int64_t drop = 0;
   for (int64_t i = 0; i < num_layers(); ++i) {
     const Layer& L = layers_[static_cast<size_t>(i)];
     if (L.logical == 0) continue;
     PIKV_CHECK(logical_length <= L.logical, "KVCache::truncate: layer {} holds {} tokens, cannot truncate to {}", i,
                L.logical, logical_length);
-    PIKV_CHECK(logical_length >= L.logical_at_apply || L.logical_at_apply == 0,
+    drop = L.logical - logical_length;
+    break;
+  }
+  // Check every layer before touching any, so a failed truncate leaves the cache as it was.
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    const Layer& L = layers_[static_cast<size_t>(i)];
+    if (L.logical == 0) continue;
+    const int64_t target = L.logical - drop;
+    PIKV_CHECK(target >= 0, "KVCache::truncate: layer {} holds {} tokens, cannot drop {}", i, L.logical, drop);
+    PIKV_CHECK(target >= L.logical_at_apply || L.logical_at_apply == 0,
                "KVCache::truncate: layer {} was compressed at length {}; truncating to {} would cut into the "
                "compressed part",
-               i, L.logical_at_apply, logical_length);
+               i, L.logical_at_apply, target);
   }
+  if (drop == 0) return;
   for (Layer& L : layers_) {
     if (L.logical == 0) continue;
-    const int64_t drop = L.logical - logical_length;
-    if (drop == 0) continue;
+    const int64_t target = L.logical - drop;
     if (is_fixed_capacity()) {
-      fixed_truncate(L, logical_length);
+      fixed_truncate(L, target);
       continue;
     }
     const int64_t dense = L.keys.defined() ? L.keys.size(2) : 0;
@@ -331,7 +343,7 @@ PIKV_INLINE void KVCache::truncate(int64_t logical_length) {
       L.keys = L.keys.narrow(2, 0, dense - drop).clone();
       L.values = L.values.narrow(2, 0, dense - drop).clone();
     }
-    L.logical = logical_length;
+    L.logical = target;
   }
 }
 

@@ -335,10 +335,12 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
             const KVCache& cc = *cell.cache;
             cell.r.compress_ms = stats.compress_ms() + passes.ms;  // KVzip's extra forwards included
             cell.r.kv_bytes = cc.bytes();
-            cell.shape = fmt::format("{}", cc.logical_length(0));
+            // Per layer: stored and logical lengths (KeyRerotation resets the latter) and whether it was
+            // compressed; layers no press reaches (Gemma 3's sliding ones) make layer 0 alone unreliable.
             for (int64_t l = 0; l < cc.num_layers(); ++l) {
               if (cc.is_ragged(l)) cell.shape = "ragged:" + spec;  // alone
-              cell.shape += fmt::format(",{}", cc.physical_length(l));
+              cell.shape += fmt::format(",{}/{}{}", cc.physical_length(l), cc.logical_length(l),
+                                        cc.kept_positions(l).defined() ? "c" : "");
             }
             if (!c.batch_cells) cell.shape = "single:" + spec;
             cells.push_back(std::move(cell));
@@ -524,7 +526,7 @@ inline std::string paired_tables(const std::vector<Record>& records) {
 PIKV_INLINE std::string summary_markdown(const std::vector<Record>& records) {
   // (length) -> (press) -> (ratio) -> {sum score, sum kl, n}
   struct Acc {
-    double score = 0, kl = 0;
+    double score = 0, kl = 0, kv = 0;
     int64_t n = 0;
   };
   std::map<int64_t, std::map<std::string, std::map<double, Acc>>> by_length;
@@ -534,6 +536,7 @@ PIKV_INLINE std::string summary_markdown(const std::vector<Record>& records) {
     for (auto* acc : {&by_length[r.length][r.press][r.ratio], &by_task[r.task][r.press][r.ratio]}) {
       acc->score += r.score;
       acc->kl += r.kl;
+      acc->kv += static_cast<double>(r.kv_bytes);
       acc->n += 1;
     }
     ratios.insert(r.ratio);
@@ -577,6 +580,45 @@ PIKV_INLINE std::string summary_markdown(const std::vector<Record>& records) {
   for (const auto& [task, rows] : by_task) {
     out += fmt::format("\n### Task {} (all lengths)\n\n", task);
     out += table(rows);
+  }
+  // What each cell's cache held after compression (before the question): the memory a press frees,
+  // which differs from the ratio where presses do not reach every layer (Gemma 3's sliding layers).
+  bool any_kv = false;
+  for (const auto& r : records) any_kv |= r.kv_bytes > 0;
+  if (any_kv) {
+    out += "\n### KV cache held after compression\n\nMean MiB per sample (% of the uncompressed cache of the same "
+           "length).\n\n| length | press |";
+    for (double r : ratios) {
+      if (r != 0.0) out += fmt::format(" {} |", detail::ratio_text(r));
+    }
+    out += "\n|---|---|";
+    for (double r : ratios) {
+      if (r != 0.0) out += "---|";
+    }
+    out += "\n";
+    for (const auto& [length, rows] : by_length) {
+      const auto none = rows.find("none");
+      const double full = none != rows.end() && none->second.count(0.0)
+                              ? none->second.at(0.0).kv / static_cast<double>(none->second.at(0.0).n)
+                              : 0.0;
+      out += fmt::format("| {} | none (ratio 0) | {:.2f} MiB |\n", length, full / (1 << 20));
+      for (const auto& [name, cells] : rows) {
+        if (name == "none") continue;
+        out += fmt::format("| {} | {} |", length, name);
+        for (double r : ratios) {
+          if (r == 0.0) continue;
+          const auto it = cells.find(r);
+          if (it == cells.end()) {
+            out += " |";
+            continue;
+          }
+          const double kv = it->second.kv / static_cast<double>(it->second.n);
+          out += full > 0 ? fmt::format(" {:.2f} ({:.0f} %) |", kv / (1 << 20), 100 * kv / full)
+                          : fmt::format(" {:.2f} |", kv / (1 << 20));
+        }
+        out += "\n";
+      }
+    }
   }
   out += detail::paired_tables(records);
   return out;

@@ -54,8 +54,9 @@ PIKV_INLINE SharedPrefill::SharedPrefill(CausalLM& model, const at::Tensor& inpu
 
 PIKV_INLINE KVCache SharedPrefill::compress(Press* press, CompressionStats* stats, const ContextPasses* passes,
                                             ContextPassesCost* cost) const {
-  KVCache cache(full_.num_layers());
-  for (int64_t l = 0; l < full_.num_layers(); ++l) cache.append(l, full_.keys(l), full_.values(l));
+  // A copy, not re-appended tokens: a layer the prefill already trimmed (a sliding window) must keep its
+  // logical length and positions.
+  KVCache cache = full_.clone();
   if (press == nullptr) return cache;
   PIKV_CHECK(!press->needs_context_passes() || passes != nullptr,
              "press '{}' re-reads its context with the model after the prefill: pass the ContextPasses "
