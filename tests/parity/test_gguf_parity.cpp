@@ -27,6 +27,22 @@ at::Tensor greedy(DecoderModel& model, const at::Tensor& prompt, int64_t steps) 
   return at::cat(out, 1);
 }
 
+// Greedy 32-token generations from the golden prompts 0-2: how many equal transformers'. `require`:
+// each must (the exact path), with the difference shown.
+int same_generations(DecoderModel& model, const io::SafetensorsFile& golden, bool require) {
+  int same = 0;
+  for (int p = 0; p < 3; ++p) {
+    const std::string key = "prompt" + std::to_string(p);
+    const at::Tensor generated = greedy(model, golden.get(key + ".input_ids"), 32);
+    const bool equal = test::tensors_equal(generated, golden.get(key + ".generated"));
+    same += equal;
+    if (require) {
+      EXPECT_TRUE(equal) << key << "\nours:         " << generated << "\ntransformers: " << golden.get(key + ".generated");
+    }
+  }
+  return same;
+}
+
 }  // namespace
 
 TEST(GGUFParity, DequantisationMatchesTheGgufPackage) {
@@ -54,12 +70,7 @@ TEST(GGUFParity, DefaultModelMatchesTransformers) {
   EXPECT_EQ(c.vocab_size, 49152);
   EXPECT_TRUE(c.tie_word_embeddings);
   auto golden = io::SafetensorsFile::open(gguf_dir() + "/default_model.safetensors");
-  for (int p = 0; p < 3; ++p) {
-    const std::string key = "prompt" + std::to_string(p);
-    const at::Tensor generated = greedy(*model, golden.get(key + ".input_ids"), 32);
-    EXPECT_TRUE(test::tensors_equal(generated, golden.get(key + ".generated")))
-        << key << "\nours:         " << generated << "\ntransformers: " << golden.get(key + ".generated");
-  }
+  same_generations(*model, golden, /*require=*/true);
   KVCache cache(model->num_layers());
   const at::Tensor logits = model->forward(golden.get("text.input_ids"), cache);
   const double diff = (logits - golden.get("text.logits")).abs().max().item<double>();
@@ -104,12 +115,7 @@ TEST(GGUFParity, QuantizedFastPathAgainstTheDequantisedPath) {
   EXPECT_LT(mean_diff, 0.02);
   EXPECT_GE(top1, 0.98);
   // Greedy generations from the three prompts, as transformers makes them.
-  int same = 0;
-  for (int p = 0; p < 3; ++p) {
-    const std::string key = "prompt" + std::to_string(p);
-    same += static_cast<bool>(test::tensors_equal(greedy(*fast, golden.get(key + ".input_ids"), 32),
-                                                  golden.get(key + ".generated")));
-  }
+  const int same = same_generations(*fast, golden, /*require=*/false);
   std::printf("  greedy 32-token generations identical to transformers': %d of 3\n", same);
   EXPECT_GE(same, 2);
 }
@@ -159,12 +165,7 @@ TEST(GGUFParity, Gemma3MatchesTransformers) {
   EXPECT_EQ(c.sliding_window, std::optional<int64_t>(512));
   for (int64_t l = 0; l < c.num_layers; ++l) EXPECT_EQ(c.is_sliding(l), (l + 1) % 6 != 0) << "layer " << l;
   auto golden = gemma_goldens();
-  for (int p = 0; p < 3; ++p) {
-    const std::string key = "prompt" + std::to_string(p);
-    const at::Tensor generated = greedy(*model, golden.get(key + ".input_ids"), 32);
-    EXPECT_TRUE(test::tensors_equal(generated, golden.get(key + ".generated")))
-        << key << "\nours:         " << generated << "\ntransformers: " << golden.get(key + ".generated");
-  }
+  same_generations(*model, golden, /*require=*/true);
   // 768 tokens: the sliding layers' 512-token windows slide.
   KVCache cache(model->num_layers());
   const TopDiff d = against_top(model->forward(golden.get("text.input_ids"), cache), golden);
@@ -184,12 +185,7 @@ TEST(GGUFParity, Gemma3QuantizedFastPath) {
   auto golden = gemma_goldens();
   KVCache cache(model->num_layers());
   const TopDiff d = against_top(model->forward(golden.get("text.input_ids"), cache), golden);
-  int same = 0;
-  for (int p = 0; p < 3; ++p) {
-    const std::string key = "prompt" + std::to_string(p);
-    same += static_cast<bool>(test::tensors_equal(greedy(*model, golden.get(key + ".input_ids"), 32),
-                                                  golden.get(key + ".generated")));
-  }
+  const int same = same_generations(*model, golden, /*require=*/false);
   std::printf("  Gemma 3 270M fast path: max |logit difference| %.3g over the top 32, argmax agreement %.2f %%, "
               "greedy generations identical to transformers': %d of 3, weights held %.1f MB\n",
               d.top, 100 * d.argmax_agreement, same, model->weight_bytes() / 1e6);

@@ -283,6 +283,92 @@ TEST(GGUF, ReadsMetadataAndTensors) {
   EXPECT_PIKV_ERROR(f.load("nope"), "has no tensor 'nope'");
 }
 
+namespace {
+
+// A tiny gemma3 GGUF (6 layers: five sliding, one global), every tensor float32. Norm tensors hold
+// 1.25 (llama.cpp stores Gemma's 1 + w); `skip` leaves one tensor out, `q8_norm` stores
+// blk.0.attn_norm.weight as Q8_0.
+std::string gemma3_gguf(const std::string& skip = "", bool q8_norm = false) {
+  const uint64_t D = 32, H = 2, Hkv = 1, d = 16, I = 64, V = 64, L = 6;
+  GGUFBuilder b;
+  b.kv_str("general.architecture", "gemma3");
+  b.kv_u32("gemma3.embedding_length", D);
+  b.kv_u32("gemma3.block_count", L);
+  b.kv_u32("gemma3.feed_forward_length", I);
+  b.kv_u32("gemma3.attention.head_count", H);
+  b.kv_u32("gemma3.attention.head_count_kv", Hkv);
+  b.kv_u32("gemma3.attention.key_length", d);
+  b.kv_u32("gemma3.attention.value_length", d);
+  b.kv_u32("gemma3.attention.sliding_window", 8);
+  b.kv_f32("gemma3.rope.freq_base", 1000000.0f);
+  auto add = [&](const std::string& name, std::vector<uint64_t> dims, float value) {
+    if (name == skip) return;
+    uint64_t n = 1;
+    for (uint64_t x : dims) n *= x;
+    std::vector<float> v(n);
+    for (uint64_t i = 0; i < n; ++i) v[i] = value != 0 ? value : 0.01f * static_cast<float>(i % 17) - 0.08f;
+    b.tensor_f32(name, dims, v);
+  };
+  add("token_embd.weight", {D, V}, 0);
+  add("output_norm.weight", {D}, 1.25f);
+  for (uint64_t l = 0; l < L; ++l) {
+    const std::string g = "blk." + std::to_string(l) + ".";
+    if (l == 0 && q8_norm) {
+      b.tensor_bytes(g + "attn_norm.weight", {D}, 8, std::string(34, '\0'));
+    } else {
+      add(g + "attn_norm.weight", {D}, 1.25f);
+    }
+    for (const char* n : {"post_attention_norm", "ffn_norm", "post_ffw_norm"}) add(g + n + ".weight", {D}, 1.25f);
+    add(g + "attn_q_norm.weight", {d}, 1.25f);
+    add(g + "attn_k_norm.weight", {d}, 1.25f);
+    add(g + "attn_q.weight", {D, H * d}, 0);
+    add(g + "attn_k.weight", {D, Hkv * d}, 0);
+    add(g + "attn_v.weight", {D, Hkv * d}, 0);
+    add(g + "attn_output.weight", {H * d, D}, 0);
+    add(g + "ffn_gate.weight", {D, I}, 0);
+    add(g + "ffn_up.weight", {D, I}, 0);
+    add(g + "ffn_down.weight", {I, D}, 0);
+  }
+  return b.bytes();
+}
+
+}  // namespace
+
+TEST(GGUF, Gemma3FilesMapToTheGemmaDecoder) {
+  const std::string dir = test::temp_dir("gguf-gemma3");
+  const Checkpoint ck = read_gguf_checkpoint(write_file(dir, "g.gguf", gemma3_gguf()));
+  const ModelConfig& c = ck.config;
+  EXPECT_EQ(c.arch, Architecture::gemma3);
+  EXPECT_EQ(c.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.sliding_window, std::optional<int64_t>(8));
+  for (int64_t l = 0; l < 6; ++l) EXPECT_EQ(c.is_sliding(l), l != 5) << "layer " << l;
+  EXPECT_DOUBLE_EQ(c.attention_scale, 0.25);  // 1 / sqrt(head_dim 16)
+  EXPECT_DOUBLE_EQ(c.rope.theta, 1e6);
+  EXPECT_DOUBLE_EQ(c.rope_local.theta, 1e4);
+  // Stored 1 + w, held as w; q/k rows are not un-permuted (Gemma's RoPE is half-split in GGUF too).
+  for (const char* n : {"model.norm.weight", "model.layers.0.input_layernorm.weight",
+                        "model.layers.3.pre_feedforward_layernorm.weight", "model.layers.5.self_attn.k_norm.weight"}) {
+    EXPECT_TRUE(at::allclose(ck.weights.at(n), at::full_like(ck.weights.at(n), 0.25))) << n;
+  }
+  const at::Tensor q = (at::arange(32 * 32, at::kFloat).remainder(17) * 0.01 - 0.08).view({32, 32});
+  EXPECT_TRUE(at::allclose(ck.weights.at("model.layers.0.self_attn.q_proj.weight"), q));
+  // The decoder runs it.
+  auto model = DecoderModel::load(write_file(dir, "g2.gguf", gemma3_gguf()), LoadOptions().dequantize(true));
+  KVCache cache(model->num_layers());
+  const at::Tensor logits = model->forward(at::arange(12, at::kLong).unsqueeze(0), cache);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{1, 12, 64}));
+  EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
+  EXPECT_EQ(cache.physical_length(0), 8);  // a sliding layer keeps its window
+  EXPECT_EQ(cache.physical_length(5), 12);
+
+  EXPECT_PIKV_ERROR(read_gguf_checkpoint(write_file(dir, "nok.gguf", gemma3_gguf("blk.2.attn_k_norm.weight"))),
+                    "no tensor 'blk.2.attn_k_norm.weight'", "gemma3.block_count is 6");
+  EXPECT_PIKV_ERROR(read_gguf_checkpoint(write_file(dir, "q8.gguf", gemma3_gguf("", true))),
+                    "blk.0.attn_norm.weight", "Q8_0", "must be F32, F16 or BF16");
+}
+
 TEST(GGUF, BrokenFilesGiveClearErrors) {
   const std::string dir = test::temp_dir("gguf-bad");
   GGUFBuilder b;
