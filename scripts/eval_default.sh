@@ -6,19 +6,11 @@
 # `pikv eval`: `./scripts/eval_default.sh --device cuda` runs it on a GPU. The committed results came
 # from this machine's CPU (512-2048 tokens) and one H200 (4096 tokens: --device cuda --lengths 4096,
 # appended to the same file); on 683 cells run on both, the answers agreed on 681 (README, Evaluation).
-# chunk wraps KeyDiff: a query-based scorer fails on a last chunk shorter than its window.
-# ObservedAttention is left out (its attention weights at 4096 tokens need ~18 GiB); ThinK prunes
-# channels, not tokens, and the decoding presses act after the context, so neither fits a ratio grid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-presses=(knorm streaming_llm keydiff random:seed=0 snapkv pyramidkv tova expected_attention
-  "adakv:press=expected_attention,inner.epsilon=0.01" "criticalkv:press=expected_attention,inner.use_vnorm=false"
-  "criticaladakv:press=expected_attention,inner.use_vnorm=false" lagkv "chunkkv:press=snapkv"
-  "key_rerotation:press=keydiff" "block:press=keydiff" "chunk:press=keydiff")
-args=()
-for p in "${presses[@]}"; do args+=(--press "$p"); done
+source scripts/eval_presses.sh
 build/bin/pikv eval --out docs/results/eval --lengths 512,1024,2048,4096 --samples 4 \
-  --ratios 0.25,0.5,0.75,0.875 "${args[@]}" --measure-reprefill "$@"
+  --ratios 0.25,0.5,0.75,0.875 "${EVAL_PRESS_ARGS[@]}" --measure-reprefill "$@"
 .venv/bin/python scripts/plot_eval.py docs/results/eval
