@@ -10,7 +10,11 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 namespace pikv::cli {
@@ -87,13 +91,37 @@ int run_eval(const EvalArgs& a) {
   if (!report_only) evaluator.run(grid, results, progress, &timing);
   if (tty) fmt::print(stderr, "\n");
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const auto records = eval::Evaluator::read_results(results);
+  std::string header_line;
+  const auto records = eval::Evaluator::read_results(results, &header_line);
   write_text_file(out_dir + "/results.csv", eval::records_csv(records));
-  std::string summary = fmt::format("# pikv eval: {} on {}\n\nTasks {}, lengths {}, {} samples per task and length, seed "
-                                    "{}, corpus {}{}.\n\n",
-                                    grid.model_path, grid.corpus_name, fmt::join(grid.tasks, ", "),
-                                    fmt::join(grid.lengths, ", "), grid.samples, grid.seed, grid.corpus_name,
-                                    grid.query_aware ? "; query-aware (each question compressed with its context)" : "");
+  // The heading describes what the file holds (model, corpus, seed from its header; tasks, lengths and
+  // samples from its records), not this invocation's flags: --report-only passes none of them.
+  const nlohmann::json header = nlohmann::json::parse(header_line, nullptr, /*allow_exceptions=*/false);
+  auto field = [&](const char* key, const std::string& fallback) {
+    return header.is_object() && header.contains(key) && header.at(key).is_primitive() ? header.at(key).dump() : fallback;
+  };
+  auto unquoted = [](std::string v) { return v.size() >= 2 && v.front() == '"' ? v.substr(1, v.size() - 2) : v; };
+  std::set<std::string> tasks;
+  std::set<int64_t> lengths;
+  std::map<std::pair<std::string, int64_t>, std::set<int64_t>> samples;
+  for (const auto& r : records) {
+    tasks.insert(r.task);
+    lengths.insert(r.length);
+    samples[{r.task, r.length}].insert(r.sample);
+  }
+  size_t fewest = samples.empty() ? 0 : SIZE_MAX, most = 0;
+  for (const auto& [_, s] : samples) {
+    fewest = std::min(fewest, s.size());
+    most = std::max(most, s.size());
+  }
+  const std::string corpus_name = unquoted(field("corpus", grid.corpus_name));
+  std::string summary = fmt::format(
+      "# pikv eval: {} on {}\n\nTasks {}, lengths {}, {} samples per task and length, seed {}, corpus {}{}.\n\n",
+      unquoted(field("model", grid.model_path)), corpus_name, fmt::join(tasks, ", "), fmt::join(lengths, ", "),
+      fewest == most ? std::to_string(most) : fmt::format("{}-{}", fewest, most), field("seed", std::to_string(grid.seed)),
+      corpus_name, header.is_object() && header.value("query_aware", false)
+                  ? "; query-aware (each question compressed with its context)"
+                  : "");
   summary += eval::summary_markdown(records);
   write_text_file(out_dir + "/summary.md", summary);
   fmt::print("{}", summary);
