@@ -97,10 +97,13 @@ int run_eval(const EvalArgs& a) {
   // The heading describes what the file holds (model, corpus, seed from its header; tasks, lengths and
   // samples from its records), not this invocation's flags: --report-only passes none of them.
   const nlohmann::json header = nlohmann::json::parse(header_line, nullptr, /*allow_exceptions=*/false);
-  auto field = [&](const char* key, const std::string& fallback) {
-    return header.is_object() && header.contains(key) && header.at(key).is_primitive() ? header.at(key).dump() : fallback;
+  auto text = [&](const char* key, const std::string& fallback) {
+    return header.is_object() && header.contains(key) && header.at(key).is_string() ? header.at(key).get<std::string>()
+                                                                                     : fallback;
   };
-  auto unquoted = [](std::string v) { return v.size() >= 2 && v.front() == '"' ? v.substr(1, v.size() - 2) : v; };
+  const int64_t seed = header.is_object() && header.contains("seed") && header.at("seed").is_number_integer()
+                           ? header.at("seed").get<int64_t>()
+                           : grid.seed;
   std::set<std::string> tasks;
   std::set<int64_t> lengths;
   std::map<std::pair<std::string, int64_t>, std::set<int64_t>> samples;
@@ -114,11 +117,11 @@ int run_eval(const EvalArgs& a) {
     fewest = std::min(fewest, s.size());
     most = std::max(most, s.size());
   }
-  const std::string corpus_name = unquoted(field("corpus", grid.corpus_name));
+  const std::string corpus_name = text("corpus", grid.corpus_name);
   std::string summary = fmt::format(
       "# pikv eval: {} on {}\n\nTasks {}, lengths {}, {} samples per task and length, seed {}, corpus {}{}.\n\n",
-      unquoted(field("model", grid.model_path)), corpus_name, fmt::join(tasks, ", "), fmt::join(lengths, ", "),
-      fewest == most ? std::to_string(most) : fmt::format("{}-{}", fewest, most), field("seed", std::to_string(grid.seed)),
+      text("model", grid.model_path), corpus_name, fmt::join(tasks, ", "), fmt::join(lengths, ", "),
+      fewest == most ? std::to_string(most) : fmt::format("{}-{}", fewest, most), seed,
       corpus_name, header.is_object() && header.value("query_aware", false)
                   ? "; query-aware (each question compressed with its context)"
                   : "");

@@ -99,14 +99,15 @@ def license_text():
     return text
 
 
-def greedy_goldens(tok, model, prompts, tensors):
+def greedy_goldens(encode, model, prompts, tensors, pad_token_id):
+    """32 greedy tokens after each prompt (its ids from `encode`, BOS included)."""
     for i, prompt in enumerate(prompts):
-        ids = torch.tensor([tok.encode(prompt)])
+        ids = torch.tensor([encode(prompt)])
         with torch.no_grad():
             # An explicit all-ones mask: generate would otherwise guess padding from pad_token_id, and
-            # this tokenizer's ids collide with the chat markers.
+            # the default model's ids collide with the chat markers.
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
-                                 min_new_tokens=32, eos_token_id=None, pad_token_id=model.config.eos_token_id)
+                                 min_new_tokens=32, eos_token_id=None, pad_token_id=pad_token_id)
         tensors[f"prompt{i}.input_ids"] = ids
         tensors[f"prompt{i}.generated"] = out[:, ids.shape[1]:].contiguous()
 
@@ -123,7 +124,7 @@ def load(model_path):
 def model_goldens(model_path, out_dir):
     tok, model = load(model_path)
     tensors = {}
-    greedy_goldens(tok, model, PROMPTS, tensors)
+    greedy_goldens(tok.encode, model, PROMPTS, tensors, model.config.eos_token_id)
     ids = tok.encode(license_text())[:512]
     assert len(ids) == 512, f"license text too short: {len(ids)} tokens"
     ids = torch.tensor([ids])
@@ -186,7 +187,7 @@ def sentencepiece_of(gguf_path):
         """Control markers in the text are single tokens (as in Hugging Face's tokenizer), the rest is BPE."""
         out, rest = [], text
         while rest:
-            hits = [(rest.find(m), m) for m in markers if rest.find(m) >= 0]
+            hits = [(at, m) for m in markers if (at := rest.find(m)) >= 0]
             if not hits:
                 out += sp.encode(rest)
                 break
@@ -204,13 +205,7 @@ def gemma_goldens(model_path, out_dir):
     encode = sentencepiece_of(model_path)
     _, model = load(model_path)
     tensors = {}
-    for i, prompt in enumerate(GEMMA_PROMPTS):
-        ids = torch.tensor([[2] + encode(prompt)])
-        with torch.no_grad():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
-                                 min_new_tokens=32, eos_token_id=None, pad_token_id=0)
-        tensors[f"prompt{i}.input_ids"] = ids
-        tensors[f"prompt{i}.generated"] = out[:, ids.shape[1]:].contiguous()
+    greedy_goldens(lambda prompt: [2] + encode(prompt), model, GEMMA_PROMPTS, tensors, 0)
     ids = ([2] + encode(license_text()))[:768]
     assert len(ids) == 768, f"license text too short: {len(ids)} tokens"
     ids = torch.tensor([ids])
