@@ -9,6 +9,7 @@
 #include <pikv/calibration/query_statistics.h>
 #include <pikv/io/npy.h>
 #include <pikv/calibration/router_calibration.h>
+#include <pikv/calibration/router_task_loss.h>
 #include <pikv/core/registry.h>
 #include <pikv/presses/duo_attention.h>
 #include <pikv/presses/qfilter.h>
@@ -63,7 +64,46 @@ struct CalibrateArgs {
   ModelArgs model;
   routing::CalibrationOptions o;
   std::string out_path, report_path, corpus_path = PIKV_DEFAULT_CALIBRATION, checkpoint_path;
+  std::string experts = routing::TaskLossOptions().experts;
+  int64_t sweeps = routing::TaskLossOptions().sweeps, group = 5;
+  double min_gain = 0.01;
 };
+
+// --objective task_loss: the per-layer table fitted to the answers' likelihood.
+int run_task_loss(const CalibrateArgs& a, DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
+                  const routing::CalibrationProgress& progress) {
+  const routing::CalibrationOptions& c = a.o;
+  routing::TaskLossOptions o;
+  o.tasks = c.tasks;
+  o.samples = c.samples;
+  o.length = c.length;
+  o.ratios = c.ratios;
+  o.seed = c.seed;
+  o.holdout = c.holdout;
+  o.experts = a.experts;
+  o.sweeps = a.sweeps;
+  o.group = a.group;
+  o.min_gain = a.min_gain;
+  o.window_size = c.window_size;
+  o.kernel_size = c.kernel_size;
+  o.n_sink = c.n_sink;
+  const routing::TaskLossReport report = routing::calibrate_router_task_loss(model, tokenizer, corpus, o, progress);
+  report.weights.save(a.out_path);
+  const std::string md = fmt::format(
+      "# Router calibration on the task loss\n\nCommand: `pikv calibrate-router --objective task_loss --experts {} "
+      "--samples {} --length {} --ratios {} --seed {} --holdout {} --sweeps {} --group {} --min-gain {}` on {} with calibration text {} (the evaluation uses "
+      "models/haystack.txt and seed 0). Recording took {:.1f} s, the search {:.1f} s.\n\n{}",
+      o.experts, o.samples, o.length, fmt::join(o.ratios, ","), o.seed, o.holdout, o.sweeps, o.group, o.min_gain,
+      a.model.model.substr(a.model.model.find_last_of('/') + 1),
+      a.corpus_path.substr(a.corpus_path.find_last_of('/') + 1), report.record_ms / 1000.0, report.search_ms / 1000.0,
+      report.markdown());
+  fmt::print("{}", md);
+  if (!a.report_path.empty()) write_text_file(a.report_path, md);
+  const bool default_experts = o.experts == routing::TaskLossOptions().experts;
+  fmt::print(stderr, "wrote gate weights to {} (use: --press moe_router:{}weights={})\n", a.out_path,
+             default_experts ? std::string() : "experts=" + o.experts + ",", a.out_path);
+  return 0;
+}
 
 int run_calibrate_router(const CalibrateArgs& a) {
   const ModelArgs& m = a.model;
@@ -100,10 +140,18 @@ int run_calibrate_router(const CalibrateArgs& a) {
 
   const ProgressBar bar("calibrate-router");
   auto progress = [&](const std::string& stage, int64_t done, int64_t total) {
-    bar(stage, done, total, stage == "samples", stage == "samples" ? 5 : 100);
+    // Recording and the task-loss search take minutes: those stages show an ETA.
+    const bool slow = stage == "samples" || stage == "baselines" || stage == "groups";
+    bar(stage, done, total, slow, stage == "samples" ? 5 : slow ? 1 : 100);
   };
   fmt::print(stderr, "calibrating on {} ({} tasks x {} samples of {} tokens, ratios {})\n", corpus_path, o.tasks.size(),
              o.samples, o.length, fmt::join(o.ratios, ","));
+  if (o.objective == routing::CalibrationObjective::task_loss) {
+    if (!a.checkpoint_path.empty() && a.checkpoint_path != "none") {
+      usage_error("--checkpoint: the task_loss objective keeps its recorded samples in memory (no checkpoint)");
+    }
+    return run_task_loss(a, *model, *tokenizer, corpus, progress);
+  }
   routing::CalibrationOptions run = o;
   run.identity = m.model;
   if (a.checkpoint_path.empty()) run.checkpoint = out_path + ".samples.jsonl";
@@ -370,9 +418,21 @@ args::Action declare_calibrate_router(args::Flags& f) {
       args::integer("--epochs", "N", &o.epochs, 1, args::kMaxCount).with_note("{default}").as_brief(),
       args::real("--lr", "X", &o.learning_rate, {0.0, HUGE_VAL, true}).with_note("{default}").as_brief(),
       args::ratio("--holdout", "F", &o.holdout).with_note("{default}: share of samples held out for the report").as_brief(),
-      args::choice("--objective", "best|recall", &o.objective,
+      args::choice("--objective", "best|recall|task_loss", &o.objective,
                    "best (default): cross-entropy towards each head's best outcome, one expert or\n"
-                   "two mixed; recall: maximise the expected recall of single experts"),
+                   "two mixed; recall: maximise the expected recall of single experts;\n"
+                   "task_loss: one expert per layer, chosen by coordinate descent on the reference\n"
+                   "answers' log-likelihood over the compressed cache"),
+      args::integer("--sweeps", "N", &a->sweeps, 1, 100, "task_loss: passes over the layers (stops early when one changes nothing)")
+          .with_note("{default}"),
+      args::text("--experts", "LIST", &a->experts,
+                 "task_loss: '+'-separated experts the table chooses from (built-in experts or\n"
+                 "scorer presses; default the four built-in experts)"),
+      args::integer("--group", "N", &a->group, 1, 4096, "task_loss: consecutive layers that share one expert")
+          .with_note("{default}"),
+      args::real("--min-gain", "X", &a->min_gain, {0.0, HUGE_VAL, false},
+                 "task_loss: keep a change when the training loss falls by more (nats per answer token)")
+          .with_note("{default}"),
       args::integer("--continuation", "N", &o.continuation_tokens, 0, args::kMaxTokens,
                     "also measure recall for N tokens of the text after the context (0: only\n"
                     "the question and its answer)")

@@ -157,7 +157,15 @@ expect 2 "kvzap needs its surrogate model" -- generate --context "a b c d" --que
 expect 2 "is not a KVzap model config" -- generate --context "a b" --question "q" --press kvzap --option "kvzap_model=$tmp/qf"
 expect 2 "model_type must be linear or mlp, got 'cnn'" -- generate --context "a b" --question "q" --press kvzap \
   --option model_type=cnn
-expect 2 "--objective must be best or recall" -- calibrate-router --objective magic --out "$tmp/g.json"
+expect 2 "--objective must be best, recall or task_loss, got 'magic'" -- calibrate-router --objective magic --out "$tmp/g.json"
+expect 2 "the task_loss objective keeps its recorded samples in memory" -- calibrate-router --objective task_loss \
+  --checkpoint "$tmp/ck.jsonl" --out "$tmp/g.json"
+# The task-loss table: one expert per group of layers, written as a version-2 gate the press reads.
+expect 0 "learned table" -- calibrate-router --objective task_loss --tasks passkey --samples 2 --length 192 --ratios 0.5 \
+  --group 15 --sweeps 1 --out "$tmp/table.json" --report "$tmp/table.md"
+grep -q '"layer_bias"' "$tmp/table.json" || { echo "FAIL: no per-layer table in the weights"; fails=$((fails + 1)); }
+expect 0 "tokens, kept" -- generate --context "The code is 4417. $(seq 1 80 | tr '\n' ' ')" --question "What is the code?" \
+  --press moe_router --option "weights=$tmp/table.json" --ratio 0.5 --max-new-tokens 4
 expect 2 "is the evaluation haystack" -- calibrate-router --corpus "$(dirname "$PIKV")/../../models/haystack.txt" \
   --out "$tmp/g.json"
 expect 0 "learned (top-1)" -- calibrate-router --tasks passkey,multikey --samples 2 --length 256 --epochs 30 \

@@ -6,6 +6,7 @@
 
 #include "helpers.h"
 
+#include <algorithm>
 #include <fstream>
 #include <filesystem>
 
@@ -256,4 +257,69 @@ TEST(EvalGrid, BatchedCellsAnswerLikeSingleCells) {
     EXPECT_EQ(r.answer, by_key[r.key()].answer);
     EXPECT_NEAR(r.kl, by_key[r.key()].kl, 1e-5);
   }
+}
+
+TEST(RouterTaskLoss, SearchScoresTheCacheThePressBuildsAndEndsNoWorseThanItsStart) {
+  // The task-loss calibration scores a table on caches it assembles from recorded kept sets; the gate it
+  // writes must make MoERouterPress build exactly those caches, and the search only accepts gains.
+  auto& f = fixture();
+  routing::TaskLossOptions o;
+  o.tasks = {"passkey"};
+  o.samples = 3;
+  o.length = 256;
+  o.ratios = {0.5, 0.75};
+  o.holdout = 0.34;  // every third sample
+  o.group = 10;
+  o.sweeps = 1;
+  std::vector<std::string> stages;
+  const routing::TaskLossReport rep = routing::calibrate_router_task_loss(
+      *f.model, *f.tokenizer, f.corpus, o, [&](const std::string& stage, int64_t, int64_t) { stages.push_back(stage); });
+  const int64_t L = f.model->num_layers();
+  ASSERT_EQ(static_cast<int64_t>(rep.table.size()), L);
+  EXPECT_EQ(rep.train_samples, 2);
+  EXPECT_EQ(rep.holdout_samples, 1);
+  EXPECT_EQ(rep.evaluations, (L / 10) * 3 * 2 * 2) << "groups x other experts x training samples x ratios";
+  EXPECT_EQ(std::count(stages.begin(), stages.end(), "samples"), 3);
+  EXPECT_EQ(std::count(stages.begin(), stages.end(), "groups"), L / 10);
+  for (int64_t l = 0; l < L; ++l) {
+    EXPECT_EQ(rep.table[l], rep.table[l / 10 * 10]) << "layer " << l << " shares its group's expert";
+    EXPECT_EQ(rep.weights.layer_bias[l].argmax().item<int64_t>(), rep.table[l]);
+    EXPECT_FLOAT_EQ(rep.weights.layer_bias[l].max().item<float>(), static_cast<float>(o.margin));
+  }
+  double table = 0.0, start = 0.0;
+  for (size_t r = 0; r < o.ratios.size(); ++r) {
+    table += rep.table_train_nll[r];
+    start += rep.expert_train_nll[r][rep.best_single];
+    EXPECT_GT(rep.expert_train_nll[r][rep.best_single], rep.full_train_nll[r] - 0.5) << "compression costs likelihood";
+  }
+  EXPECT_LE(table, start + 1e-9);
+  EXPECT_NE(rep.markdown().find("learned table"), std::string::npos);
+
+  // The gate file in the press, through the evaluation's shared prefill, on the two training samples.
+  const std::string gate = pikv::test::temp_dir("task_loss") + "/gate.json";
+  rep.weights.save(gate);
+  Pipeline pipeline(*f.model, *f.tokenizer);
+  for (size_t r = 0; r < o.ratios.size(); ++r) {
+    double sum = 0.0;
+    for (int64_t i : {0, 1}) {
+      const eval::Sample s = eval::make_sample("passkey", i, o.length, o.seed, f.corpus, *f.tokenizer);
+      std::vector<int64_t> later = pipeline.question_ids(s.question, s.answer_prefix);
+      const std::vector<int64_t> answer = f.tokenizer->encode(" " + s.references.front());
+      later.insert(later.end(), answer.begin(), answer.end());
+      const SharedPrefill shared(*f.model, at::tensor(pipeline.context_ids(s.context), at::kLong).unsqueeze(0));
+      routing::MoERouterPress press(routing::MoERouterOptions().compression_ratio(o.ratios[r]).weights(gate));
+      KVCache cache = shared.compress(&press);
+      const int64_t A = static_cast<int64_t>(answer.size()), T = static_cast<int64_t>(later.size());
+      const at::Tensor logits = f.model->forward(at::tensor(later, at::kLong).unsqueeze(0), cache);
+      const at::Tensor lp = at::log_softmax(logits[0].narrow(0, T - A - 1, A).to(at::kFloat), -1);
+      sum += -lp.gather(1, at::tensor(answer, at::kLong).view({A, 1})).mean().item<double>();
+    }
+    EXPECT_NEAR(sum / 2.0, rep.table_train_nll[r], 1e-5) << "ratio " << o.ratios[r];
+  }
+
+  o.group = 0;
+  EXPECT_PIKV_ERROR(routing::calibrate_router_task_loss(*f.model, *f.tokenizer, f.corpus, o), "group must be >= 1", "got 0");
+  o.group = 1;
+  o.ratios = {1.0};
+  EXPECT_PIKV_ERROR(routing::calibrate_router_task_loss(*f.model, *f.tokenizer, f.corpus, o), "ratios must be in (0, 1)", "got 1");
 }

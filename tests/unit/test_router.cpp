@@ -382,6 +382,60 @@ TEST(GateWeights, ForeignOrBrokenFilesAreRefused) {
   EXPECT_PIKV_ERROR(GateWeights::load(temp_file("missing.json")), "cannot open", "missing.json");
 }
 
+TEST(GateWeights, PerLayerOffsetsRouteEachLayerToItsExpertAndRoundTrip) {
+  // The task-loss calibration's table: layer 0 -> streaming, layer 1 -> window_attention (W = 0, b = 0).
+  GateWeights g = GateWeights::default_table();
+  g.W.zero_();
+  g.b.zero_();
+  g.layer_bias = at::zeros({2, 4}, at::kFloat);
+  g.layer_bias[0][0] = 10.0;
+  g.layer_bias[1][2] = 10.0;
+  g.num_layers = 2;
+  g.num_kv_heads = 2;
+  g.head_dim = 8;
+  const std::string path = temp_file("layer_table.json");
+  g.save(path);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"version\": 2"), std::string::npos);
+  const GateWeights back = GateWeights::load(path);
+  ASSERT_TRUE(back.layer_bias.defined());
+  EXPECT_TRUE(pikv::test::tensors_equal(back.layer_bias, g.layer_bias));
+  const at::Tensor f = at::rand({3, 5});
+  EXPECT_TRUE(pikv::test::tensors_equal(back.logits(f, 1), at::zeros({3, 4}).index_fill_(1, at::tensor({int64_t{2}}, at::kLong), 10.0)));
+  EXPECT_PIKV_ERROR(back.logits(f), "per-layer offsets for 2 layers", "(none given)");
+  EXPECT_PIKV_ERROR(back.logits(f, 2), "per-layer offsets for 2 layers", "layer 2");
+
+  // Each layer keeps exactly what its expert alone keeps; one gate file serves every ratio.
+  for (double ratio : {0.5, 0.75}) {
+    MoERouterPress table(opts("pikv", ratio).weights(path));
+    MoERouterPress stream(opts("pikv", ratio).experts("streaming").top_k(1));
+    MoERouterPress window(opts("pikv", ratio).experts("window_attention").top_k(1));
+    const AttentionContext l0 = context(96, 5, 1, 0), l1 = context(96, 5, 1, 1);
+    EXPECT_TRUE(pikv::test::tensors_equal(kept_of(table, l0), kept_of(stream, l0))) << ratio;
+    EXPECT_TRUE(pikv::test::tensors_equal(kept_of(table, l1), kept_of(window, l1))) << ratio;
+    EXPECT_FALSE(pikv::test::tensors_equal(kept_of(stream, l1), kept_of(window, l1))) << "the test needs experts that differ";
+    EXPECT_EQ(table.last_decision(1)->primary, (std::vector<int64_t>{2, 2}));
+  }
+
+  // Broken tables are refused with the file and the reason.
+  auto write = [&](const std::string& name, const std::string& json) {
+    const std::string file = temp_file(name);
+    std::ofstream(file) << json;
+    return file;
+  };
+  const std::string head = R"({"format": "pikv-router-weights", "experts": ["a"], "features": )"
+                           R"(["attention_entropy", "sink_mass", "local_mass", "key_norm_spread", "layer_depth"],)"
+                           R"( "W": [[0, 0, 0, 0, 0]], "b": [0], )";
+  EXPECT_PIKV_ERROR(GateWeights::load(write("v1_bias.json", head + R"("version": 1, "model": {"num_layers": 1}, "layer_bias": [[1]]})")),
+                    "v1_bias.json", "layer_bias needs version 2");
+  EXPECT_PIKV_ERROR(GateWeights::load(write("rows.json", head + R"("version": 2, "model": {"num_layers": 3}, "layer_bias": [[1], [2]]})")),
+                    "layer_bias has 2 rows", "num_layers says 3");
+  EXPECT_PIKV_ERROR(GateWeights::load(write("width.json", head + R"("version": 2, "model": {"num_layers": 1}, "layer_bias": [[1, 2]]})")),
+                    "layer_bias row 0 has 2 entries", "expected 1");
+  EXPECT_PIKV_ERROR(GateWeights::load(write("v3.json", head + R"("version": 3})")), "version 3", "versions 1 and 2");
+}
+
 TEST(MoERouter, OptionsActOrAreRefusedWithAReason) {
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "magic"}}), "router_type must be one of", "hierarchical", "'magic'");
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "topk_balanced"}, {"balance_mode", "chaos"}}),

@@ -20,7 +20,7 @@
 namespace pikv::routing {
 
 // What the gate is trained towards, and whose attention the recall measures (see CalibrationOptions).
-PIKV_ENUM(CalibrationObjective, best, recall)
+PIKV_ENUM(CalibrationObjective, best, recall, task_loss)
 PIKV_ENUM(CalibrationQueries, all, answer)
 
 struct CalibrationOptions {
@@ -34,7 +34,8 @@ struct CalibrationOptions {
   double weight_decay = 0.0;              // L2 on W (Adam rescales steps, so even a small one dominates)
   double holdout = 0.25;                   // share of samples held out for the report
   // best: cross-entropy towards each row's best outcome (one expert, or two mixed at equal weights);
-  // recall: maximise the expected single-expert recall.
+  // recall: maximise the expected single-expert recall. task_loss is calibrate_router_task_loss
+  // (router_task_loss.h), which calibrate_router refuses.
   CalibrationObjective objective = CalibrationObjective::best;
   // Later queries: the question and its answer, and (when > 0) this many tokens of the text that
   // follows the context (what the evaluation's KL metric reads); recalls are averaged over both.

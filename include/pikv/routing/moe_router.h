@@ -25,11 +25,14 @@ const std::vector<std::string>& feature_names();
 // The gate features of every (b, h): -> float32 [B, Hkv, F] on the signals' device.
 at::Tensor gate_features(const LayerSignals& signals, int64_t layer, int64_t num_layers);
 
-// Gate z = W f + b for E experts.
+// Gate z = W f + b (+ layer_bias[layer]) for E experts.
 struct GateWeights {
   std::vector<std::string> experts;  // expert names, in the order of W's rows
   at::Tensor W;                      // float32 [E, F], CPU
   at::Tensor b;                      // float32 [E], CPU
+  // Optional float32 [L, E], CPU: a per-layer offset, how a table of per-layer choices (the task-loss
+  // calibration) is expressed; L must equal num_layers. Undefined: none (version-1 files).
+  at::Tensor layer_bias;
   // The model shape the weights were calibrated on (0 = any): checked when the press meets a layer.
   int64_t num_layers = 0, num_kv_heads = 0, head_dim = 0;
   std::string source = "default table";  // for messages: a file path or "default table"
@@ -41,9 +44,11 @@ struct GateWeights {
   // The default table for the default experts; for any other expert list a uniform gate (W = 0, b = 0:
   // every expert equally trusted, so top_k of them mixed at equal weights; one expert alone is that expert).
   static GateWeights for_experts(const std::vector<std::shared_ptr<Expert>>& experts);
-  // features [..., F] -> logits [..., E] (float32, on the features' device).
-  at::Tensor logits(const at::Tensor& features) const;
-  // JSON file: {"format": "pikv-router-weights", "version": 1, experts, features, W, b, model, calibration}.
+  // features [..., F] -> logits [..., E] (float32, on the features' device); `layer` selects the row of
+  // layer_bias (required when it is defined).
+  at::Tensor logits(const at::Tensor& features, std::optional<int64_t> layer = std::nullopt) const;
+  // JSON file: {"format": "pikv-router-weights", "version": 1 or 2, experts, features, W, b, model,
+  // calibration}; version 2 adds layer_bias (written only when defined).
   void save(const std::string& path) const;
   // Throws pikv::Error naming the file for unreadable, malformed or foreign content (other feature
   // set, wrong shapes, non-finite numbers).

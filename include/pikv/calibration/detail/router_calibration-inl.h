@@ -310,6 +310,8 @@ PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokeni
              limit > 0 ? limit - 64 : int64_t{1} << 40, o.length);
   PIKV_CHECK(o.holdout >= 0.0 && o.holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", o.holdout);
   PIKV_CHECK(o.epochs >= 1 && o.learning_rate > 0, "calibrate-router: epochs >= 1 and learning_rate > 0 required");
+  PIKV_CHECK(o.objective != CalibrationObjective::task_loss,
+             "calibrate_router fits the gate to attention recall; the task_loss objective is calibrate_router_task_loss");
 
   const auto experts = default_experts();
   const int64_t E = static_cast<int64_t>(experts.size()), R = static_cast<int64_t>(o.ratios.size());

@@ -63,17 +63,23 @@ PIKV_INLINE GateWeights GateWeights::for_experts(const std::vector<std::shared_p
   return g;
 }
 
-PIKV_INLINE at::Tensor GateWeights::logits(const at::Tensor& features) const {
+PIKV_INLINE at::Tensor GateWeights::logits(const at::Tensor& features, std::optional<int64_t> layer) const {
   PIKV_CHECK(features.size(-1) == W.size(1), "gate weights from {} take {} features, got {}", source, W.size(1),
              features.size(-1));
   at::Tensor w = W.to(features.device()), bias = b.to(features.device());
+  if (layer_bias.defined()) {
+    PIKV_CHECK(layer && *layer >= 0 && *layer < layer_bias.size(0),
+               "gate weights from {} hold per-layer offsets for {} layers; layer {} is outside them", source,
+               layer_bias.size(0), layer ? fmt::format("{}", *layer) : std::string("(none given)"));
+    bias = bias + layer_bias[*layer].to(features.device());
+  }
   return at::matmul(features.to(at::kFloat), w.t()) + bias;
 }
 
 PIKV_INLINE void GateWeights::save(const std::string& path) const {
   nlohmann::json j;
   j["format"] = "pikv-router-weights";
-  j["version"] = 1;
+  j["version"] = layer_bias.defined() ? 2 : 1;
   j["experts"] = experts;
   j["features"] = feature_names();
   at::Tensor Wc = W.to(at::kDouble).contiguous(), bc = b.to(at::kDouble).contiguous();
@@ -84,6 +90,14 @@ PIKV_INLINE void GateWeights::save(const std::string& path) const {
   }
   j["W"] = rows;
   j["b"] = std::vector<double>(bc.data_ptr<double>(), bc.data_ptr<double>() + bc.numel());
+  if (layer_bias.defined()) {
+    const at::Tensor lb = layer_bias.to(at::kDouble).contiguous();
+    nlohmann::json layers = nlohmann::json::array();
+    for (int64_t l = 0; l < lb.size(0); ++l) {
+      layers.push_back(std::vector<double>(lb[l].data_ptr<double>(), lb[l].data_ptr<double>() + lb.size(1)));
+    }
+    j["layer_bias"] = layers;
+  }
   j["model"] = {{"num_layers", num_layers}, {"num_kv_heads", num_kv_heads}, {"head_dim", head_dim}};
   j["calibration"] = calibration.empty() ? nlohmann::json::object() : nlohmann::json::parse(calibration);
   io::write_file_atomically(path, j.dump(2) + "\n", "router weights");
@@ -103,8 +117,9 @@ PIKV_INLINE GateWeights GateWeights::load(const std::string& path) {
   try {
     PIKV_CHECK(j.is_object() && j.value("format", "") == "pikv-router-weights",
                "router weights file '{}' is not a pikv-router-weights file (format field missing or different)", path);
-    PIKV_CHECK(j.value("version", 0) == 1, "router weights file '{}' has version {}, this build reads version 1", path,
-               j.value("version", 0));
+    const int version = j.value("version", 0);
+    PIKV_CHECK(version == 1 || version == 2, "router weights file '{}' has version {}, this build reads versions 1 and 2",
+               path, version);
     const auto features = j.at("features").get<std::vector<std::string>>();
     PIKV_CHECK(features == feature_names(), "router weights file '{}' was made for the features [{}], this build uses [{}]",
                path, fmt::join(features, ", "), fmt::join(feature_names(), ", "));
@@ -133,6 +148,23 @@ PIKV_INLINE GateWeights GateWeights::load(const std::string& path) {
       g.head_dim = j["model"].value("head_dim", int64_t{0});
     }
     if (j.contains("calibration")) g.calibration = j["calibration"].dump();
+    PIKV_CHECK(version == 2 || !j.contains("layer_bias"), "router weights file '{}': layer_bias needs version 2", path);
+    if (j.contains("layer_bias")) {
+      const auto lb = j.at("layer_bias").get<std::vector<std::vector<double>>>();
+      PIKV_CHECK(g.num_layers >= 1 && static_cast<int64_t>(lb.size()) == g.num_layers,
+                 "router weights file '{}': layer_bias has {} rows, model.num_layers says {}", path, lb.size(),
+                 g.num_layers);
+      std::vector<float> lf;
+      for (size_t l = 0; l < lb.size(); ++l) {
+        PIKV_CHECK(lb[l].size() == E, "router weights file '{}': layer_bias row {} has {} entries, expected {}", path, l,
+                   lb[l].size(), E);
+        for (double x : lb[l]) {
+          PIKV_CHECK(std::isfinite(x), "router weights file '{}': layer_bias row {} holds a non-finite value", path, l);
+          lf.push_back(static_cast<float>(x));
+        }
+      }
+      g.layer_bias = at::tensor(lf, at::kFloat).view({static_cast<int64_t>(lb.size()), static_cast<int64_t>(E)});
+    }
   } catch (const nlohmann::json::exception& e) {
     PIKV_FAIL("router weights file '{}' is malformed: {}", path, e.what());
   }
@@ -310,6 +342,12 @@ PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options, std:
   PIKV_CHECK(gate_.W.defined() && gate_.W.dim() == 2 && gate_.W.size(0) == E && gate_.W.size(1) == kNumFeatures &&
                  gate_.b.defined() && gate_.b.numel() == E,
              "moe_router: gate weights from {} must be W [{}, {}] and b [{}]", gate_.source, E, kNumFeatures, E);
+  PIKV_CHECK(!gate_.layer_bias.defined() ||
+                 (gate_.layer_bias.dim() == 2 && gate_.layer_bias.size(1) == E &&
+                  (gate_.num_layers == 0 || gate_.layer_bias.size(0) == gate_.num_layers)),
+             "moe_router: per-layer gate offsets from {} must be [{}, {}], got {}", gate_.source,
+             gate_.num_layers > 0 ? fmt::format("{}", gate_.num_layers) : std::string("L"), E,
+             gate_.layer_bias.defined() ? fmt::format("{}", gate_.layer_bias.sizes()) : std::string());
 }
 
 PIKV_INLINE std::string MoERouterPress::describe() const {
@@ -350,7 +388,7 @@ PIKV_INLINE MoERouterPress::Routing MoERouterPress::route(const AttentionContext
   Routing out;
   out.signals = compute_signals(ctx, options_.window_size(), options_.kernel_size(), options_.n_sink());
   const at::Tensor features = gate_features(out.signals, ctx.layer, ctx.num_layers);  // [B, Hkv, F]
-  const at::Tensor logits = gate_.logits(features).view({B * Hkv, E});
+  const at::Tensor logits = gate_.logits(features, ctx.layer).view({B * Hkv, E});
   out.decision = router_->route(logits, ctx.layer);
   const RouterDecision& d = out.decision;
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The headline grid (docs/results/eval_headline/): every press of the default model's grid at ratios 0.5
+# and 0.75 and the uncompressed baseline, context lengths 1024 and 2048, 5 RULER-style tasks x $SAMPLES
+# samples (default 50: 250 per length, the count at which the headline comparisons are decided).
+# About 7 minutes per sample index on this 2-core CPU (330 cells), so the full grid is spread over
+# several runs: it is resumable, and `SAMPLES=12 ./scripts/eval_headline.sh` stops at 12 per task
+# (every length and task equally advanced); a later run with a larger SAMPLES continues. Extra
+# arguments go to `pikv eval` (--device cuda on a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh >/dev/null
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+source scripts/eval_presses.sh
+build/bin/pikv eval --out docs/results/eval_headline --lengths 1024,2048 --samples "${SAMPLES:-50}" \
+  --ratios 0.5,0.75 "${EVAL_PRESS_ARGS[@]}" "$@"
+.venv/bin/python scripts/plot_eval.py docs/results/eval_headline
