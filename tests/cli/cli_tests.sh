@@ -257,7 +257,7 @@ expect 2 "--query-aware applies to --press" -- demo --query-aware
 expect 2 "needs the option press=NAME" -- demo --press adakv
 expect 2 "--lr needs a number, got 'abc'" -- calibrate-router --lr abc --out "$tmp/g.json"
 expect 2 "--lr must be > 0, got -0.1" -- calibrate-router --lr -0.1 --out "$tmp/g.json"
-expect 2 "--objective must be best or recall" -- calibrate-router --lr 1e-320 --objective magic --out "$tmp/g.json"
+expect 2 "--objective must be best, recall or task_loss" -- calibrate-router --lr 1e-320 --objective magic --out "$tmp/g.json"
 expect 2 "--ratio must be 0 or in [2.2250738585072014e-308, 1), got 1e-320" -- generate --context c --question q \
   --press knorm --ratio 1e-320
 expect 2 "--ratios must be 0 or in [2.2250738585072014e-308, 1), got 4e-320" -- eval --ratios 0.5,4e-320 --out "$tmp/ev"
