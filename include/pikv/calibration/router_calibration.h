@@ -74,6 +74,12 @@ struct CalibrationReport {
   std::string markdown() const;
 };
 
+// The checks every router calibration makes: at least one task and sample, ratios in (0, 1), a context
+// length in [128, the model's limit minus room for the question], holdout in [0, 1). Throws pikv::Error
+// naming the bad value.
+void check_calibration_inputs(const DecoderModel& model, const std::vector<std::string>& tasks, int64_t samples,
+                              const std::vector<double>& ratios, int64_t length, double holdout);
+
 // (stage, done, total): "samples" while recording, "epochs" while training.
 using CalibrationProgress = std::function<void(const std::string&, int64_t, int64_t)>;
 

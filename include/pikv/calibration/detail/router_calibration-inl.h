@@ -296,19 +296,23 @@ PIKV_INLINE std::string CalibrationReport::markdown() const {
   return out;
 }
 
-PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
-                                   const CalibrationOptions& o, const CalibrationProgress& progress) {
-  PIKV_CHECK(!o.tasks.empty() && o.samples >= 1, "calibrate-router needs at least one task and one sample per task");
-  PIKV_CHECK(!o.ratios.empty(), "calibrate-router needs at least one compression ratio");
-  for (double r : o.ratios) {
-    PIKV_CHECK(r > 0.0 && r < 1.0, "calibrate-router: ratios must be in (0, 1), got {}", r);
-  }
+PIKV_INLINE void check_calibration_inputs(const DecoderModel& model, const std::vector<std::string>& tasks,
+                                          int64_t samples, const std::vector<double>& ratios, int64_t length,
+                                          double holdout) {
+  PIKV_CHECK(!tasks.empty() && samples >= 1, "calibrate-router needs at least one task and one sample per task");
+  PIKV_CHECK(!ratios.empty(), "calibrate-router needs at least one compression ratio");
+  for (double r : ratios) PIKV_CHECK(r > 0.0 && r < 1.0, "calibrate-router: ratios must be in (0, 1), got {}", r);
   const int64_t limit = model.config().max_position_embeddings;
-  PIKV_CHECK(o.length >= 128 && (limit <= 0 || o.length + 64 <= limit),
+  PIKV_CHECK(length >= 128 && (limit <= 0 || length + 64 <= limit),
              "calibrate-router: length must be in [128, {}] for this model (its limit, minus room for the question), "
              "got {}",
-             limit > 0 ? limit - 64 : int64_t{1} << 40, o.length);
-  PIKV_CHECK(o.holdout >= 0.0 && o.holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", o.holdout);
+             limit > 0 ? limit - 64 : int64_t{1} << 40, length);
+  PIKV_CHECK(holdout >= 0.0 && holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", holdout);
+}
+
+PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
+                                   const CalibrationOptions& o, const CalibrationProgress& progress) {
+  check_calibration_inputs(model, o.tasks, o.samples, o.ratios, o.length, o.holdout);
   PIKV_CHECK(o.epochs >= 1 && o.learning_rate > 0, "calibrate-router: epochs >= 1 and learning_rate > 0 required");
   PIKV_CHECK(o.objective != CalibrationObjective::task_loss,
              "calibrate_router fits the gate to attention recall; the task_loss objective is calibrate_router_task_loss");

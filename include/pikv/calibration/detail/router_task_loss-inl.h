@@ -105,15 +105,7 @@ PIKV_INLINE std::string TaskLossReport::markdown() const {
 PIKV_INLINE TaskLossReport calibrate_router_task_loss(DecoderModel& model, const Tokenizer& tokenizer,
                                                       const eval::Corpus& corpus, const TaskLossOptions& o,
                                                       const CalibrationProgress& progress) {
-  PIKV_CHECK(!o.tasks.empty() && o.samples >= 1, "calibrate-router: needs at least one task and one sample per task");
-  PIKV_CHECK(!o.ratios.empty(), "calibrate-router: needs at least one compression ratio");
-  for (double r : o.ratios) PIKV_CHECK(r > 0.0 && r < 1.0, "calibrate-router: ratios must be in (0, 1), got {}", r);
-  const int64_t limit = model.config().max_position_embeddings;
-  PIKV_CHECK(o.length >= 128 && (limit <= 0 || o.length + 64 <= limit),
-             "calibrate-router: length must be in [128, {}] for this model (its limit, minus room for the question), "
-             "got {}",
-             limit > 0 ? limit - 64 : int64_t{1} << 40, o.length);
-  PIKV_CHECK(o.holdout >= 0.0 && o.holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", o.holdout);
+  check_calibration_inputs(model, o.tasks, o.samples, o.ratios, o.length, o.holdout);
   PIKV_CHECK(o.sweeps >= 1, "calibrate-router: sweeps must be >= 1, got {}", o.sweeps);
   PIKV_CHECK(std::isfinite(o.margin) && o.margin > 0.0, "calibrate-router: margin must be > 0, got {}", o.margin);
   PIKV_CHECK(o.group >= 1, "calibrate-router: group must be >= 1 layer, got {}", o.group);
