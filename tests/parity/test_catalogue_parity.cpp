@@ -323,36 +323,44 @@ TEST(CatalogueParity, CalibratedArtefactsAreKvpresssRecipes) {
 
 TEST(CatalogueParity, SharedPrefillReplaysExactlyWhatALivePrefillKeeps) {
   // One uncompressed prefill, every press replayed on it (what evaluation grids do) == a prefill run
-  // under the press: same stored keys and values, same logical lengths.
+  // under the press: same stored keys and values, same logical lengths. Also with a float16 cache under
+  // a float32 model, where both must score the cache widened to float32 (scoring float16 directly would
+  // pick other ties, and CPU float16 matmuls are ~8x slower).
   auto model = DecoderModel::load(catalogue_dir() + "/llama_gqa");
   const at::Tensor ids = at::arange(3, 3 + 96, at::kLong).unsqueeze(0);
-  SharedPrefill shared(*model, ids);
-  for (const char* spec : {"knorm", "snapkv", "pyramidkv", "expected_attention", "tova", "adakv", "key_rerotation",
-                           "chunkkv", "think"}) {
-    SCOPED_TRACE(spec);
-    std::map<std::string, std::string> o;
-    const std::string name = spec;
-    if (name == "adakv" || name == "key_rerotation" || name == "chunkkv") o = {{"press", "snapkv"}, {"inner.window_size", "8"}};
-    if (name == "snapkv" || name == "pyramidkv") o["window_size"] = "8";
-    if (name == "think") {
-      o["key_channel_compression_ratio"] = "0.5";
-    } else {
-      o["compression_ratio"] = "0.5";
-    }
-    auto press = make_press(name, o);
-    KVCache live(model->num_layers());
-    {
-      PressGuard guard(*model, *press);
-      model->forward(ids, live);
-    }
-    KVCache replay = shared.compress(press.get());
-    for (int64_t l = 0; l < model->num_layers(); ++l) {
-      EXPECT_EQ(replay.logical_length(l), live.logical_length(l));
-      const auto a = replay.padded(l), b = live.padded(l);
-      EXPECT_TRUE(at::equal(a.keys, b.keys)) << "layer " << l;
-      EXPECT_TRUE(at::equal(a.values, b.values)) << "layer " << l;
+  for (const std::optional<at::ScalarType> kv_dtype : {std::optional<at::ScalarType>(), std::optional(at::kHalf)}) {
+    model->set_kv_dtype(kv_dtype);
+    SharedPrefill shared(*model, ids);
+    for (const char* spec : {"knorm", "snapkv", "pyramidkv", "expected_attention", "tova", "adakv", "key_rerotation",
+                             "chunkkv", "think", "criticalkv"}) {
+      SCOPED_TRACE(std::string(spec) + (kv_dtype ? " float16 cache" : ""));
+      std::map<std::string, std::string> o;
+      const std::string name = spec;
+      if (name == "adakv" || name == "key_rerotation" || name == "chunkkv" || name == "criticalkv") {
+        o = {{"press", "snapkv"}, {"inner.window_size", "8"}};
+      }
+      if (name == "snapkv" || name == "pyramidkv") o["window_size"] = "8";
+      if (name == "think") {
+        o["key_channel_compression_ratio"] = "0.5";
+      } else {
+        o["compression_ratio"] = "0.5";
+      }
+      auto press = make_press(name, o);
+      KVCache live(model->num_layers());
+      {
+        PressGuard guard(*model, *press);
+        model->forward(ids, live);
+      }
+      KVCache replay = shared.compress(press.get());
+      for (int64_t l = 0; l < model->num_layers(); ++l) {
+        EXPECT_EQ(replay.logical_length(l), live.logical_length(l));
+        const auto a = replay.padded(l), b = live.padded(l);
+        EXPECT_TRUE(at::equal(a.keys, b.keys)) << "layer " << l;
+        EXPECT_TRUE(at::equal(a.values, b.values)) << "layer " << l;
+      }
     }
   }
+  model->set_kv_dtype(std::nullopt);
 }
 
 TEST(CatalogueParity, DecodingPressAnswersEveryQuestionFromTheSameContext) {

@@ -72,8 +72,11 @@ PIKV_INLINE KVCache SharedPrefill::compress(Press* press, CompressionStats* stat
     press->on_prefill_begin();
     for (const auto& [layer, captured] : contexts_) {
       AttentionContext ctx = captured;
-      ctx.keys = cache.keys(layer);  // the same tensors the live prefill would hand over
-      ctx.values = cache.values(layer);
+      // The same tensors the live prefill hands over: the stored cache, widened to the compute dtype
+      // when the cache is narrower (the hook scores in the compute dtype; the capture holds that dtype).
+      const at::ScalarType compute = captured.keys.scalar_type();
+      ctx.keys = cache.keys(layer).to(compute);
+      ctx.values = cache.values(layer).to(compute);
       apply_press(*press, ctx, cache, stats);
     }
     press->on_prefill_end();
