@@ -80,6 +80,11 @@ struct CalibrationReport {
 void check_calibration_inputs(const DecoderModel& model, const std::vector<std::string>& tasks, int64_t samples,
                               const std::vector<double>& ratios, int64_t length, double holdout);
 
+// Whether the sample recorded as number `index` (0-based, in recording order: every task's samples in
+// turn) is held out: every round(1 / holdout)-th sample (at least every 2nd), so the held-out samples
+// spread across tasks. holdout 0 holds out nothing.
+bool is_held_out(int64_t index, double holdout);
+
 // (stage, done, total): "samples" while recording, "epochs" while training.
 using CalibrationProgress = std::function<void(const std::string&, int64_t, int64_t)>;
 

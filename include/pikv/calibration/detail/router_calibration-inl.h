@@ -310,6 +310,12 @@ PIKV_INLINE void check_calibration_inputs(const DecoderModel& model, const std::
   PIKV_CHECK(holdout >= 0.0 && holdout < 1.0, "calibrate-router: holdout must be in [0, 1), got {}", holdout);
 }
 
+PIKV_INLINE bool is_held_out(int64_t index, double holdout) {
+  if (holdout <= 0.0) return false;
+  const int64_t every = std::max<int64_t>(2, static_cast<int64_t>(std::llround(1.0 / holdout)));
+  return index % every == every - 1;
+}
+
 PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokenizer& tokenizer, const eval::Corpus& corpus,
                                    const CalibrationOptions& o, const CalibrationProgress& progress) {
   check_calibration_inputs(model, o.tasks, o.samples, o.ratios, o.length, o.holdout);
@@ -421,10 +427,9 @@ PIKV_INLINE CalibrationReport calibrate_router(DecoderModel& model, const Tokeni
 
   at::Tensor F = at::cat(feats), Rc = at::cat(recalls), Ri = at::cat(ratio_of);
   // Held-out samples: every k-th sample, spread across tasks.
-  const int64_t every = o.holdout > 0 ? std::max<int64_t>(2, static_cast<int64_t>(std::llround(1.0 / o.holdout))) : 0;
   std::vector<int64_t> train_idx, hold_idx;
   for (size_t k = 0; k < sample_of.size(); ++k) {
-    ((every > 0 && sample_of[k] % every == every - 1) ? hold_idx : train_idx).push_back(static_cast<int64_t>(k));
+    (is_held_out(sample_of[k], o.holdout) ? hold_idx : train_idx).push_back(static_cast<int64_t>(k));
   }
   if (hold_idx.empty()) hold_idx = train_idx;  // no holdout: report on the training rows
   at::Tensor ti = at::tensor(train_idx, at::kLong), hi = at::tensor(hold_idx, at::kLong);

@@ -117,7 +117,6 @@ PIKV_INLINE TaskLossReport calibrate_router_task_loss(DecoderModel& model, const
   const size_t R = o.ratios.size();
   Pipeline pipeline(model, tokenizer);
   const auto ids = at::TensorOptions().dtype(at::kLong).device(model.options().device());
-  const int64_t every = o.holdout > 0 ? std::max<int64_t>(2, static_cast<int64_t>(std::llround(1.0 / o.holdout))) : 0;
 
   // Record: one prefill per sample, every expert's kept positions per (ratio, layer).
   std::vector<detail::TaskLossSample> samples;
@@ -151,7 +150,7 @@ PIKV_INLINE TaskLossReport calibrate_router_task_loss(DecoderModel& model, const
         }
       }
       const int64_t n = static_cast<int64_t>(samples.size());
-      out.holdout = every > 0 && n % every == every - 1;
+      out.holdout = is_held_out(n, o.holdout);
       samples.push_back(std::move(out));
       if (progress) progress("samples", n + 1, total);
     }
