@@ -3,6 +3,8 @@
   DIR/retained_vs_ratio.png         the headline: % of the uncompressed score the presses that keep
                                     most at ratio 0.5 keep at every ratio, over all tasks and lengths,
                                     with 95 % bootstrap bands (paired by length, task and sample)
+  DIR/retained_by_press.png         every press at every ratio: % of the uncompressed score kept with
+                                    its 95 % interval, presses sorted by what they keep at ratio 0.5
   DIR/score_vs_ratio_L{length}.png  score vs ratio per task (plus the KL metric), every press
 Every press keeps one colour and marker in every figure.
 
@@ -35,9 +37,9 @@ def label(press):
     return re.sub(r"weights=[^,]*/", "weights=", press)
 
 
-def retained(rows, out, presses, style, top):
-    """% of the uncompressed score kept over every task and length, paired per (length, task, sample),
-    with 95 % bootstrap bands; the `top` presses that keep most at ratio 0.5."""
+def retained_bands(rows):
+    """(ratios, band): band(press, ratio) -> (% of the uncompressed score kept, 2.5 and 97.5 percentiles
+    of 2000 paired bootstrap resamples over (length, task, sample), n) or None."""
     full = {}  # (length, task, sample) -> score
     cell = defaultdict(dict)  # (press, ratio) -> {(length, task, sample): score}
     for r in rows:
@@ -48,16 +50,60 @@ def retained(rows, out, presses, style, top):
         else:
             cell[(r["press"], ratio)][unit] = float(r["score"])
     ratios = sorted({k[1] for k in cell})
-    rng = np.random.default_rng(0)
 
     def band(press, ratio):
         pairs = np.array([(s, full[u]) for u, s in cell.get((press, ratio), {}).items() if u in full])
         if len(pairs) == 0 or pairs[:, 1].sum() == 0:
             return None
+        rng = np.random.default_rng(0)  # the same resamples for every call: reruns draw the same figure
         idx = rng.integers(0, len(pairs), size=(2000, len(pairs)))
         boot = pairs[idx, 0].sum(1) / np.maximum(pairs[idx, 1].sum(1), 1e-12) * 100
         return pairs[:, 0].sum() / pairs[:, 1].sum() * 100, np.percentile(boot, 2.5), np.percentile(boot, 97.5), len(pairs)
 
+    return ratios, band
+
+
+def retained_by_press(rows, out, presses):
+    """Every press, every ratio: % kept with its 95 % interval, one row per press (a forest plot)."""
+    ratios, band = retained_bands(rows)
+    if not ratios:
+        return
+    mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
+    b = {(p, r): band(p, r) for p in presses for r in ratios}
+    order = sorted(presses, key=lambda p: b[(p, mid)][0] if b[(p, mid)] else -1)
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(order) + 1.6))
+    cmap = plt.get_cmap("viridis")
+    n = 0
+    for j, r in enumerate(ratios):
+        colour = cmap(j / max(1, len(ratios) - 1) * 0.85)
+        offset = (j - (len(ratios) - 1) / 2) * 0.22
+        for i, p in enumerate(order):
+            v = b[(p, r)]
+            if v is None:
+                continue
+            n = max(n, v[3])
+            ax.errorbar(v[0], i + offset, xerr=[[v[0] - v[1]], [v[2] - v[0]]], fmt=MARKERS[j % len(MARKERS)],
+                        color=colour, markersize=6, capsize=2, label=f"ratio {r}" if i == 0 else None)
+    ax.axvline(100, color="black", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([label(p) for p in order], fontsize=8)
+    ax.set_xlabel("% of the uncompressed score kept (95 % paired bootstrap interval)")
+    ax.set_xlim(0, max(130, ax.get_xlim()[1]))
+    ax.grid(axis="x", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, fontsize=8, loc="lower right")
+    ax.set_title(f"Score kept by every press (all tasks and lengths, {n} samples per point)", fontsize=10)
+    fig.tight_layout()
+    path = out / "retained_by_press.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def retained(rows, out, presses, style, top):
+    """% of the uncompressed score kept over every task and length, paired per (length, task, sample),
+    with 95 % bootstrap bands; the `top` presses that keep most at ratio 0.5."""
+    ratios, band = retained_bands(rows)
     mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
     kept = {p: band(p, mid) for p in presses}
     chosen = sorted((p for p in presses if kept[p]), key=lambda p: kept[p][0], reverse=True)[:top]
@@ -112,6 +158,7 @@ def main():
     presses = sorted({k[2] for k in score if k[2] != "none"})
     style = styles(presses)
     retained(rows, out, presses, style, args.top)
+    retained_by_press(rows, out, presses)
     for length in lengths:
         panels = tasks + ["KL (all tasks)"]
         cols = 3
