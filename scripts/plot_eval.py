@@ -37,9 +37,10 @@ def label(press):
     return re.sub(r"weights=[^,]*/", "weights=", press)
 
 
-def retained_bands(rows):
-    """(ratios, band): band(press, ratio) -> (% of the uncompressed score kept, 2.5 and 97.5 percentiles
-    of 2000 paired bootstrap resamples over (length, task, sample), n) or None."""
+def retained_bands(rows, presses):
+    """(ratios, mid, bands): bands[(press, ratio)] = (% of the uncompressed score kept, 2.5 and 97.5
+    percentiles of 2000 paired bootstrap resamples over (length, task, sample), n) or None; `mid` is the
+    ratio the figures sort by (0.5 when run). Computed once for both retained figures."""
     full = {}  # (length, task, sample) -> score
     cell = defaultdict(dict)  # (press, ratio) -> {(length, task, sample): score}
     for r in rows:
@@ -60,16 +61,15 @@ def retained_bands(rows):
         boot = pairs[idx, 0].sum(1) / np.maximum(pairs[idx, 1].sum(1), 1e-12) * 100
         return pairs[:, 0].sum() / pairs[:, 1].sum() * 100, np.percentile(boot, 2.5), np.percentile(boot, 97.5), len(pairs)
 
-    return ratios, band
+    mid = (0.5 if 0.5 in ratios else ratios[len(ratios) // 2]) if ratios else None
+    return ratios, mid, {(p, r): band(p, r) for p in presses for r in ratios}
 
 
-def retained_by_press(rows, out, presses):
+def retained_by_press(out, presses, bands):
     """Every press, every ratio: % kept with its 95 % interval, one row per press (a forest plot)."""
-    ratios, band = retained_bands(rows)
+    ratios, mid, b = bands
     if not ratios:
         return
-    mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
-    b = {(p, r): band(p, r) for p in presses for r in ratios}
     order = sorted(presses, key=lambda p: b[(p, mid)][0] if b[(p, mid)] else -1)
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(order) + 1.6))
     cmap = plt.get_cmap("viridis")
@@ -100,17 +100,16 @@ def retained_by_press(rows, out, presses):
     print(f"wrote {path}")
 
 
-def retained(rows, out, presses, style, top):
+def retained(out, presses, style, top, bands):
     """% of the uncompressed score kept over every task and length, paired per (length, task, sample),
     with 95 % bootstrap bands; the `top` presses that keep most at ratio 0.5."""
-    ratios, band = retained_bands(rows)
-    mid = 0.5 if 0.5 in ratios else ratios[len(ratios) // 2]
-    kept = {p: band(p, mid) for p in presses}
+    ratios, mid, per_cell = bands
+    kept = {p: per_cell[(p, mid)] for p in presses}
     chosen = sorted((p for p in presses if kept[p]), key=lambda p: kept[p][0], reverse=True)[:top]
     fig, ax = plt.subplots(figsize=(9, 5.6))
     n = 0
     for press in chosen:
-        pts = [(r, band(press, r)) for r in ratios]
+        pts = [(r, per_cell[(press, r)]) for r in ratios]
         pts = [(r, b) for r, b in pts if b is not None]
         colour, marker, ls = style[press]
         ax.plot([0.0] + [r for r, _ in pts], [100] + [b[0] for _, b in pts], color=colour, marker=marker,
@@ -157,8 +156,9 @@ def main():
     tasks = sorted({k[1] for k in score})
     presses = sorted({k[2] for k in score if k[2] != "none"})
     style = styles(presses)
-    retained(rows, out, presses, style, args.top)
-    retained_by_press(rows, out, presses)
+    bands = retained_bands(rows, presses)
+    retained(out, presses, style, args.top, bands)
+    retained_by_press(out, presses, bands)
     for length in lengths:
         panels = tasks + ["KL (all tasks)"]
         cols = 3
