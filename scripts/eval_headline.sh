@@ -7,7 +7,8 @@
 # (every length and task equally advanced); a later run with a larger SAMPLES continues.
 # The tasks run as two processes with one thread each (~1.2x the cells per minute of one process with
 # two; scripts/eval_split.py), unless JOBS=1. Extra arguments go to `pikv eval` (--device cuda on a GPU,
-# where JOBS=1 is the better choice).
+# where JOBS=1 is the better choice). Stopping it (Ctrl-C) merges what the parts finished and commits to
+# $OUT only the sample indices every task and length finished; the parts keep the rest for the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
@@ -20,6 +21,8 @@ else
   # Two parts of about equal work (the last two tasks answer longer).
   PARTS=("passkey,multikey,multivalue" "variable_tracking,common_words")
   pids=()
+  stopped=0
+  trap 'stopped=1; kill "${pids[@]}" 2>/dev/null || true' INT TERM
   for i in 0 1; do
     part=build/eval_headline_parts/$i
     .venv/bin/python scripts/eval_split.py split "$OUT" "$part" "${PARTS[$i]}"
@@ -28,8 +31,11 @@ else
   done
   status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  wait || true  # a stop interrupts the loop's wait; let both parts finish writing
+  trap - INT TERM
   .venv/bin/python scripts/eval_split.py merge "$OUT" build/eval_headline_parts/0 build/eval_headline_parts/1
-  [[ $status == 0 ]] || { tail -5 build/eval_headline_parts/*.log; exit 1; }
+  .venv/bin/python scripts/eval_split.py trim "$OUT"
+  [[ $status == 0 || $stopped == 1 ]] || { tail -5 build/eval_headline_parts/*.log; exit 1; }
   build/bin/pikv eval --out "$OUT" --report-only >/dev/null
 fi
 .venv/bin/python scripts/plot_eval.py "$OUT"

@@ -8,10 +8,13 @@ side with 1 thread each). scripts/eval_headline.sh runs the tasks in parts that 
 
   eval_split.py split OUT PART_DIR TASKS   # PART_DIR/results.jsonl: OUT's header and its TASKS' records
   eval_split.py merge OUT PART_DIR...      # OUT/results.jsonl: the header and every part's records
+  eval_split.py trim OUT                   # OUT/results.jsonl: only the sample indices every task finished
 
 split keeps an existing part that holds at least as many records as OUT has for its tasks (a run
 stopped before its merge); otherwise it rewrites the part from OUT. Merge refuses parts whose headers
-differ.
+differ. trim keeps sample indices 0..K-1 where K is the first index some (length, task) has not
+finished (fewer cells than the most any sample has), so a stopped run's committed results give every
+task and length the same samples; the cells past K stay in the parts and the next run continues them.
 """
 import json
 import os
@@ -60,10 +63,35 @@ def merge(out, parts):
     print(f"eval_split: {len(records)} records from {len(parts)} parts -> {target}")
 
 
+def trim(out):
+    target = os.path.join(out, "results.jsonl")
+    header, records = read(target)
+    cells = {}  # (length, task, sample) -> finished cells
+    for line in records:
+        r = json.loads(line)
+        key = (r["length"], r["task"], r["sample"])
+        cells[key] = cells.get(key, 0) + 1
+    if not cells:
+        return
+    full = max(cells.values())
+    groups = {(length, task) for length, task, _ in cells}
+    k = 0
+    while all(cells.get((length, task, k), 0) == full for length, task in groups):
+        k += 1
+    kept = [line for line in records if json.loads(line)["sample"] < k]
+    with open(target + ".tmp", "w") as f:
+        f.write("\n".join([header] + kept) + "\n")
+    os.replace(target + ".tmp", target)
+    print(f"eval_split: {k} complete samples per task and length ({len(kept)} records kept, "
+          f"{len(records) - len(kept)} later ones left to the parts) -> {target}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "split":
         split(*sys.argv[2:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "merge":
         merge(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "trim":
+        trim(sys.argv[2])
     else:
         sys.exit(__doc__)
