@@ -4,14 +4,12 @@
 # uncompressed baseline, context lengths 1024 and 2048, 5 RULER-style tasks x $SAMPLES samples (default
 # 4: 20 per length, 40 per press and ratio).
 # Presses reach only its 3 full-attention layers of 18: its 15 sliding-window layers keep their last
-# 512 tokens whatever the press (summary.md reports the KV bytes of every cell). Resumable like
-# eval_default.sh (SAMPLES=10 ./scripts/eval_gemma.sh adds samples to the file); extra arguments go to
-# `pikv eval` (e.g. --device cuda).
+# 512 tokens whatever the press (summary.md reports the KV bytes of every cell). Resumable and stoppable
+# like eval_headline.sh (SAMPLES=10 ./scripts/eval_gemma.sh adds samples to the file); two single-thread
+# processes share the tasks unless JOBS=1; extra arguments go to `pikv eval` (e.g. --device cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-gemma >/dev/null
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 source scripts/eval_presses.sh
-build/bin/pikv eval --model models/gemma-3-270m-q4_k_m.gguf --out docs/results/eval_gemma3 --lengths 1024,2048 \
+exec scripts/eval_parts.sh docs/results/eval_gemma3 --model models/gemma-3-270m-q4_k_m.gguf --lengths 1024,2048 \
   --samples "${SAMPLES:-4}" --ratios 0.5,0.75 "${EVAL_PRESS_ARGS[@]}" "$@"
-.venv/bin/python scripts/plot_eval.py docs/results/eval_gemma3
