@@ -10,9 +10,9 @@ side with 1 thread each). scripts/eval_headline.sh runs the tasks in parts that 
   eval_split.py merge OUT PART_DIR...      # OUT/results.jsonl: the header and every part's records
   eval_split.py trim OUT                   # OUT/results.jsonl: only the sample indices every task finished
 
-split keeps an existing part that holds at least as many records as OUT has for its tasks (a run
-stopped before its merge); otherwise it rewrites the part from OUT. Merge refuses parts whose headers
-differ. trim keeps sample indices 0..K-1 where K is the first index some (length, task) has not
+split adds OUT's records of its tasks to an existing part of the same configuration (a stopped run's
+part holds cells OUT does not keep); a part of another configuration is rewritten from OUT. merge
+refuses parts whose headers differ and keeps one record per cell. trim keeps sample indices 0..K-1 where K is the first index some (length, task) has not
 finished (fewer cells than the most any sample has), so a stopped run's committed results give every
 task and length the same samples; the cells past K stay in the parts and the next run continues them.
 """
@@ -29,6 +29,11 @@ def read(path):
     return lines[0], lines[1:]
 
 
+def record_key(line):
+    r = json.loads(line)
+    return (r["length"], r["task"], r["sample"], r["press"], r["ratio"])
+
+
 def split(out, part, tasks):
     target = os.path.join(part, "results.jsonl")
     os.makedirs(part, exist_ok=True)
@@ -38,8 +43,13 @@ def split(out, part, tasks):
     header, records = read(source)
     wanted = set(tasks.split(","))
     kept = [r for r in records if json.loads(r)["task"] in wanted]
-    if os.path.exists(target) and len(read(target)[1]) >= len(kept):
-        return  # an interrupted run's part, ahead of OUT
+    if os.path.exists(target):
+        part_header, part_records = read(target)
+        if json.loads(part_header) == json.loads(header):
+            # A stopped run's part is ahead of OUT (OUT keeps only complete sample indices): keep its cells too.
+            part_records = [r for r in part_records if json.loads(r)["task"] in wanted]
+            have = {record_key(r) for r in part_records}
+            kept = part_records + [r for r in kept if record_key(r) not in have]
     with open(target + ".tmp", "w") as f:
         f.write("\n".join([header] + kept) + "\n")
     os.replace(target + ".tmp", target)
@@ -53,8 +63,8 @@ def merge(out, parts):
             sys.exit(f"eval_split: {part} was run with another configuration:\n  {h}\nvs\n  {header}")
         header = h
         records += rs
-    key = lambda r: (r["length"], r["task"], r["sample"], r["press"], r["ratio"])
-    records.sort(key=lambda line: key(json.loads(line)))
+    records = list({record_key(r): r for r in records}.values())  # a cell found in two parts counts once
+    records.sort(key=record_key)
     os.makedirs(out, exist_ok=True)
     target = os.path.join(out, "results.jsonl")
     with open(target + ".tmp", "w") as f:

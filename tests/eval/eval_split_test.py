@@ -86,6 +86,23 @@ def main():
     run("trim", out)
     assert load(os.path.join(out, "results.jsonl"))[1] == trimmed
 
+    # split adds OUT's cells a part lacks (the part holds a stopped run's later cells, OUT earlier ones)
+    write(os.path.join(p1, "results.jsonl"), HEADER, records(2048, "c", [2]))
+    run("split", out, p1, "c")
+    _, r1 = load(os.path.join(p1, "results.jsonl"))
+    assert sorted(map(key, r1)) == sorted(map(key, [r for r in trimmed if r["task"] == "c"])), len(r1)
+    # a part reused for other tasks keeps only the wanted ones, and merge counts a cell found twice once
+    run("split", out, p0, "c")
+    assert {r["task"] for r in load(os.path.join(p0, "results.jsonl"))[1]} == {"c"}
+    run("merge", out, p0, p1)
+    _, both = load(os.path.join(out, "results.jsonl"))
+    assert sorted(map(key, both)) == sorted(key(r) for r in trimmed if r["task"] == "c"), len(both)
+    # a part of another configuration is rewritten from OUT
+    write(os.path.join(p1, "results.jsonl"), dict(HEADER, seed=1), records(1024, "c", [7]))
+    run("split", out, p1, "c")
+    h, r1 = load(os.path.join(p1, "results.jsonl"))
+    assert h == HEADER and 7 not in {r["sample"] for r in r1}, (h, len(r1))
+
     # merge refuses parts of another configuration, and names the part
     write(os.path.join(p1, "results.jsonl"), dict(HEADER, seed=1), records(1024, "c", [0]))
     msg = run("merge", out, p0, p1, ok=False)
