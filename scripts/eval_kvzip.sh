@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# KVzip on the headline grid's samples (docs/results/eval_kvzip/): the default model, context lengths 1024
+# and 2048, 5 RULER-style tasks x $SAMPLES samples (default 50), ratio 0.5, next to the uncompressed
+# cache and AdaKV(ExpectedAttention), the headline grid's best press, on the same samples (so the
+# summary pairs them). KVzip has the model repeat its context in extra forwards after the prefill: on
+# this 2-core CPU a 2048-token cell costs ~30-70 s, ~20x a scorer press, which is why it has its own
+# grid at one ratio instead of a column in the headline grid.
+# Resumable and stoppable like eval_headline.sh; extra arguments go to `pikv eval` (e.g. --device cuda).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh >/dev/null
+exec scripts/eval_parts.sh docs/results/eval_kvzip --lengths 1024,2048 --samples "${SAMPLES:-50}" --ratios 0.5 \
+  --press kvzip --press "adakv:press=expected_attention,inner.epsilon=0.01" "$@"
