@@ -1,40 +1,59 @@
 #!/usr/bin/env bash
 # Runs one `pikv eval` grid into OUT sample index by sample index, as two processes with one thread each
 # over two halves of the tasks (on a 2-core CPU ~1.2x the cells per minute of one process with two
-# threads), then merges the halves, rewrites OUT's summary and draws its plots. Used by the eval_*.sh
-# scripts.
+# threads), then merges the halves into OUT, rewrites its summary and draws its plots. Used by the
+# eval_*.sh scripts.
 #   scripts/eval_parts.sh OUT --samples N [other pikv eval arguments: --model, --lengths, --press ...]
 # JOBS=1 runs one process with OMP_NUM_THREADS threads instead (the better choice on a GPU: --device cuda).
 # pikv eval itself runs every sample of one task and length before the next task; here each step asks
 # for one more sample index (--samples 1, 2, ..., N; finished cells are skipped), so every task and
-# length advances together. The parts live in build/<OUT's name>_parts/{0,1}. Stopping it (Ctrl-C or
-# TERM) merges what the parts finished and keeps in OUT only the sample indices every task and length
-# finished (scripts/eval_split.py trim); the parts keep the rest, and the next run continues from them.
+# length advances together. The parts live in build/<OUT's name>_parts/. Stopping it (Ctrl-C, TERM or
+# HUP) merges what the parts finished and keeps in OUT only the sample indices every task and length of
+# the grid finished (scripts/eval_split.py trim); the parts keep the rest and the next run continues
+# from them. A run that finishes removes its parts; so does a run that finds OUT gone (a fresh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+usage="usage: [JOBS=1|2] scripts/eval_parts.sh OUT --samples N [pikv eval arguments]"
+[[ $# -ge 1 ]] || { echo "$usage" >&2; exit 2; }
 OUT=$1
 shift
-SAMPLES= TASKS=passkey,multikey,multivalue,variable_tracking,common_words args=()
+JOBS=${JOBS:-2}
+[[ $JOBS == 1 || $JOBS == 2 ]] || { echo "eval_parts: JOBS must be 1 or 2, got '$JOBS'" >&2; exit 2; }
+SAMPLES= TASKS=passkey,multikey,multivalue,variable_tracking,common_words TASKS_GIVEN=0 args=()
 while (($#)); do
   case $1 in
-    --samples) SAMPLES=${2:-}; shift 2 ;;
-    --tasks) TASKS=${2:-}; shift 2
-             [[ "${JOBS:-2}" == 1 ]] || { echo "eval_parts: the two processes split every task between them; --tasks needs JOBS=1" >&2; exit 2; } ;;
+    --samples=*) SAMPLES=${1#*=}; shift ;;
+    --samples) SAMPLES=${2:-}; shift; (($#)) && shift ;;
+    --tasks=*) TASKS=${1#*=} TASKS_GIVEN=1; shift ;;
+    --tasks) TASKS=${2:-} TASKS_GIVEN=1; shift; (($#)) && shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
-[[ $SAMPLES =~ ^[1-9][0-9]*$ ]] || { echo "eval_parts: needs --samples N (N >= 1), got '$SAMPLES'" >&2; exit 2; }
-if [[ "${JOBS:-2}" == 1 ]]; then
+[[ $SAMPLES =~ ^[1-9][0-9]*$ ]] || { echo "eval_parts: needs --samples N (N >= 1), got '$SAMPLES'; $usage" >&2; exit 2; }
+[[ $TASKS_GIVEN == 0 || $JOBS == 1 ]] ||
+  { echo "eval_parts: the two processes split every task between them; --tasks needs JOBS=1" >&2; exit 2; }
+if [[ $JOBS == 1 ]]; then
   PARTS=("$TASKS") THREADS=${OMP_NUM_THREADS:-2}
 else
   # Two halves of about equal work (the last two tasks answer longer).
   PARTS=("passkey,multikey,multivalue" "variable_tracking,common_words") THREADS=1
 fi
 DIR=build/$(basename "$OUT")_parts
+mkdir -p "$DIR"
+exec 9>"$DIR/lock"
+flock -n 9 || { echo "eval_parts: another run is using $DIR (for $(cat "$DIR/out" 2>/dev/null))" >&2; exit 1; }
+# The parts belong to one OUT; without OUT (deleted, or another folder of the same name) start afresh.
+if [[ ! -f $OUT/results.jsonl || "$(cat "$DIR/out" 2>/dev/null)" != "$(realpath -m "$OUT")" ]]; then
+  rm -rf "$DIR"/[0-9]*
+fi
+realpath -m "$OUT" >"$DIR/out"
 
 stopped=0 status=0 pids=()
-trap 'stopped=1; for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done' INT TERM
+stop_parts() { for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done; }
+trap 'stopped=1; stop_parts' INT TERM HUP
+trap 'stop_parts' EXIT  # an error exit leaves nothing running
 for i in "${!PARTS[@]}"; do
+  [[ $stopped == 0 ]] || break
   .venv/bin/python scripts/eval_split.py split "$OUT" "$DIR/$i" "${PARTS[$i]}"
   # One more sample index per step, in its own process group so that a stop reaches the running pikv.
   setsid bash -c 'dir=$1 threads=$2 n=$3; shift 3
@@ -43,14 +62,18 @@ for i in "${!PARTS[@]}"; do
     done' _ "$DIR/$i" "$THREADS" "$SAMPLES" "${args[@]}" --tasks "${PARTS[$i]}" >"$DIR/$i.log" 2>&1 &
   pids+=($!)
 done
-echo "eval_parts: ${#PARTS[@]} process(es), progress in $DIR/*.log" >&2
+[[ $stopped == 0 ]] || stop_parts  # a stop that came while a part was starting
+echo "eval_parts: ${#pids[@]} process(es), progress in $DIR/*.log" >&2
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 wait || true  # a stop interrupts the loop's wait; let every part finish writing
-trap - INT TERM
+pids=()
+trap - INT TERM HUP EXIT
 [[ $status == 0 || $stopped == 1 ]] || { tail -n 5 "$DIR"/*.log; exit 1; }  # the parts keep what finished
 parts=()
 for i in "${!PARTS[@]}"; do parts+=("$DIR/$i"); done
 .venv/bin/python scripts/eval_split.py merge "$OUT" "${parts[@]}"
-.venv/bin/python scripts/eval_split.py trim "$OUT"
+.venv/bin/python scripts/eval_split.py trim "$OUT" "$(IFS=,; echo "${PARTS[*]}")" "${args[@]}"
+[[ $stopped == 1 ]] || rm -rf "$DIR"/[0-9]*  # finished: OUT holds every cell
 build/bin/pikv eval --out "$OUT" --report-only "${args[@]}" >/dev/null
 .venv/bin/python scripts/plot_eval.py "$OUT"
+[[ $stopped == 0 ]] || { echo "eval_parts: stopped; run it again to continue" >&2; exit 130; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""scripts/eval_split.py, the file plumbing of the headline grid's two-process run: split a results file
-by task, merge the parts back in the canonical order, and trim a stopped run to the sample indices every
-(length, task) finished. Records are built here (the tool only reads their keys); the real run is
-scripts/eval_headline.sh.
+"""scripts/eval_split.py, the file plumbing of scripts/eval_parts.sh (a pikv eval grid in two processes):
+split a results file by task, merge the parts back in the canonical order, and trim a stopped run to the
+sample indices every (length, task) of the grid finished. Records are built here (the tool only reads
+their keys).
 
 Usage: eval_split_test.py PYTHON
 """
@@ -16,6 +16,7 @@ PYTHON = sys.argv[1] if len(sys.argv) > 1 else sys.executable
 TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "eval_split.py")
 HEADER = {"pikv_eval": 1, "model": "m.gguf", "seed": 0}
 CELLS = [("none", 0.0), ("knorm", 0.5), ("knorm", 0.75)]  # cells per sample
+GRID = ["a,b,c", "--lengths", "1024,2048", "--press", "knorm", "--ratios=0.5,0.75", "--model", "m.gguf"]
 
 
 def run(*args, ok=True):
@@ -77,13 +78,13 @@ def main():
     assert [key(r) for r in merged] == sorted(key(r) for r in merged)
 
     # trim: sample 3 of c at 2048 never started and at 1024 is half done, so 3 samples remain everywhere
-    msg = run("trim", out)
+    msg = run("trim", out, *GRID)
     _, trimmed = load(os.path.join(out, "results.jsonl"))
     assert "3 complete samples" in msg, msg
     assert {r["sample"] for r in trimmed} == {0, 1, 2} and len(trimmed) == 2 * 3 * 3 * len(CELLS), len(trimmed)
     assert [key(r) for r in trimmed] == [key(r) for r in merged if r["sample"] < 3]
     # trimming twice changes nothing
-    run("trim", out)
+    run("trim", out, *GRID)
     assert load(os.path.join(out, "results.jsonl"))[1] == trimmed
 
     # split adds OUT's cells a part lacks (the part holds a stopped run's later cells, OUT earlier ones)
@@ -96,12 +97,28 @@ def main():
     assert {r["task"] for r in load(os.path.join(p0, "results.jsonl"))[1]} == {"c"}
     run("merge", out, p0, p1)
     _, both = load(os.path.join(out, "results.jsonl"))
-    assert sorted(map(key, both)) == sorted(key(r) for r in trimmed if r["task"] == "c"), len(both)
+    assert sorted(map(key, both)) == sorted(map(key, trimmed)), len(both)  # and OUT's other tasks stay
     # a part of another configuration is rewritten from OUT
     write(os.path.join(p1, "results.jsonl"), dict(HEADER, seed=1), records(1024, "c", [7]))
     run("split", out, p1, "c")
     h, r1 = load(os.path.join(p1, "results.jsonl"))
     assert h == HEADER and 7 not in {r["sample"] for r in r1}, (h, len(r1))
+
+    # trim: a (length, task) of the grid with no cell at all leaves no complete sample; records of presses
+    # outside the grid are kept as they are
+    t = os.path.join(tmp, "t")
+    extra = records(1024, "a", [0, 5], [("tova", 0.5)])
+    write(os.path.join(t, "results.jsonl"), HEADER, records(1024, "a", [0, 1]) + extra)
+    assert "0 complete samples" in run("trim", t, "a,b", "--lengths", "1024", "--press", "knorm", "--ratios", "0.5,0.75")
+    assert sorted(map(key, load(os.path.join(t, "results.jsonl"))[1])) == sorted(map(key, extra))
+    # pikv's defaults when the arguments name no grid: 1024 tokens, three presses at three ratios
+    write(os.path.join(t, "results.jsonl"), HEADER, records(1024, "a", [0], CELLS))
+    assert "0 complete samples" in run("trim", t, "a")
+    # a torn last line (a kill mid-write) is dropped, as pikv eval drops it
+    with open(os.path.join(t, "results.jsonl"), "a") as f:
+        f.write('{"length": 1024, "task": "a", "sam')
+    run("merge", t, os.path.join(tmp, "never_started"))  # and a part without a results file is skipped
+    assert len(load(os.path.join(t, "results.jsonl"))[1]) == 0
 
     # merge refuses parts of another configuration, and names the part
     write(os.path.join(p1, "results.jsonl"), dict(HEADER, seed=1), records(1024, "c", [0]))
