@@ -12,5 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
 source scripts/eval_presses.sh
-exec scripts/eval_parts.sh docs/results/eval_headline --lengths 1024,2048 --samples "${SAMPLES:-50}" \
-  --ratios 0.5,0.75 "${EVAL_PRESS_ARGS[@]}" "$@"
+status=0
+scripts/eval_parts.sh docs/results/eval_headline --lengths 1024,2048 --samples "${SAMPLES:-50}" \
+  --ratios 0.5,0.75 "${EVAL_PRESS_ARGS[@]}" "$@" || status=$?
+scripts/plot_headline.sh  # also after a stop (status 130): it merged what finished
+exit $status

@@ -9,5 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
-exec scripts/eval_parts.sh docs/results/eval_kvzip --lengths 1024,2048 --samples "${SAMPLES:-50}" --ratios 0.5 \
-  --press kvzip --press "adakv:press=expected_attention,inner.epsilon=0.01" "$@"
+status=0
+scripts/eval_parts.sh docs/results/eval_kvzip --lengths 1024,2048 --samples "${SAMPLES:-50}" --ratios 0.5 \
+  --press kvzip --press "adakv:press=expected_attention,inner.epsilon=0.01" "$@" || status=$?
+scripts/plot_headline.sh  # also after a stop (status 130): it merged what finished
+exit $status

@@ -10,7 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
-exec scripts/eval_parts.sh docs/results/eval_query_aware --query-aware --lengths 1024,2048 --samples "${SAMPLES:-50}" \
+status=0
+scripts/eval_parts.sh docs/results/eval_query_aware --query-aware --lengths 1024,2048 --samples "${SAMPLES:-50}" \
   --ratios 0.5,0.75 --press snapkv --press "adakv:press=snapkv" --press pyramidkv --press tova \
   --press "chunkkv:press=snapkv" --press "adakv:press=expected_attention,inner.epsilon=0.01" \
-  --press expected_attention --press streaming_llm "$@"
+  --press expected_attention --press streaming_llm "$@" || status=$?
+scripts/plot_headline.sh  # also after a stop (status 130): it merged what finished
+exit $status

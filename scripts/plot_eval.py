@@ -6,9 +6,12 @@
   DIR/retained_by_press.png         every press at every ratio: % of the uncompressed score kept with
                                     its 95 % interval, presses sorted by what they keep at ratio 0.5
   DIR/score_vs_ratio_L{length}.png  score vs ratio per task (plus the KL metric), every press
+  DIR/retained_by_press_combined.png  with --with OTHER:LABEL (repeatable): the forest plot of DIR's
+                                    presses and those of other runs on the same samples (e.g. KVzip's own
+                                    grid, a query-aware grid), each paired with its own run's baseline
 Every press keeps one colour and marker in every figure.
 
-Usage: .venv/bin/python scripts/plot_eval.py DIR [--top N]
+Usage: .venv/bin/python scripts/plot_eval.py DIR [--top N] [--with OTHER_DIR:LABEL ...]
 """
 import argparse
 import csv
@@ -65,8 +68,9 @@ def retained_bands(rows, presses):
     return ratios, mid, {(p, r): band(p, r) for p in presses for r in ratios}
 
 
-def retained_by_press(out, presses, bands):
-    """Every press, every ratio: % kept with its 95 % interval, one row per press (a forest plot)."""
+def retained_by_press(out, presses, bands, name="retained_by_press.png"):
+    """Every press, every ratio: % kept with its 95 % interval, one row per press (a forest plot). The
+    combined figure mixes runs of different sizes: its rows say their sample count."""
     ratios, mid, b = bands
     if not ratios:
         return
@@ -86,15 +90,18 @@ def retained_by_press(out, presses, bands):
                         color=colour, markersize=6, capsize=2, label=f"ratio {r}" if i == 0 else None)
     ax.axvline(100, color="black", linestyle=":", linewidth=1)
     ax.set_yticks(range(len(order)))
-    ax.set_yticklabels([label(p) for p in order], fontsize=8)
+    rows_n = {p: max((b[(p, r)][3] for r in ratios if b[(p, r)]), default=0) for p in order}
+    combined = name != "retained_by_press.png"
+    ax.set_yticklabels([label(p) + (f" (n={rows_n[p]})" if combined else "") for p in order], fontsize=8)
     ax.set_xlabel("% of the uncompressed score kept (95 % paired bootstrap interval)")
     ax.set_xlim(0, max(130, ax.get_xlim()[1]))
     ax.grid(axis="x", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, labels, fontsize=8, loc="lower right")
-    ax.set_title(f"Score kept by every press (all tasks and lengths, {n} samples per point)", fontsize=10)
+    ax.set_title("Score kept by every press (all tasks and lengths; n samples per row)" if combined else
+                 f"Score kept by every press (all tasks and lengths, {n} samples per point)", fontsize=10)
     fig.tight_layout()
-    path = out / "retained_by_press.png"
+    path = out / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
@@ -132,10 +139,37 @@ def retained(out, presses, style, top, bands):
     print(f"wrote {path}")
 
 
+def combined(out, presses, bands, others):
+    """DIR's presses and every other run's ("LABEL: press"), each paired with its own run's baseline."""
+    ratios, mid, b = bands
+    ratios, b, presses = set(ratios), dict(b), list(presses)
+    for spec in others:
+        folder, sep, name = spec.rpartition(":")
+        if not sep or not folder or not name:
+            sys.exit(f"plot_eval: --with wants OTHER_DIR:LABEL, got '{spec}'")
+        path = Path(folder) / "results.csv"
+        if not path.is_file():
+            sys.exit(f"plot_eval: --with {spec}: {path} does not exist (run pikv eval --out {folder} first)")
+        rows = list(csv.DictReader(open(path)))
+        for r in rows:
+            if r["press"] != "none":
+                r["press"] = f"{name}: {r['press']}"
+        theirs = sorted({r["press"] for r in rows if r["press"] != "none"})
+        their_ratios, _, their_bands = retained_bands(rows, theirs)
+        ratios |= set(their_ratios)
+        b.update(their_bands)
+        presses += theirs
+    ratios = sorted(ratios)
+    b = {(p, r): b.get((p, r)) for p in presses for r in ratios}
+    retained_by_press(out, presses, (ratios, mid, b), "retained_by_press_combined.png")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", type=Path, help="a pikv eval --out folder (holds results.csv)")
     ap.add_argument("--top", type=int, default=6, help="presses in the retained figure (default 6)")
+    ap.add_argument("--with", dest="others", action="append", default=[], metavar="OTHER_DIR:LABEL",
+                    help="another run on the same samples whose presses join DIR's in retained_by_press_combined.png")
     args = ap.parse_args()
     out = args.dir
     if not (out / "results.csv").is_file():
@@ -159,6 +193,8 @@ def main():
     bands = retained_bands(rows, presses)
     retained(out, presses, style, args.top, bands)
     retained_by_press(out, presses, bands)
+    if args.others:
+        combined(out, presses, bands, args.others)
     for length in lengths:
         panels = tasks + ["KL (all tasks)"]
         cols = 3

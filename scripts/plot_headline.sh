@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The combined headline figure, docs/results/eval_headline/retained_by_press_combined.png: every press of
+# the headline grid with KVzip's grid and the query-aware grid (the same samples, each paired with its own
+# run's baseline). Run by eval_headline.sh, eval_kvzip.sh and eval_query_aware.sh; needs all three folders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=docs/results
+for d in eval_headline eval_kvzip eval_query_aware; do
+  [[ -f $R/$d/results.csv ]] || { echo "plot_headline: $R/$d has no results yet; combined figure not drawn" >&2; exit 0; }
+done
+.venv/bin/python scripts/plot_eval.py $R/eval_headline --with $R/eval_kvzip:KVzip-grid \
+  --with $R/eval_query_aware:query-aware >/dev/null
+echo "wrote $R/eval_headline/retained_by_press_combined.png" >&2
