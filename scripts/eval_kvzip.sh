@@ -3,8 +3,9 @@
 # and 2048, 5 RULER-style tasks x $SAMPLES samples (default 50), ratio 0.5, next to the uncompressed
 # cache and AdaKV(ExpectedAttention), the headline grid's best press, on the same samples (so the
 # summary pairs them). KVzip has the model repeat its context in extra forwards after the prefill: on
-# this 2-core CPU a 2048-token cell costs ~30-70 s, ~20x a scorer press, which is why it has its own
-# grid at one ratio instead of a column in the headline grid.
+# this 2-core CPU a cell costs ~20 s at 1024 tokens and ~60 s at 2048 with one thread (~3-4x the
+# prefill, ~70x AdaKV(EA)'s scoring), which is why it has its own grid at one ratio instead of a column
+# in the headline grid.
 # Resumable and stoppable like eval_headline.sh; extra arguments go to `pikv eval` (e.g. --device cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."

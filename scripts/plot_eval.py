@@ -98,7 +98,7 @@ def retained_by_press(out, presses, bands, name="retained_by_press.png"):
     ax.grid(axis="x", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, labels, fontsize=8, loc="lower right")
-    ax.set_title("Score kept by every press (all tasks and lengths; n samples per row)" if combined else
+    ax.set_title("Score kept (all tasks and lengths; n samples)" if combined else
                  f"Score kept by every press (all tasks and lengths, {n} samples per point)", fontsize=10)
     fig.tight_layout()
     path = out / name
