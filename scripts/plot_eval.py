@@ -68,7 +68,7 @@ def retained_bands(rows, presses):
     return ratios, mid, {(p, r): band(p, r) for p in presses for r in ratios}
 
 
-def retained_by_press(out, presses, bands, name="retained_by_press.png"):
+def retained_by_press(out, presses, bands, combined=False):
     """Every press, every ratio: % kept with its 95 % interval, one row per press (a forest plot). The
     combined figure mixes runs of different sizes: its rows say their sample count."""
     ratios, mid, b = bands
@@ -91,7 +91,6 @@ def retained_by_press(out, presses, bands, name="retained_by_press.png"):
     ax.axvline(100, color="black", linestyle=":", linewidth=1)
     ax.set_yticks(range(len(order)))
     rows_n = {p: max((b[(p, r)][3] for r in ratios if b[(p, r)]), default=0) for p in order}
-    combined = name != "retained_by_press.png"
     ax.set_yticklabels([label(p) + (f" (n={rows_n[p]})" if combined else "") for p in order], fontsize=8)
     ax.set_xlabel("% of the uncompressed score kept (95 % paired bootstrap interval)")
     ax.set_xlim(0, max(130, ax.get_xlim()[1]))
@@ -101,7 +100,7 @@ def retained_by_press(out, presses, bands, name="retained_by_press.png"):
     ax.set_title("Score kept (all tasks and lengths; n samples)" if combined else
                  f"Score kept by every press (all tasks and lengths, {n} samples per point)", fontsize=10)
     fig.tight_layout()
-    path = out / name
+    path = out / ("retained_by_press_combined.png" if combined else "retained_by_press.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
@@ -161,7 +160,7 @@ def combined(out, presses, bands, others):
         presses += theirs
     ratios = sorted(ratios)
     b = {(p, r): b.get((p, r)) for p in presses for r in ratios}
-    retained_by_press(out, presses, (ratios, mid, b), "retained_by_press_combined.png")
+    retained_by_press(out, presses, (ratios, mid, b), combined=True)
 
 
 def main():
