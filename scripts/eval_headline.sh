@@ -5,7 +5,8 @@
 # About 5.5 minutes per sample index on this 2-core CPU (330 cells), so the full grid is spread over
 # several runs: it is resumable, and `SAMPLES=12 ./scripts/eval_headline.sh` stops at 12 per task
 # (every length and task equally advanced); a later run with a larger SAMPLES continues, and so does a
-# run after a stop (Ctrl-C), which commits the sample indices every task and length finished.
+# run after a stop (Ctrl-C), which keeps in docs/results the sample indices every task and length
+# finished.
 # Two single-thread processes share the tasks (scripts/eval_parts.sh) unless JOBS=1. Extra arguments go
 # to `pikv eval` (--device cuda on a GPU, where JOBS=1 is the better choice).
 set -euo pipefail
