@@ -129,17 +129,17 @@ def trim(out, tasks, args):
         return
     header, records = read(target)
     groups, cells = grid_of(tasks, args)
+    parsed = [json.loads(line) for line in records]
+    in_grid = [(r["press"], float(r["ratio"])) in cells for r in parsed]
     have = {}  # (length, task, sample) -> the grid's cells finished
-    for line in records:
-        r = json.loads(line)
-        if (r["press"], float(r["ratio"])) in cells:
+    for r, inside in zip(parsed, in_grid):
+        if inside:
             key = (r["length"], r["task"], r["sample"])
             have[key] = have.get(key, 0) + 1
     k = 0
     while all(have.get((length, task, k), 0) == len(cells) for length, task in groups):
         k += 1
-    kept = [line for line in records
-            if json.loads(line)["sample"] < k or (json.loads(line)["press"], float(json.loads(line)["ratio"])) not in cells]
+    kept = [line for line, r, inside in zip(records, parsed, in_grid) if r["sample"] < k or not inside]
     write(target, header, kept)
     print(f"eval_split: {k} complete samples per task and length ({len(kept)} records kept, "
           f"{len(records) - len(kept)} later ones left to the parts) -> {target}")
