@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The committed evaluation run (docs/results/eval/): every prefill press of the catalogue at ratios
+# The committed evaluation run (docs/results/eval/): the 16 presses of scripts/eval_presses.sh at ratios
 # 0.25-0.875 (and the uncompressed baseline), 4 context lengths, 5 RULER-style tasks x 4 samples = 20
 # samples per (length, press, ratio) cell, on the default model. Resumable: rerunning continues where
 # an interrupted run stopped (results.jsonl is appended to). Then the plots. Extra arguments go to
