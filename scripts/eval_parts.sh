@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Runs one `pikv eval` grid into OUT sample index by sample index, as two processes with one thread each
 # over two halves of the tasks (on a 2-core CPU ~1.2x the cells per minute of one process with two
-# threads), then merges the halves into OUT, rewrites its summary and draws its plots. Used by the
-# eval_*.sh scripts.
+# threads), then merges the halves into OUT, rewrites its summary and draws its plots. Used by
+# eval_headline.sh, eval_kvzip.sh, eval_query_aware.sh and eval_gemma.sh.
 #   scripts/eval_parts.sh OUT --samples N [other pikv eval arguments: --model, --lengths, --press ...]
 # JOBS=1 runs one process with OMP_NUM_THREADS threads instead (the better choice on a GPU: --device cuda).
+# JOBS=3 runs three single-thread processes (passkey+multikey, variable_tracking+common_words,
+# multivalue). The two halves are not equal: on the headline grid the three-task half takes ~6.8 min per
+# sample index and the other ~5.3, so with two processes one core idles at the end; three share the two
+# cores until the smallest finishes and then keep both busy. Its first two parts keep the folders of
+# JOBS=2's parts, so a run can switch between them without losing what a stopped part was ahead by
+# (except multivalue's cells of the index part 0 was in).
 # pikv eval itself runs every sample of one task and length before the next task; here each step asks
 # for one more sample index (--samples 1, 2, ..., N; finished cells are skipped), so every task and
 # length advances together. The parts live in build/<OUT's name>_parts/. Stopping it (Ctrl-C, TERM or
@@ -13,12 +19,12 @@
 # from them. A run that finishes removes its parts; so does a run that finds OUT gone (a fresh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: [JOBS=1|2] scripts/eval_parts.sh OUT --samples N [pikv eval arguments]"
+usage="usage: [JOBS=1|2|3] scripts/eval_parts.sh OUT --samples N [pikv eval arguments]"
 [[ $# -ge 1 ]] || { echo "$usage" >&2; exit 2; }
 OUT=$1
 shift
 JOBS=${JOBS:-2}
-[[ $JOBS == 1 || $JOBS == 2 ]] || { echo "eval_parts: JOBS must be 1 or 2, got '$JOBS'" >&2; exit 2; }
+[[ $JOBS == 1 || $JOBS == 2 || $JOBS == 3 ]] || { echo "eval_parts: JOBS must be 1, 2 or 3, got '$JOBS'" >&2; exit 2; }
 SAMPLES= TASKS=passkey,multikey,multivalue,variable_tracking,common_words TASKS_GIVEN=0 args=()
 while (($#)); do
   case $1 in
@@ -31,12 +37,14 @@ while (($#)); do
 done
 [[ $SAMPLES =~ ^[1-9][0-9]*$ ]] || { echo "eval_parts: needs --samples N (N >= 1), got '$SAMPLES'; $usage" >&2; exit 2; }
 [[ $TASKS_GIVEN == 0 || $JOBS == 1 ]] ||
-  { echo "eval_parts: the two processes split every task between them; --tasks needs JOBS=1" >&2; exit 2; }
+  { echo "eval_parts: the processes split every task between them; --tasks needs JOBS=1" >&2; exit 2; }
 if [[ $JOBS == 1 ]]; then
   PARTS=("$TASKS") THREADS=${OMP_NUM_THREADS:-2}
-else
-  # Two halves of about equal work (the last two tasks answer longer).
+elif [[ $JOBS == 2 ]]; then
+  # Two halves of as equal work as five tasks allow (the last two tasks answer longer).
   PARTS=("passkey,multikey,multivalue" "variable_tracking,common_words") THREADS=1
+else
+  PARTS=("passkey,multikey" "variable_tracking,common_words" "multivalue") THREADS=1
 fi
 DIR=build/$(basename "$OUT")_parts
 mkdir -p "$DIR"
