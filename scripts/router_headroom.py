@@ -36,7 +36,7 @@ def short(press):
 
 def analyse(cells, experts):
     """cells: {(length, task, sample): {press: score}} holding every expert. Returns rows of
-    (name, per-key scores) where the first row is the best single expert."""
+    (name, {key: score}, the experts chosen per task); the first row is the best single expert."""
     keys = sorted(cells)
     mean = {e: sum(cells[k][e] for k in keys) / len(keys) for e in experts}
     best = max(experts, key=lambda e: (mean[e], e))
@@ -73,15 +73,17 @@ def main():
             by_ratio[r["ratio"]][(r["length"], r["task"], r["sample"])][r["press"]] = r["score"]
     lengths = sorted({k[0] for k in base})
     samples = len({k[2] for k in base})
+    tasks = len({k[1] for k in base})
+    presses = len({r["press"] for r in recs}) - 1
     text = ["# Router headroom: what choosing one press per sample could gain\n",
-            f"From `{src}/results.jsonl` (the headline grid: {', '.join(map(str, lengths))} tokens, 5 tasks, "
+            f"From `{src}/results.jsonl` (the headline grid: {', '.join(map(str, lengths))} tokens, {tasks} tasks, "
             f"{samples} samples per task and length). Regenerate: `scripts/plot_headline.sh`. Scores in %, "
             "differences in points against the best single expert of the set, paired by (length, task, sample), "
             "95 % bootstrap interval (2000 resamples), wins / losses, exact two-sided sign test. The task router "
             "column lists the expert chosen per task on even / odd samples.\n",
             "Expert sets: **router experts** are the catalogue twins of `moe_router`'s default experts "
             "(streaming_llm = streaming, knorm = key_norm, snapkv = window_attention); **all presses** is "
-            "the headline grid's 16.\n"]
+            f"the grid's {presses}.\n"]
     for ratio in sorted(by_ratio):
         allp = sorted({p for c in by_ratio[ratio].values() for p in c})
         for set_name, experts in [("router experts", [p for p in allp if p in ROUTER_EXPERTS]),
