@@ -7,8 +7,8 @@
 # (every length and task equally advanced); a later run with a larger SAMPLES continues, and so does a
 # run after a stop (Ctrl-C), which keeps in docs/results the sample indices every task and length
 # finished.
-# Two single-thread processes share the tasks (scripts/eval_parts.sh) unless JOBS=1 (one process) or JOBS=3
-# (three, which keep both cores of a 2-core CPU busy to the end). Extra arguments go
+# Two single-thread processes share the tasks (scripts/eval_parts.sh) unless JOBS=1 (one process), JOBS=3 or
+# JOBS=5 (more processes than cores, which keep both cores of a 2-core CPU busy to the end). Extra arguments go
 # to `pikv eval` (--device cuda on a GPU, where JOBS=1 is the better choice).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,11 +6,12 @@
 #   scripts/eval_parts.sh OUT --samples N [other pikv eval arguments: --model, --lengths, --press ...]
 # JOBS=1 runs one process with OMP_NUM_THREADS threads instead (the better choice on a GPU: --device cuda).
 # JOBS=3 runs three single-thread processes (passkey+multikey, variable_tracking+common_words,
-# multivalue). The two halves are not equal: on the headline grid the three-task half takes ~6.8 min per
-# sample index and the other ~5.3, so with two processes one core idles at the end; three share the two
-# cores until the smallest finishes and then keep both busy. Its first two parts keep the folders of
-# JOBS=2's parts, so a run can switch between them without losing what a stopped part was ahead by
-# (except multivalue's cells of the index part 0 was in).
+# multivalue), JOBS=5 one per task (passkey, variable_tracking, multivalue, multikey, common_words). The
+# two halves are not equal: on the headline grid the three-task half took ~6.8 min per sample index and
+# the other ~5.3, so with two processes one core idles at the end; more processes than cores share them
+# and keep both busy to the end (the OS schedules them). Each layout keeps the folders of the previous
+# one where it can (part 0 starts with passkey, part 1 with variable_tracking, part 2 is multivalue), so
+# a stopped run can switch layouts and lose at most the unfinished sample index of a task that moves.
 # pikv eval itself runs every sample of one task and length before the next task; here each step asks
 # for one more sample index (--samples 1, 2, ..., N; finished cells are skipped), so every task and
 # length advances together. The parts live in build/<OUT's name>_parts/. Stopping it (Ctrl-C, TERM or
@@ -19,12 +20,12 @@
 # from them. A run that finishes removes its parts; so does a run that finds OUT gone (a fresh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: [JOBS=1|2|3] scripts/eval_parts.sh OUT --samples N [pikv eval arguments]"
+usage="usage: [JOBS=1|2|3|5] scripts/eval_parts.sh OUT --samples N [pikv eval arguments]"
 [[ $# -ge 1 ]] || { echo "$usage" >&2; exit 2; }
 OUT=$1
 shift
 JOBS=${JOBS:-2}
-[[ $JOBS == 1 || $JOBS == 2 || $JOBS == 3 ]] || { echo "eval_parts: JOBS must be 1, 2 or 3, got '$JOBS'" >&2; exit 2; }
+[[ $JOBS =~ ^[1235]$ ]] || { echo "eval_parts: JOBS must be 1, 2, 3 or 5, got '$JOBS'" >&2; exit 2; }
 SAMPLES= TASKS=passkey,multikey,multivalue,variable_tracking,common_words TASKS_GIVEN=0 args=()
 while (($#)); do
   case $1 in
@@ -43,8 +44,10 @@ if [[ $JOBS == 1 ]]; then
 elif [[ $JOBS == 2 ]]; then
   # Two halves of as equal work as five tasks allow (the last two tasks answer longer).
   PARTS=("passkey,multikey,multivalue" "variable_tracking,common_words") THREADS=1
-else
+elif [[ $JOBS == 3 ]]; then
   PARTS=("passkey,multikey" "variable_tracking,common_words" "multivalue") THREADS=1
+else
+  PARTS=("passkey" "variable_tracking" "multivalue" "multikey" "common_words") THREADS=1
 fi
 DIR=build/$(basename "$OUT")_parts
 mkdir -p "$DIR"
