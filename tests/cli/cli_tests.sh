@@ -85,6 +85,28 @@ STDIN="$tmp/ids.txt" expect 0 "Hello world" -- tokenize --decode
 STDIN="$tmp/bad.txt" expect 2 "line 1 is not valid UTF-8" -- tokenize
 expect 0 "wrote logits [1, 3, 49152]" -- logits --tokens "1 2 3" --out "$tmp/l.safetensors"
 expect 2 "--tokens must be non-negative integers" -- logits --tokens "1 x" --out "$tmp/l.safetensors"
+# The main job (`pikv demo`): the full cache, KVzip and query-aware AdaKV(ExpectedAttention) find the
+# needle at 0.5 with half the cache really freed; the cheap contrast press is only required to run.
+demo=$("$PIKV" demo 2>&1)
+demo_status=$?
+for row in "none (full cache)              100%  33.79 MiB  33.79 MiB" \
+           "kvzip @ 0.5                     50%  33.79 MiB  16.90 MiB" \
+           "adakv(EA) @ 0.5, query-aware    50%  33.99 MiB  16.98 MiB"; do
+  line=$(grep -F -- "$row" <<< "$demo")
+  if [ "$demo_status" -ne 0 ] || ! grep -qF "yes  The secret code for the vault is 7319" <<< "$line"; then
+    echo "FAIL: pikv demo (status $demo_status): row '$row' is missing or lost the needle:"
+    echo "$demo" | grep -v "% of layers" | tail -15
+    fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+done
+if grep -qE "^knorm @ 0.5 +50%" <<< "$demo"; then
+  passes=$((passes + 1))
+else
+  echo "FAIL: pikv demo lacks the knorm row"
+  fails=$((fails + 1))
+fi
 ids=$(seq 100 180 | tr '\n' ' ')
 expect 0 "kept 3600 of 7290" -- score --tokens "$ids" --press snapkv --option window_size=16 --out "$tmp/s.safetensors"
 expect 0 "adakv(press=expected_attention" -- score --tokens "$ids" --press adakv --option press=expected_attention \
