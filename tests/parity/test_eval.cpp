@@ -122,6 +122,35 @@ TEST(EvalReport, BootstrapIntervalsAndPairedComparisons) {
   EXPECT_NE(md.find("| 512 | press_b | 6.00 (75 %) |"), std::string::npos) << md;
 }
 
+// A results file may hold cells of a larger grid (a split run merges more samples and ratios into
+// it): a smaller grid run on it counts only its own cells, so progress never passes the total and the
+// time left never goes negative.
+TEST(EvalGrid, ProgressCountsOnlyTheCellsOfThisGrid) {
+  auto& f = fixture();
+  eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);
+  eval::GridConfig g;
+  g.tasks = {"passkey"};
+  g.lengths = {256};
+  g.samples = 1;
+  g.presses = {"knorm"};
+  g.ratios = {0.5, 0.75};
+  g.model_path = "default";
+  g.corpus_name = "haystack.txt";
+  const std::string path = pikv::test::temp_dir("eval_progress") + "/results.jsonl";
+  ev.run(g, path);  // none, knorm@0.5, knorm@0.75
+  g.ratios = {0.5, 0.9};
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  eval::GridTiming t;
+  ev.run(g, path, [&](int64_t finished, int64_t total, double eta_s) {
+    calls.push_back({finished, total});
+    EXPECT_GE(eta_s, 0.0);
+  }, &t);
+  EXPECT_EQ(t.skipped, 2) << "none and knorm@0.5 were done; knorm@0.75 is another grid's";
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0], std::make_pair(int64_t{3}, int64_t{3}));
+  EXPECT_EQ(eval::Evaluator::read_results(path).size(), 4u) << "the other grid's cell is kept";
+}
+
 TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
   auto& f = fixture();
   eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);

@@ -260,7 +260,21 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
   Pipeline pipeline(model_, tokenizer_);
   const int64_t per_sample = 1 + static_cast<int64_t>(c.presses.size() * ratios.size());
   const int64_t total = static_cast<int64_t>(c.lengths.size() * c.tasks.size()) * c.samples * per_sample;
-  int64_t finished = static_cast<int64_t>(done.size());
+  // The file may also hold cells of a larger grid (more samples, other presses or ratios, as a
+  // split run merges them); they are kept but count neither as done nor toward the ETA.
+  auto listed = [](const auto& values, const auto& value) {
+    return std::find(values.begin(), values.end(), value) != values.end();
+  };
+  std::set<std::string> done_here;
+  for (const auto& r : records) {
+    if (r.sample >= c.samples || !listed(c.lengths, r.length) || !listed(c.tasks, r.task)) continue;
+    const bool in_grid = r.press == "none" || (listed(c.presses, r.press) &&
+                                               std::any_of(ratios.begin(), ratios.end(), [&](double x) {
+                                                 return detail::ratio_text(x) == detail::ratio_text(r.ratio);
+                                               }));
+    if (in_grid) done_here.insert(r.key());
+  }
+  int64_t finished = static_cast<int64_t>(done_here.size());
   GridTiming t;
   t.skipped = finished;
   const auto run_start = std::chrono::steady_clock::now();
