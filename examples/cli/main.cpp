@@ -137,7 +137,10 @@ const std::vector<args::Command>& commands() {
        "compute or train the artefact a press loads, for any model, in the layout kvpress reads\n"
        "(expected_attention_with_stats, duo_attention, qfilter, kvzap, fastkvzip, lukv)",
        "", declare_calibrate},
-      {"synthetic", "[options]", "every press on a synthetic random-weight attention model (mechanics only)", "",
+      {"synthetic", "[options]",
+       "six presses (knorm, streaming_llm, keydiff, random, composed, per-layer)\n"
+       "on a synthetic random-weight attention model (mechanics only)",
+       "",
        declare_synthetic},
   };
   return table;

@@ -1,4 +1,4 @@
-// `pikv synthetic`: every press on a synthetic random-weight attention model (mechanics only).
+// `pikv synthetic`: six presses on a synthetic random-weight attention model (mechanics only).
 #include "cli.h"
 
 #include "args.h"
