@@ -122,20 +122,27 @@ TEST(EvalReport, BootstrapIntervalsAndPairedComparisons) {
   EXPECT_NE(md.find("| 512 | press_b | 6.00 (75 %) |"), std::string::npos) << md;
 }
 
+// One passkey sample of 256 tokens, Knorm at 0.5 and the baseline: the smallest grid that runs cells.
+static eval::GridConfig tiny_grid() {
+  eval::GridConfig g;
+  g.tasks = {"passkey"};
+  g.lengths = {256};
+  g.samples = 1;
+  g.presses = {"knorm"};
+  g.ratios = {0.5};
+  g.model_path = "default";
+  g.corpus_name = "haystack.txt";
+  return g;
+}
+
 // A results file may hold cells of a larger grid (a split run merges more samples and ratios into
 // it): a smaller grid run on it counts only its own cells, so progress never passes the total and the
 // time left never goes negative.
 TEST(EvalGrid, ProgressCountsOnlyTheCellsOfThisGrid) {
   auto& f = fixture();
   eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);
-  eval::GridConfig g;
-  g.tasks = {"passkey"};
-  g.lengths = {256};
-  g.samples = 1;
-  g.presses = {"knorm"};
+  eval::GridConfig g = tiny_grid();
   g.ratios = {0.5, 0.75};
-  g.model_path = "default";
-  g.corpus_name = "haystack.txt";
   const std::string path = pikv::test::temp_dir("eval_progress") + "/results.jsonl";
   ev.run(g, path);  // none, knorm@0.5, knorm@0.75
   g.ratios = {0.5, 0.9};
@@ -154,14 +161,7 @@ TEST(EvalGrid, ProgressCountsOnlyTheCellsOfThisGrid) {
 TEST(EvalGrid, RunsResumesAndRefusesForeignOrBrokenFiles) {
   auto& f = fixture();
   eval::Evaluator ev(*f.model, *f.tokenizer, f.corpus);
-  eval::GridConfig g;
-  g.tasks = {"passkey"};
-  g.lengths = {256};
-  g.samples = 1;
-  g.presses = {"knorm"};
-  g.ratios = {0.5};
-  g.model_path = "default";
-  g.corpus_name = "haystack.txt";
+  eval::GridConfig g = tiny_grid();
   const std::string dir = pikv::test::temp_dir("eval_grid");
   const std::string path = dir + "/results.jsonl";
   eval::GridTiming t;
