@@ -10,7 +10,7 @@
 #   docs/results/eval                    eval_default.sh           4 (4 lengths, 7 ratios)
 #   docs/results/eval_headline           eval_headline.sh          50
 #   docs/results/eval_kvzip              eval_kvzip.sh             12
-#   docs/results/eval_kvzip_query_aware  QUERY_AWARE=1 eval_kvzip  12 (run only when the folder exists)
+#   docs/results/eval_kvzip_query_aware  QUERY_AWARE=1 eval_kvzip  12
 #   docs/results/eval_query_aware        eval_query_aware.sh       18
 #   docs/results/eval_gemma3             eval_gemma.sh             4 (needs setup.sh --with-gemma)
 #   docs/results/router                  eval_router.sh            4 (1024 tokens; gates calibrated first)
@@ -28,10 +28,8 @@ step "headline grid (docs/results/eval_headline)"
 SAMPLES=50 scripts/eval_headline.sh "$@"
 step "KVzip (docs/results/eval_kvzip)"
 SAMPLES=12 scripts/eval_kvzip.sh "$@"
-if [ -d docs/results/eval_kvzip_query_aware ]; then
-  step "KVzip query-aware (docs/results/eval_kvzip_query_aware)"
-  QUERY_AWARE=1 SAMPLES=12 scripts/eval_kvzip.sh "$@"
-fi
+step "KVzip query-aware (docs/results/eval_kvzip_query_aware)"
+QUERY_AWARE=1 SAMPLES=12 scripts/eval_kvzip.sh "$@"
 step "query-aware (docs/results/eval_query_aware)"
 SAMPLES=18 scripts/eval_query_aware.sh "$@"
 step "second model (docs/results/eval_gemma3)"
