@@ -258,23 +258,36 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
   PIKV_CHECK(out.good(), "cannot append to results file '{}'", results_path);
 
   Pipeline pipeline(model_, tokenizer_);
-  const int64_t per_sample = 1 + static_cast<int64_t>(c.presses.size() * ratios.size());
-  const int64_t total = static_cast<int64_t>(c.lengths.size() * c.tasks.size()) * c.samples * per_sample;
-  // The file may also hold cells of a larger grid (more samples, other presses or ratios, as a
-  // split run merges them); they are kept but count neither as done nor toward the ETA.
-  auto listed = [](const auto& values, const auto& value) {
-    return std::find(values.begin(), values.end(), value) != values.end();
+  // A cell of the grid, as its record is keyed in the file (Record::key).
+  auto cell_record = [](const std::string& task, int64_t length, int64_t sample, const std::string& press,
+                        double ratio) {
+    Record r;
+    r.task = task;
+    r.length = length;
+    r.sample = sample;
+    r.press = press;
+    r.ratio = ratio;
+    return r;
   };
-  std::set<std::string> done_here;
-  for (const auto& r : records) {
-    if (r.sample >= c.samples || !listed(c.lengths, r.length) || !listed(c.tasks, r.task)) continue;
-    const bool in_grid = r.press == "none" || (listed(c.presses, r.press) &&
-                                               std::any_of(ratios.begin(), ratios.end(), [&](double x) {
-                                                 return detail::ratio_text(x) == detail::ratio_text(r.ratio);
-                                               }));
-    if (in_grid) done_here.insert(r.key());
+  // Each sample's cells: the uncompressed baseline, then every press at every ratio.
+  std::vector<std::pair<std::string, double>> sample_cells = {{"none", 0.0}};
+  for (const auto& spec : c.presses) {
+    for (double r : ratios) sample_cells.push_back({spec, r});
   }
-  int64_t finished = static_cast<int64_t>(done_here.size());
+  const int64_t total =
+      static_cast<int64_t>(c.lengths.size() * c.tasks.size() * sample_cells.size()) * c.samples;
+  // Only this grid's cells count as done: the file may also hold a larger grid's (more samples, other
+  // presses or ratios, as a split run merges them), which are kept but neither rerun nor counted.
+  int64_t finished = 0;
+  for (int64_t length : c.lengths) {
+    for (const auto& task : c.tasks) {
+      for (int64_t i = 0; i < c.samples; ++i) {
+        for (const auto& [press, ratio] : sample_cells) {
+          finished += static_cast<int64_t>(done.count(cell_record(task, length, i, press, ratio).key()));
+        }
+      }
+    }
+  }
   GridTiming t;
   t.skipped = finished;
   const auto run_start = std::chrono::steady_clock::now();
@@ -283,25 +296,14 @@ PIKV_INLINE std::vector<Record> Evaluator::run(const GridConfig& c, const std::s
   for (int64_t length : c.lengths) {
     for (const auto& task : c.tasks) {
       for (int64_t i = 0; i < c.samples; ++i) {
-        const Sample s = make_sample(task, i, length, c.seed, corpus_, tokenizer_);
-        // The cells of this sample still to run.
+        auto key = [&](const std::string& press, double ratio) { return cell_record(task, length, i, press, ratio); };
+        // The cells of this sample still to run; a finished sample is not even generated.
         std::vector<std::pair<std::string, double>> todo;
-        auto key = [&](const std::string& press, double ratio) {
-          Record r;
-          r.task = task;
-          r.length = length;
-          r.sample = i;
-          r.press = press;
-          r.ratio = ratio;
-          return r;
-        };
-        if (!done.count(key("none", 0.0).key())) todo.push_back({"none", 0.0});
-        for (const auto& spec : c.presses) {
-          for (double r : ratios) {
-            if (!done.count(key(spec, r).key())) todo.push_back({spec, r});
-          }
+        for (const auto& [press, ratio] : sample_cells) {
+          if (!done.count(key(press, ratio).key())) todo.push_back({press, ratio});
         }
         if (todo.empty()) continue;
+        const Sample s = make_sample(task, i, length, c.seed, corpus_, tokenizer_);
         // Query-aware: the question is part of the compressed prefill; "" is asked after it.
         const std::vector<int64_t> ctx = pipeline.context_ids(c.query_aware ? s.context + s.question : s.context);
         const std::string question = c.query_aware ? std::string() : s.question;
