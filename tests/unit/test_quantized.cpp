@@ -210,17 +210,39 @@ TEST(HalfCacheAttention, RaggedLayersAreReadInPlace) {
 
   const at::Tensor q = test::randn({B, Hkv, G, d}, 5);
   const double scale = 0.125;
-  const KVCache::RaggedParts parts = cache.ragged_parts(0);
-  const at::Tensor got = pikv::detail::half_attention::attend_ragged(q, parts.packed_keys, parts.packed_values,
-                                                                     *parts.lengths, parts.suffix_keys,
-                                                                     parts.suffix_values, scale);
+  // The cache's view leaves a head-wise layer packed: attention reads it in place.
+  const KVView view = cache.view(0);
+  ASSERT_FALSE(view.keys.defined());
+  ASSERT_NE(view.source, nullptr);
+  const PackedKV* packed = view.source->packed();
+  ASSERT_NE(packed, nullptr);
+  const PackedKV& parts = *packed;
+  const at::Tensor got = pikv::detail::half_attention::attend_ragged(q, parts.keys, parts.values, *parts.lengths,
+                                                                     parts.suffix_keys, parts.suffix_values, scale);
   const KVCache::Padded padded = cache.padded(0);
   at::Tensor logits = at::matmul(q, padded.keys.to(at::kFloat).transpose(-1, -2)) * scale;
   logits = logits.masked_fill(padded.valid.unsqueeze(2).logical_not(), -std::numeric_limits<float>::infinity());
   const at::Tensor want = at::matmul(at::softmax(logits, -1), padded.values.to(at::kFloat));
   EXPECT_TRUE(at::allclose(got, want, 1e-4, 1e-5)) << (got - want).abs().max();
   const at::Tensor scalar = pikv::detail::half_attention::attend_ragged(
-      q, parts.packed_keys, parts.packed_values, *parts.lengths, parts.suffix_keys, parts.suffix_values, scale, false);
+      q, parts.keys, parts.values, *parts.lengths, parts.suffix_keys, parts.suffix_values, scale, false);
   EXPECT_TRUE(at::allclose(scalar, want, 1e-4, 1e-5)) << (scalar - want).abs().max();
-  EXPECT_PIKV_ERROR(KVCache(1).ragged_parts(0), "not a ragged layer");
+  // attend() over the view takes the same in-place path for one float32 decoding query (G query heads
+  // per KV head as H = Hkv * G heads), and the padded path when a window asks for masks.
+  const at::Tensor q4 = q.reshape({B, Hkv * G, 1, d});
+  AttentionParams params;
+  params.scale = scale;
+  const at::Tensor via_view = attend(q4, at::full({1}, n + 5, at::kLong), view, params).output;
+  EXPECT_TRUE(at::allclose(via_view, want.reshape({B, Hkv * G, 1, d}), 1e-4, 1e-5)) << (via_view - want.reshape({B, Hkv * G, 1, d})).abs().max();
+  params.sliding_window = 1 << 20;  // sees everything, but asks for masks: the padded copy
+  const at::Tensor padded_path = attend(q4, at::full({1}, n + 5, at::kLong), view, params).output;
+  EXPECT_TRUE(at::allclose(padded_path, via_view, 1e-4, 1e-5)) << (padded_path - via_view).abs().max();
+  EXPECT_PIKV_ERROR(KVCache(1).view(0), "is empty");
+  // A dense layer's view is its stored tensors, with the cache as the source of positions.
+  KVCache dense(1);
+  dense.append(0, test::randn({1, 1, 4, d}, 6), test::randn({1, 1, 4, d}, 7));
+  const KVView dv = dense.view(0);
+  EXPECT_TRUE(dv.keys.is_same(dense.keys(0)));
+  EXPECT_FALSE(dv.source->packed());
+  EXPECT_FALSE(dv.source->positions().defined());  // tokens 0..3 in order
 }

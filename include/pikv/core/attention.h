@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace pikv {
 
@@ -103,14 +104,45 @@ struct AttentionParams {
   bool weights_only = false;
 };
 
+class KVSource;
+
 // One layer's cache as attention reads it.
 struct KVView {
   at::Tensor keys;    // [B, Hkv, n, d]
   at::Tensor values;  // [B, Hkv, n, d]
   // int64 [B, Hkv, n]: the logical index of the token in every slot, -1 = empty slot (padding of a
   // head-wise layer, free slots of a fixed-capacity cache). Undefined: slot i holds index i (a cache
-  // that was never compressed).
+  // that was never compressed), or, with a source, not computed yet.
   at::Tensor positions;
+  // The cache layer this view reads (KVCache::view), or null for tensors a caller assembled. attend()
+  // asks it for what the view leaves undefined, and only when the call needs it: the positions of a
+  // compressed layer (masks), the padded copy of a head-wise layer (whose keys/values are then left
+  // undefined, so that single-token decoding can read the packed heads in place). Valid until the
+  // cache's layer next changes.
+  const KVSource* source = nullptr;
+};
+
+// A head-wise compressed layer stored without padding: the kept entries of every (batch row, KV head)
+// back to back, then the tokens appended since, dense.
+struct PackedKV {
+  at::Tensor keys;                                // [sum(lengths), d], (b, h, j) row-major
+  at::Tensor values;                              // [sum(lengths), d]
+  const std::vector<int64_t>* lengths = nullptr;  // B * Hkv entries per (b, h), row-major
+  at::Tensor suffix_keys;                         // [B, Hkv, s, d]; undefined when s == 0
+  at::Tensor suffix_values;                       // [B, Hkv, s, d]
+};
+
+// What a cache layer supplies to attention beyond a view's tensors (KVCache's layouts implement it).
+class KVSource {
+ public:
+  virtual ~KVSource() = default;
+  // Keys/values [B, Hkv, n, d] (a padded copy for a head-wise layer) with positions int64 [B, Hkv, n]
+  // defined whenever some slot is padding.
+  [[nodiscard]] virtual KVView dense() const = 0;
+  // int64 [B, Hkv, n] laid out like dense(), or undefined when slot i holds token i.
+  [[nodiscard]] virtual at::Tensor positions() const = 0;
+  // The packed form, for layers stored that way (else null).
+  virtual const PackedKV* packed() const { return nullptr; }
 };
 
 struct AttentionResult {
@@ -130,8 +162,9 @@ struct AttentionResult {
 // otherwise, and the eager path (explicit softmax in float32) when weights or soft-capping are needed.
 // A query that may see no key (a padding query) sees every key instead of producing NaN.
 // Keys/values may be stored narrower than the queries (float16 or bfloat16 under float32 queries): one
-// decoding query on the CPU then reads them as stored, scores and softmax in float32; other calls
-// attend over a float32 copy.
+// decoding query on the CPU then reads them as stored, scores and softmax in float32 (a head-wise layer's
+// packed heads in place, without its padded copy); other calls attend over a float32 copy.
+// A view with a source (KVCache::view) is completed from it as the call needs (see KVView).
 [[nodiscard]] AttentionResult attend(const at::Tensor& queries, const at::Tensor& query_index, const KVView& kv,
                        const AttentionParams& params = {}, const at::Tensor& key_padding = at::Tensor());
 

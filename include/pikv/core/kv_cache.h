@@ -1,16 +1,20 @@
 #pragma once
 // KVCache: the per-request key/value store of every attention layer. It is the only object that
 // mutates cached tensors, through a closed set of verbs: append (a forward adds tokens), apply (a
-// press result replaces a layer's tokens), truncate (drop tokens after a logical length), clear.
+// press result replaces a layer's tokens), truncate (drop tokens after a logical length), clear. Attention
+// reads a layer through view().
 //
 // Lengths. The logical length of a layer counts every token it has seen (original positions: what
 // RoPE of later tokens continues from); the physical length counts the tokens it stores. After a press
-// they differ. Head-wise budgets (AdaKV) give each (batch row, KV head) its own physical length; such
-// a layer is stored "ragged": the compressed prefix is packed without padding, so its memory is really
-// freed, and tokens appended later go to a dense suffix shared by all heads.
+// they differ. Head-wise budgets (AdaKV) give each (batch row, KV head) its own physical length.
 //
-// Two storage layouts serve the same verbs:
-//   dynamic         (KVCache(num_layers)) tensors sized to what is stored: compression frees memory.
+// Layouts. Each layer is stored by one class of core/detail/cache_layers.h behind one interface, so a
+// verb is written once per layout instead of branching on the layout inside every verb:
+//   dense           tensors sized to what is stored ([B, Hkv, n, d]): compression frees memory. The
+//                   layer of a dynamic cache (KVCache(num_layers)) until a head-wise press result.
+//   ragged          a dynamic layer after a head-wise result: the compressed prefix of every head
+//                   packed without padding (the memory is really freed), and the tokens appended later
+//                   in a dense suffix shared by all heads.
 //   fixed capacity  (KVCache::fixed_capacity) every layer preallocated as [B, Hkv, C, d] plus a slot
 //                   map int64 [B, Hkv, C] holding each slot's logical position (-1 = empty). Kept tokens
 //                   are compacted to the front of each head. Shapes never change, which is what
@@ -22,9 +26,14 @@
 #include <pikv/core/press.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace pikv {
+
+namespace detail {
+class CacheLayer;
+}
 
 // The geometry of a fixed-capacity cache: every layer [batch, kv_heads, capacity, head_dim].
 struct FixedCacheShape {
@@ -38,6 +47,12 @@ struct FixedCacheShape {
 class KVCache {
  public:
   explicit KVCache(int64_t num_layers);
+  // A copy shares the stored tensors (as copying a tensor does); clone() copies them.
+  KVCache(const KVCache& other);
+  KVCache& operator=(const KVCache& other);
+  KVCache(KVCache&&) noexcept;
+  KVCache& operator=(KVCache&&) noexcept;
+  ~KVCache();
 
   // A fixed-capacity cache (see the layouts above), allocated now with `options` (dtype, device).
   // Throws pikv::Error for non-positive sizes or a capacity above 2^24 tokens.
@@ -112,16 +127,10 @@ class KVCache {
   // are unpacked into a temporary padded copy with a validity mask (attention must mask the rest).
   [[nodiscard]] Padded padded(int64_t layer) const;
 
-  // A ragged layer of the dynamic layout read in place, without padded()'s copy: the packed prefix
-  // (rows of every (b, h) back to back, (b, h) row-major) keys/values [sum(lengths), d], the B * Hkv
-  // prefix lengths, and the dense suffix appended since keys/values [B, Hkv, s, d] (undefined when
-  // empty). Throws for dense or fixed-capacity layers.
-  struct RaggedParts {
-    at::Tensor packed_keys, packed_values;
-    const std::vector<int64_t>* lengths = nullptr;
-    at::Tensor suffix_keys, suffix_values;
-  };
-  [[nodiscard]] RaggedParts ragged_parts(int64_t layer) const;
+  // The layer as attention reads it (attend()): dense layers their stored tensors (no copy), head-wise
+  // layers of the dynamic layout their packed heads, read in place by single-token decoding and padded
+  // only for calls that need it. Valid until the layer next changes.
+  [[nodiscard]] KVView view(int64_t layer) const;
 
   // Positions (in the logical sequence) of the stored prefix after the last apply(): int64
   // [B, Hkv, k] ascending, -1 padding for ragged layers; undefined if the layer was never compressed.
@@ -143,39 +152,10 @@ class KVCache {
   int64_t bytes_in_use() const;
 
  private:
-  struct Layer {
-    // Dense storage: everything when not ragged; the suffix appended after a head-wise apply().
-    at::Tensor keys, values;  // [B, Hkv, s, d]; views into buf_* when capacity was reserved
-    at::Tensor buf_keys, buf_values;  // [B, Hkv, capacity, d] or undefined
-    // Ragged prefix: rows of (b, h, j) packed in that order: [sum(lengths), d].
-    at::Tensor ragged_keys, ragged_values;
-    std::vector<int64_t> ragged_lengths;  // B * Hkv, row-major
-    int64_t ragged_max = 0;
-    // On the cache's device, made once by apply(): where each packed row sits in the padded layout
-    // (int64 [sum(lengths)], index into B * Hkv * ragged_max) and that layout's validity mask (bool
-    // [B, Hkv, ragged_max]). padded() scatters with them, so a decode step never waits for the host.
-    at::Tensor ragged_slots, ragged_valid;
-    int64_t batch = 0, kv_heads = 0;
-    int64_t logical = 0;             // tokens seen
-    int64_t logical_at_apply = 0;    // logical length when apply() last ran (truncate floor)
-    at::Tensor kept;                 // kept_positions
-    // Fixed-capacity layout: buffers and the stored count of every (b, h), row-major, on the host.
-    FixedBuffers fixed;
-    std::vector<int64_t> fixed_lengths;
-    bool compressed = false;  // an apply() changed what is stored (fixed layout)
-    bool ragged() const { return !ragged_lengths.empty(); }
-  };
+  detail::CacheLayer& at_layer(int64_t layer, const char* verb);
+  const detail::CacheLayer& at_layer(int64_t layer, const char* verb) const;
 
-  // The fixed-capacity verbs and reads.
-  void fixed_append(Layer& L, int64_t layer, const at::Tensor& keys, const at::Tensor& values);
-  void fixed_apply(Layer& L, int64_t layer, const CompressedKV& result);
-  void fixed_truncate(Layer& L, int64_t logical_length);
-  int64_t fixed_uniform_length(const Layer& L, int64_t layer, const char* verb) const;
-
-  Layer& at_layer(int64_t layer, const char* verb);
-  const Layer& at_layer(int64_t layer, const char* verb) const;
-
-  std::vector<Layer> layers_;
+  std::vector<std::unique_ptr<detail::CacheLayer>> layers_;
   FixedCacheShape fixed_;  // num_layers == 0: the dynamic layout
 };
 

@@ -51,6 +51,14 @@ struct PressRequirements {
   bool layer_view = false;         // ctx.layer_view != nullptr
   bool attention_weights = false;  // ctx.attention_weights present (the model must run eager attention)
 
+  // What presses that recompute queries need: the forward's hidden states and the layer view.
+  static PressRequirements queries() {
+    PressRequirements r;
+    r.hidden_states = true;
+    r.layer_view = true;
+    return r;
+  }
+
   PressRequirements& operator|=(const PressRequirements& o) {
     hidden_states |= o.hidden_states;
     layer_view |= o.layer_view;
@@ -86,7 +94,9 @@ class Press {
   // {"pruned_channels": int64 [B, Hkv, p]}. Called with the context compress() saw.
   virtual std::map<std::string, at::Tensor> layer_record(const AttentionContext& ctx) const { return {}; }
 
-  // Whether this press acts on this forward. Default: prefill only (decoding presses override).
+  // Whether this press acts on this forward. Default: prefill only (decoding presses override). Runners
+  // may ask before gathering the layer's cache: decide from ctx.is_prefill, the layer and the press's
+  // own state, not from ctx.keys / values / attention_weights (they may be undefined).
   virtual bool should_compress(const AttentionContext& ctx) const { return ctx.is_prefill; }
 
   // Compresses one layer: ctx.keys/values [B, Hkv, n, d] -> kept KV. Must not modify ctx's tensors.
@@ -184,7 +194,8 @@ class ScorerPressBase : public ScorerPress {
  public:
   using Options = OptionsT;
 
-  explicit ScorerPressBase(const Options& options) : options_(options) { validate_options(options_); }
+  // Presses inherit it (`using ScorerPressBase::ScorerPressBase;`): options checked, defaults by default.
+  explicit ScorerPressBase(const Options& options = {}) : options_(options) { validate_options(options_); }
 
   std::string name() const override { return Derived::kName; }
   std::string describe() const override { return name() + "(" + describe_options(options_) + ")"; }
@@ -274,7 +285,8 @@ class ScorerWrapperBase : public Base {
  public:
   using Options = OptionsT;
 
-  ScorerWrapperBase(std::shared_ptr<ScorerPress> press, const Options& options)
+  // Wrappers inherit it (`using ScorerWrapperBase::ScorerWrapperBase;`).
+  explicit ScorerWrapperBase(std::shared_ptr<ScorerPress> press, const Options& options = {})
       : Base(std::move(press), Derived::kName), options_(options) {
     validate_options(options_);
   }

@@ -131,8 +131,51 @@ inline at::Tensor scale_logits(const at::Tensor& logits, const AttentionParams& 
 
 }  // namespace detail
 
-PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_index, const KVView& stored,
+namespace detail {
+
+// One decoding query over a head-wise layer read in place (PackedKV), where the call allows it: float32
+// queries on the CPU over a float16 / bfloat16 cache, every stored token visible, no weights wanted.
+// Reading the packed heads costs less than building the padded copy every step. Undefined otherwise.
+inline at::Tensor attend_packed(const at::Tensor& q, const PackedKV* packed, const AttentionParams& p,
+                                const at::Tensor& key_padding) {
+  if (packed == nullptr || !q.defined() || q.dim() != 4 || q.size(2) != 1 || q.is_cuda() ||
+      q.scalar_type() != at::kFloat || p.need_weights || p.weights_only || p.softcap || p.sliding_window ||
+      key_padding.defined()) {
+    return {};
+  }
+  const at::ScalarType stored = packed->keys.scalar_type();
+  if (stored != at::kHalf && stored != at::kBFloat16) return {};
+  const int64_t B = q.size(0), H = q.size(1), d = q.size(3);
+  const int64_t Hkv = static_cast<int64_t>(packed->lengths->size()) / B;
+  PIKV_CHECK(Hkv >= 1 && H % Hkv == 0, "attend: queries {} do not fit a packed layer of {} heads", describe_tensor(q),
+             packed->lengths->size());
+  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(static_cast<double>(d));
+  return half_attention::attend_ragged(q.reshape({B, Hkv, H / Hkv, d}), packed->keys, packed->values, *packed->lengths,
+                                       packed->suffix_keys, packed->suffix_values, scale)
+      .reshape({B, H, 1, d});
+}
+
+}  // namespace detail
+
+PIKV_INLINE AttentionResult attend(const at::Tensor& q, const at::Tensor& query_index, const KVView& view,
                                    const AttentionParams& p, const at::Tensor& key_padding) {
+  // Complete a cache's view with what this call needs (KVView::source).
+  KVView stored = view;
+  if (view.source != nullptr) {
+    if (!stored.keys.defined()) {
+      AttentionResult packed;
+      packed.output = detail::attend_packed(q, view.source->packed(), p, key_padding);
+      if (packed.output.defined()) return packed;
+      stored = view.source->dense();
+    }
+    // Positions mask what a query may not see. One decoding token sees every token a dense layer stores
+    // (all are earlier), so only windows, key padding and multi-token forwards need them.
+    const bool needs_positions = p.sliding_window.has_value() || key_padding.defined() || (q.defined() && q.dim() == 4 && q.size(2) > 1);
+    if (!stored.positions.defined() && needs_positions) {
+      stored.positions = view.source->positions();
+      if (stored.positions.defined()) stored.positions = stored.positions.to(stored.keys.device());
+    }
+  }
   // A cache stored narrower than the queries (a float16 / bfloat16 cache of a float32 model): one
   // decoding query on the CPU reads it as stored (below); everything else attends over a widened copy.
   const bool narrow_cache = stored.keys.defined() && q.defined() && stored.keys.scalar_type() != q.scalar_type();

@@ -2,7 +2,6 @@
 
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
-#include <pikv/core/detail/half_decode_attention.h>
 #include <pikv/core/hookable_model.h>
 #include <pikv/core/detail/logging.h>
 #include <pikv/core/tensor_checks.h>
@@ -140,56 +139,46 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
   }
   Press* const installed = press();
   const bool pressed = call.pressable && installed != nullptr;
-  const at::Tensor& q = call.queries;
-  // One decoding token over a head-wise compressed layer of a float16 / bfloat16 cache on the CPU:
-  // read the packed heads in place instead of building padded()'s copy every step (the copy cost more
-  // than the compression saved). Only where every stored token is visible and no press needs the layer.
-  if (!is_prefill && q.size(2) == 1 && !q.is_cuda() && q.scalar_type() == at::kFloat && kv_dtype_ &&
-      (*kv_dtype_ == at::kHalf || *kv_dtype_ == at::kBFloat16) && !cache.is_fixed_capacity() && cache.is_ragged(l) &&
-      !call.params.sliding_window && !call.key_padding.defined() && !call.params.need_weights &&
-      !call.params.weights_only && !call.params.softcap &&
-      !(pressed && (installed->acts_during_decoding() || installed->requirements().attention_weights))) {
-    const KVCache::RaggedParts parts = cache.ragged_parts(l);
-    const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = call.keys.size(1);
-    const double scale = call.params.scale > 0 ? call.params.scale : 1.0 / std::sqrt(static_cast<double>(d));
-    AttentionResult r;
-    r.output = detail::half_attention::attend_ragged(q.reshape({B, Hkv, H / Hkv, d}), parts.packed_keys,
-                                                     parts.packed_values, *parts.lengths, parts.suffix_keys,
-                                                     parts.suffix_values, scale)
-                   .reshape({B, H, 1, d});
-    return r;
-  }
-  KVCache::Padded kv = cache.padded(l);
-  KVView view{kv.keys, kv.values, at::Tensor()};
-  // Positions mask what a query may not see. One decoding token sees every token a dense layer stores
-  // (all are earlier), so only padding slots, windows, key padding and multi-token forwards need them.
-  const bool needs_positions = kv.valid.defined() || call.params.sliding_window.has_value() ||
-                               call.key_padding.defined() || call.queries.size(2) > 1;
-  if (!cache.is_contiguous_prefix(l) && needs_positions) view.positions = cache.token_positions(l).to(kv.keys.device());
   AttentionParams params = call.params;
   if (pressed && installed->requirements().attention_weights) params.need_weights = true;
-  AttentionResult r = attend(call.queries, call.query_index, view, params, call.key_padding);
+  // The one read path: attend() takes the layer's view and reads it as this call needs (a head-wise
+  // layer's packed heads in place for one decoding token, its padded copy otherwise).
+  AttentionResult r = attend(call.queries, call.query_index, cache.view(l), params, call.key_padding);
   if (call.params.sliding_window && !call.pressable && is_prefill) {
     // A sliding-window layer that presses never see (Gemma 3's local layers): after the prefill no later
     // query looks further back than the window, so only the last `window` tokens are kept, as
     // transformers' sliding-window cache does. Memory really freed, outputs unchanged.
     const int64_t n = cache.physical_length(l), window = *call.params.sliding_window;
     if (n > window && !cache.is_fixed_capacity() && !cache.is_ragged(l)) {
+      const at::Tensor& keys = cache.keys(l);
+      const at::Tensor& values = cache.values(l);
       CompressedKV last;
-      last.keys = kv.keys.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // not a view:
-      last.values = kv.values.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // frees the rest
-      last.indices = at::arange(n - window, n, kv.keys.options().dtype(at::kLong))
+      last.keys = keys.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // not a view:
+      last.values = values.narrow(2, n - window, window).clone(at::MemoryFormat::Contiguous);  // frees the rest
+      last.indices = at::arange(n - window, n, keys.options().dtype(at::kLong))
                          .view({1, 1, window})
-                         .expand({kv.keys.size(0), kv.keys.size(1), window})
+                         .expand({keys.size(0), keys.size(1), window})
                          .contiguous();
       cache.apply(l, last);
     }
   }
   if (pressed) {
+    // Whether the press acts on this forward is known before its inputs are gathered (the padded copy
+    // of a head-wise layer costs more than a decoding step's attention).
+    AttentionContext probe;
+    probe.layer = l;
+    probe.num_layers = num_layers();
+    probe.hidden_states = call.hidden_states;
+    probe.query_states = call.query_states;
+    probe.is_prefill = is_prefill;
+    probe.position_offset = position_offset;
+    probe.layer_view = call.layer;
+    if (!installed->should_compress(probe)) return r;
+    const KVCache::Padded kv = cache.padded(l);
     // Presses that act while decoding see where each stored entry sits (compressed layers only).
     at::Tensor positions;
     if (!is_prefill && installed->acts_during_decoding() && !cache.is_contiguous_prefix(l)) {
-      positions = view.positions.defined() ? view.positions : cache.token_positions(l).to(kv.keys.device());
+      positions = cache.token_positions(l).to(kv.keys.device());
     }
     // Presses score in the compute dtype: a narrower cache is widened for them (their result is
     // stored back in the cache's dtype by KVCache::apply).
