@@ -24,8 +24,7 @@ class AdaKVPress : public ScorerWrapperBase<AdaKVPress, AdaKVOptions> {
  public:
   static constexpr const char* kName = "adakv";
   // Throws for a null press or alpha_safeguard outside [0, 1].
-  explicit AdaKVPress(std::shared_ptr<ScorerPress> press, const AdaKVOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const AdaKVOptions& = {})
   bool head_wise() const override { return true; }
 
  protected:

@@ -27,7 +27,7 @@ struct CapOptions {
 class CapPress : public ScorerPressBase<CapPress, CapOptions> {
  public:
   static constexpr const char* kName = "cap";
-  explicit CapPress(const CapOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const CapOptions& = {})
   PressRequirements requirements() const override;
   // keys/values [B, Hkv, n, d] with n > n_sink, a forward of q > n_sink tokens -> float32 [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

@@ -19,8 +19,7 @@ struct ChunkKVOptions {
 class ChunkKVPress : public ScorerWrapperBase<ChunkKVPress, ChunkKVOptions> {
  public:
   static constexpr const char* kName = "chunkkv";
-  explicit ChunkKVPress(std::shared_ptr<ScorerPress> press, const ChunkKVOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const ChunkKVOptions& = {})
 
  protected:
   // keys/values [B, Hkv, n, d] -> [B, Hkv, k, d], whole chunks

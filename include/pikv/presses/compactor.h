@@ -24,7 +24,7 @@ struct CompactorOptions {
 class CompactorPress : public ScorerPressBase<CompactorPress, CompactorOptions> {
  public:
   static constexpr const char* kName = "compactor";
-  explicit CompactorPress(const CompactorOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const CompactorOptions& = {})
   PressRequirements requirements() const override;
   // A prefill: keys/values [B, Hkv, n, d] with its queries -> float32 [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

@@ -22,8 +22,7 @@ struct CriticalAdaKVOptions {
 class CriticalAdaKVPress : public ScorerWrapperBase<CriticalAdaKVPress, CriticalAdaKVOptions> {
  public:
   static constexpr const char* kName = "criticaladakv";
-  explicit CriticalAdaKVPress(std::shared_ptr<ScorerPress> press, const CriticalAdaKVOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const CriticalAdaKVOptions& = {})
   PressRequirements requirements() const override;
   bool head_wise() const override { return true; }
 

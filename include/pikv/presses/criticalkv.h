@@ -22,8 +22,7 @@ struct CriticalKVOptions {
 class CriticalKVPress : public ScorerWrapperBase<CriticalKVPress, CriticalKVOptions, ScoringWrapper> {
  public:
   static constexpr const char* kName = "criticalkv";
-  explicit CriticalKVPress(std::shared_ptr<ScorerPress> press, const CriticalKVOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const CriticalKVOptions& = {})
   PressRequirements requirements() const override;
   // keys/values [B, Hkv, n, d] -> [B, Hkv, n] (first-stage picks get the dtype's largest value)
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

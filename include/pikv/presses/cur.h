@@ -27,7 +27,7 @@ struct CUROptions {
 class CURPress : public ScorerPressBase<CURPress, CUROptions> {
  public:
   static constexpr const char* kName = "cur";
-  explicit CURPress(const CUROptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const CUROptions& = {})
   // keys/values [B, Hkv, n, d] -> float32 [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

@@ -23,7 +23,7 @@ struct ExpectedAttentionOptions {
 class ExpectedAttentionPress : public ScorerPressBase<ExpectedAttentionPress, ExpectedAttentionOptions> {
  public:
   static constexpr const char* kName = "expected_attention";
-  explicit ExpectedAttentionPress(const ExpectedAttentionOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const ExpectedAttentionOptions& = {})
   PressRequirements requirements() const override;
   // keys/values [B, Hkv, n, d] with n > n_sink, hidden_states [B, q, Dm] with q > n_sink -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

@@ -24,7 +24,7 @@ struct FinchOptions {
 class FinchPress : public ScorerPressBase<FinchPress, FinchOptions> {
  public:
   static constexpr const char* kName = "finch";
-  explicit FinchPress(const FinchOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const FinchOptions& = {})
   PressRequirements requirements() const override;
   bool wants_question() const override { return true; }
   void set_question_tokens(int64_t tokens) override { window_ = tokens; }

@@ -13,8 +13,7 @@ namespace pikv {
 class KeyRerotationPress : public ScorerWrapperBase<KeyRerotationPress, NoOptions> {
  public:
   static constexpr const char* kName = "key_rerotation";
-  explicit KeyRerotationPress(std::shared_ptr<ScorerPress> press, const NoOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const NoOptions& = {})
   PressRequirements requirements() const override;
 
   // Rotates keys [B, Hkv, k, d] by angle delta[b, h, j] * inv_freq (half-split RoPE on the first

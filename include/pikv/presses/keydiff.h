@@ -16,7 +16,7 @@ struct KeyDiffOptions {
 class KeyDiffPress : public ScorerPressBase<KeyDiffPress, KeyDiffOptions> {
  public:
   static constexpr const char* kName = "keydiff";
-  explicit KeyDiffPress(const KeyDiffOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const KeyDiffOptions& = {})
   // keys [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

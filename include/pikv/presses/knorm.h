@@ -16,7 +16,7 @@ struct KnormOptions {
 class KnormPress : public ScorerPressBase<KnormPress, KnormOptions> {
  public:
   static constexpr const char* kName = "knorm";
-  explicit KnormPress(const KnormOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const KnormOptions& = {})
   // keys [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

@@ -21,7 +21,7 @@ struct LagKVOptions {
 class LagKVPress : public ScorerPressBase<LagKVPress, LagKVOptions> {
  public:
   static constexpr const char* kName = "lagkv";
-  explicit LagKVPress(const LagKVOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const LagKVOptions& = {})
   // keys/values [B, Hkv, n, d] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

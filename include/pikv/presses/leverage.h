@@ -25,7 +25,7 @@ struct LeverageOptions {
 class LeveragePress : public ScorerPressBase<LeveragePress, LeverageOptions> {
  public:
   static constexpr const char* kName = "leverage";
-  explicit LeveragePress(const LeverageOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const LeverageOptions& = {})
   PressRequirements requirements() const override;
   // A prefill: keys [B, Hkv, n, d] -> float32 [B, Hkv, n], z-scores
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

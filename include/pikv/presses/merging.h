@@ -25,8 +25,7 @@ struct MergingOptions {
 class MergingPress : public ScorerWrapperBase<MergingPress, MergingOptions> {
  public:
   static constexpr const char* kName = "merging";
-  explicit MergingPress(std::shared_ptr<ScorerPress> press, const MergingOptions& options = {})
-      : ScorerWrapperBase(std::move(press), options) {}
+  using ScorerWrapperBase::ScorerWrapperBase;  // (std::shared_ptr<ScorerPress>, const MergingOptions& = {})
 
   // The kept values after the merge: keys/values [B, Hkv, n, d], kept int64 [B, Hkv, k] (ascending)
   // -> values [B, Hkv, k, d] in values' dtype (accumulated in float32).

@@ -20,7 +20,7 @@ struct NonCausalAttentionOptions {
 class NonCausalAttentionPress : public ScorerPressBase<NonCausalAttentionPress, NonCausalAttentionOptions> {
  public:
   static constexpr const char* kName = "non_causal_attention";
-  explicit NonCausalAttentionPress(const NonCausalAttentionOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const NonCausalAttentionOptions& = {})
   PressRequirements requirements() const override;
   // A prefill: keys/values [B, Hkv, n, d], hidden_states [B, n, Dm] -> float32 [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

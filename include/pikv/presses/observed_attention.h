@@ -17,7 +17,7 @@ struct ObservedAttentionOptions {
 class ObservedAttentionPress : public ScorerPressBase<ObservedAttentionPress, ObservedAttentionOptions> {
  public:
   static constexpr const char* kName = "observed_attention";
-  explicit ObservedAttentionPress(const ObservedAttentionOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const ObservedAttentionOptions& = {})
   PressRequirements requirements() const override;
   // attention_weights [B, H, n, n] (a prefill) -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

@@ -20,7 +20,7 @@ struct PyramidKVOptions {
 class PyramidKVPress : public ScorerPressBase<PyramidKVPress, PyramidKVOptions> {
  public:
   static constexpr const char* kName = "pyramidkv";
-  explicit PyramidKVPress(const PyramidKVOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const PyramidKVOptions& = {})
   PressRequirements requirements() const override;
   // SnapKV's scores: keys [B, Hkv, n, d], hidden_states [B, q, Dm] with q > window_size -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

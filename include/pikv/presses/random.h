@@ -20,7 +20,7 @@ struct RandomOptions {
 class RandomPress : public ScorerPressBase<RandomPress, RandomOptions> {
  public:
   static constexpr const char* kName = "random";
-  explicit RandomPress(const RandomOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const RandomOptions& = {})
   // keys [B, Hkv, n, d] -> [B, Hkv, n] in keys' dtype
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

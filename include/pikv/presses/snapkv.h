@@ -21,7 +21,7 @@ struct SnapKVOptions {
 class SnapKVPress : public ScorerPressBase<SnapKVPress, SnapKVOptions> {
  public:
   static constexpr const char* kName = "snapkv";
-  explicit SnapKVPress(const SnapKVOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const SnapKVOptions& = {})
   PressRequirements requirements() const override;
   // keys [B, Hkv, n, d], hidden_states [B, q, Dm] with q > window_size -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
@@ -37,9 +37,6 @@ class SnapKVPress : public ScorerPressBase<SnapKVPress, SnapKVOptions> {
   // with `kernel_size`, mean over each KV head's query group. attn [B, H, w, m] -> [B, Hkv, m].
   static at::Tensor pooled_scores(const at::Tensor& attn, int64_t kernel_size, int64_t kv_heads);
 };
-
-// The requirements of presses that recompute queries: the forward's hidden states and the layer view.
-PressRequirements query_requirements();
 
 }  // namespace pikv
 

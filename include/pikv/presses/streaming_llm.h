@@ -17,7 +17,7 @@ struct StreamingLLMOptions {
 class StreamingLLMPress : public ScorerPressBase<StreamingLLMPress, StreamingLLMOptions> {
  public:
   static constexpr const char* kName = "streaming_llm";
-  explicit StreamingLLMPress(const StreamingLLMOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const StreamingLLMOptions& = {})
   // keys [B, Hkv, n, d] with n > n_sink -> [B, Hkv, n]: 0 for the pruned window after the sinks, 1 elsewhere
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;
 };

@@ -15,7 +15,7 @@ struct TOVAOptions {
 class TOVAPress : public ScorerPressBase<TOVAPress, TOVAOptions> {
  public:
   static constexpr const char* kName = "tova";
-  explicit TOVAPress(const TOVAOptions& options = {}) : ScorerPressBase(options) {}
+  using ScorerPressBase::ScorerPressBase;  // (const TOVAOptions& = {})
   PressRequirements requirements() const override;
   // keys [B, Hkv, n, d] with n >= 2, hidden_states [B, q, Dm] -> [B, Hkv, n]
   at::Tensor score(const AttentionContext& ctx, double ratio) const override;

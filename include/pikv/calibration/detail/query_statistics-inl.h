@@ -8,7 +8,6 @@
 #include <pikv/io/files.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/presses/duo_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -29,7 +28,7 @@ class LayerSums : public Press {
       : name_(std::move(name)), measure_(std::move(measure)), concatenate_(concatenate) {}
   std::string name() const override { return name_; }
   double compression_ratio() const override { return 0.0; }
-  PressRequirements requirements() const override { return query_requirements(); }
+  PressRequirements requirements() const override { return PressRequirements::queries(); }
   CompressedKV compress(const AttentionContext& ctx) override {
     std::vector<at::Tensor> parts = measure_(ctx);
     std::vector<at::Tensor>& sum = sums_[ctx.layer];

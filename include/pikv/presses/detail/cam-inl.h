@@ -5,7 +5,6 @@
 #include <pikv/core/registry.h>
 #include <pikv/core/selection.h>
 #include <pikv/presses/cam.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -25,7 +24,7 @@ PIKV_INLINE std::string CAMPress::describe() const { return describe_wrapper(nam
 
 PIKV_INLINE PressRequirements CAMPress::requirements() const {
   PressRequirements r = press().requirements();
-  r |= query_requirements();  // the last query's attention
+  r |= PressRequirements::queries();  // the last query's attention
   return r;
 }
 

@@ -5,13 +5,12 @@
 #include <pikv/core/registry.h>
 #include <pikv/presses/cap.h>
 #include <pikv/presses/expected_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements CapPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements CapPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor CapPress::score(const AttentionContext& ctx, double) const {
   const auto& o = options_;

@@ -6,13 +6,12 @@
 #include <pikv/presses/compactor.h>
 #include <pikv/presses/leverage.h>
 #include <pikv/presses/non_causal_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements CompactorPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements CompactorPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor CompactorPress::score(const AttentionContext& ctx, double ratio) const {
   const int64_t n = ctx.length();

@@ -7,7 +7,6 @@
 #include <pikv/core/registry.h>
 #include <pikv/io/files.h>
 #include <pikv/presses/duo_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
@@ -106,7 +105,7 @@ PIKV_INLINE void DuoAttentionPress::write_pattern(const std::string& dir, const 
 PIKV_INLINE std::string DuoAttentionPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
 PIKV_INLINE PressRequirements DuoAttentionPress::requirements() const {
-  PressRequirements r = query_requirements();
+  PressRequirements r = PressRequirements::queries();
   r.layer_view = true;  // the layer's projections and RoPE
   return r;
 }

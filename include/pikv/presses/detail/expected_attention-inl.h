@@ -4,7 +4,6 @@
 #include <pikv/core/detail/check.h>
 #include <pikv/core/registry.h>
 #include <pikv/presses/expected_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
@@ -12,7 +11,7 @@
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements ExpectedAttentionPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements ExpectedAttentionPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor ExpectedAttentionPress::average_rotation(const AttentionLayerView& view, int64_t first, int64_t count,
                                                     const at::TensorOptions& options) {

@@ -12,7 +12,7 @@
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements FinchPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements FinchPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor FinchPress::score(const AttentionContext& ctx, double) const {
   const int64_t n = ctx.length(), w = window_;

@@ -6,7 +6,6 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/registry.h>
 #include <pikv/presses/kvcompose.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
@@ -22,7 +21,7 @@ PIKV_INLINE KVComposePress::KVComposePress(const KVComposeOptions& options) : op
 
 PIKV_INLINE std::string KVComposePress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
-PIKV_INLINE PressRequirements KVComposePress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements KVComposePress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE CompressedKV KVComposePress::compress(const AttentionContext& ctx) {
   check_context(ctx);

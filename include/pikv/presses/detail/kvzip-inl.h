@@ -7,7 +7,6 @@
 #include <pikv/core/kv_cache.h>
 #include <pikv/core/registry.h>
 #include <pikv/presses/kvzip.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
@@ -21,7 +20,7 @@ PIKV_INLINE KVzipPress::KVzipPress(const KVzipOptions& options) : options_(optio
 
 PIKV_INLINE std::string KVzipPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
-PIKV_INLINE PressRequirements KVzipPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements KVzipPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE CompressedKV KVzipPress::compress(const AttentionContext& ctx) {
   check_context(ctx);

@@ -4,13 +4,12 @@
 #include <pikv/core/detail/check.h>
 #include <pikv/core/registry.h>
 #include <pikv/presses/non_causal_attention.h>
-#include <pikv/presses/snapkv.h>
 
 #include <ATen/ATen.h>
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements NonCausalAttentionPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements NonCausalAttentionPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor NonCausalAttentionPress::chunked_attention_sums(const at::Tensor& q, const at::Tensor& k,
                                                                        int64_t chunk) {

@@ -11,7 +11,7 @@
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements PyramidKVPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements PyramidKVPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor PyramidKVPress::score(const AttentionContext& ctx, double) const {
   return SnapKVPress::window_scores(ctx, options_.window_size(), options_.kernel_size());

@@ -17,7 +17,7 @@ PIKV_INLINE SimLayerKVPress::SimLayerKVPress(const SimLayerKVOptions& options) :
 
 PIKV_INLINE std::string SimLayerKVPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
-PIKV_INLINE PressRequirements SimLayerKVPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements SimLayerKVPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE double SimLayerKVPress::laziness(const AttentionContext& ctx) const {
   const int64_t n = ctx.length(), w = options_.n_last();

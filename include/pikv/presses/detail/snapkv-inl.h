@@ -9,14 +9,7 @@
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements query_requirements() {
-  PressRequirements r;
-  r.hidden_states = true;
-  r.layer_view = true;
-  return r;
-}
-
-PIKV_INLINE PressRequirements SnapKVPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements SnapKVPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor SnapKVPress::window_attention_full(const AttentionContext& ctx, int64_t w) {
   const int64_t n = ctx.length(), q_len = ctx.forward_length();

@@ -3,7 +3,6 @@
 #include <pikv/core/config.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/registry.h>
-#include <pikv/presses/snapkv.h>
 #include <pikv/presses/think.h>
 
 #include <ATen/ATen.h>
@@ -14,7 +13,7 @@ PIKV_INLINE ThinKPress::ThinKPress(const ThinKOptions& options) : options_(optio
 
 PIKV_INLINE std::string ThinKPress::describe() const { return name() + "(" + describe_options(options_) + ")"; }
 
-PIKV_INLINE PressRequirements ThinKPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements ThinKPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE std::map<std::string, at::Tensor> ThinKPress::layer_record(const AttentionContext& ctx) const {
   return {{"pruned_channels", pruned_channels(ctx)}};

@@ -10,7 +10,7 @@
 
 namespace pikv {
 
-PIKV_INLINE PressRequirements TOVAPress::requirements() const { return query_requirements(); }
+PIKV_INLINE PressRequirements TOVAPress::requirements() const { return PressRequirements::queries(); }
 
 PIKV_INLINE at::Tensor TOVAPress::score(const AttentionContext& ctx, double) const {
   const int64_t n = ctx.length();

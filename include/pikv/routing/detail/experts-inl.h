@@ -66,7 +66,7 @@ class KeyNormExpert : public Expert {
 class WindowAttentionExpert : public Expert {
  public:
   std::string name() const override { return "window_attention"; }
-  PressRequirements requirements() const override { return query_requirements(); }
+  PressRequirements requirements() const override { return PressRequirements::queries(); }
   at::Tensor score(const AttentionContext& ctx, const LayerSignals& s, double) const override {
     return append_protected(s.window_scores, s.window);  // [B, Hkv, n - w] + the window
   }
@@ -76,7 +76,7 @@ class WindowAttentionExpert : public Expert {
 class ValueAttentionExpert : public Expert {
  public:
   std::string name() const override { return "value_attention"; }
-  PressRequirements requirements() const override { return query_requirements(); }
+  PressRequirements requirements() const override { return PressRequirements::queries(); }
   at::Tensor score(const AttentionContext& ctx, const LayerSignals& s, double) const override {
     const int64_t n = ctx.length(), w = s.window;
     at::Tensor vnorm = at::linalg_vector_norm(ctx.values.narrow(2, 0, n - w), 2, at::IntArrayRef{-1}, false, at::kFloat);
