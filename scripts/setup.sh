@@ -3,11 +3,15 @@
 # step is skipped when its result is already there and up to date. Used by scripts/demo.sh and
 # scripts/test.sh; safe to run by itself.
 #
+#   scripts/setup.sh [--with-gemma] [--target TARGET]...
+#
 #   Debian packages  g++, cmake, ninja, GoogleTest, nlohmann-json, PCRE2, ccache, python3-venv, clang
 #   .venv/           Python virtual environment with the pinned torch wheel (its LibTorch is what the
 #                    C++ code links) and the reference peers kvpress / transformers (requirements.txt,
 #                    fully pinned by constraints.txt)
-#   build/           CMake (Ninja) build, Release
+#   build/           CMake (Ninja) build, Release, configured with everything (tests, examples, tools,
+#                    benchmarks); built whole, or with --target only the named targets and what they
+#                    need (demo.sh: --target pikv_cli, the library and build/bin/pikv; test.sh: whole)
 #   models/          the default model (SmolLM2-135M-Instruct, Q4_1 GGUF), the demo's haystack, the
 #                    router's calibration text, llama.cpp's test vocabularies; with --with-gemma also the
 #                    second model, Gemma 3 270M (Q4_K_M GGUF, 253 MB; the tests and the Gemma evaluation
@@ -16,12 +20,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 WITH_GEMMA=0
-for arg in "$@"; do
-  case "$arg" in
+TARGETS=()  # empty: build every target
+while (($#)); do
+  case "$1" in
     --with-gemma) WITH_GEMMA=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --with-gemma)" >&2; exit 2 ;;
+    --target)
+      if [ $# -lt 2 ] || [ -z "$2" ]; then echo "setup.sh: --target needs a target name (e.g. pikv_cli)" >&2; exit 2; fi
+      TARGETS+=("$2"); shift ;;
+    --target=?*) TARGETS+=("${1#--target=}") ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$1' (known: --with-gemma, --target TARGET)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
@@ -186,5 +196,12 @@ if [ ! -f build/CMakeCache.txt ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
         -DPIKV_PYTHON="$ROOT/.venv/bin/python" >/dev/null
 fi
-say "building (binaries in build/bin/)"
-cmake --build build -j "$(nproc)"
+# Only what is out of date is rebuilt; with --target, the other targets stay as they are (a later run
+# without --target, as test.sh's, builds them).
+if ((${#TARGETS[@]})); then
+  say "building ${TARGETS[*]} (binaries in build/bin/)"
+  cmake --build build -j "$(nproc)" --target "${TARGETS[@]}"
+else
+  say "building (binaries in build/bin/)"
+  cmake --build build -j "$(nproc)"
+fi

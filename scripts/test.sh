@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test: the GoogleTest suites and the parity tests
-# against kvpress (a CTest fixture first writes their goldens with the pinned kvpress). Extra
-# arguments go to ctest, e.g. ./scripts/test.sh -R Parity
+# Installs what is missing, builds every target (the tests need them all), and runs every test: the
+# GoogleTest suites and the parity tests against kvpress (a CTest fixture first writes their goldens
+# with the pinned kvpress). Extra arguments go to ctest, e.g. ./scripts/test.sh -R Parity
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-gemma

@@ -66,7 +66,7 @@ fi
 
 step "configuring and building pikv_bench_gpu"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix_path" \
-  -DPIKV_BUILD_TESTS=OFF -DPIKV_BUILD_EXAMPLES=OFF -DPIKV_BUILD_BENCH=ON -DPIKV_INSTALL=OFF >"$out/cmake.log" 2>&1 ||
+  -DPIKV_BUILD_TESTS=OFF -DPIKV_BUILD_EXAMPLES=OFF -DPIKV_BUILD_TOOLS=OFF -DPIKV_BUILD_BENCH=ON -DPIKV_INSTALL=OFF >"$out/cmake.log" 2>&1 ||
   { tail -30 "$out/cmake.log"; exit 1; }
 cmake --build build-gpu --target pikv_bench_gpu >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 

@@ -258,7 +258,7 @@ expect 2 "capacity_factor has no effect with router_type=pikv" -- score --tokens
 expect 2 "top_k must be in 1..num_experts (4), got 5" -- score --tokens "$ids" --press moe_router --option top_k=5 \
   --out "$tmp/s.safetensors"
 
-# The argument parser (examples/cli/args.h): per-command help, and bad input of every kind ends in a
+# The argument parser (tools/pikv/args.h): per-command help, and bad input of every kind ends in a
 # message naming the flag and the value, exit status 2.
 expect 0 "Usage: pikv generate [options]" -- generate --help
 expect 0 "--max-new-tokens N        tokens per answer (default 50)" -- generate -h

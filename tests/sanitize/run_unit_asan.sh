@@ -12,7 +12,7 @@ if [ ! -f "$DIR/build.ninja" ]; then
   cmake -S . -B "$DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" \
     -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
-    -DPIKV_BUILD_EXAMPLES=OFF -DPIKV_BUILD_BENCH=OFF -DPIKV_PYTHON="$(realpath "$PY")" > "$DIR.configure.log" 2>&1 \
+    -DPIKV_BUILD_EXAMPLES=OFF -DPIKV_BUILD_TOOLS=OFF -DPIKV_BUILD_BENCH=OFF -DPIKV_PYTHON="$(realpath "$PY")" > "$DIR.configure.log" 2>&1 \
     || { tail -20 "$DIR.configure.log"; exit 2; }
 fi
 ninja -C "$DIR" pikv_unit_tests > "$DIR.build.log" 2>&1 || { grep -E "error" "$DIR.build.log" | head; exit 2; }

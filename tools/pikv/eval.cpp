@@ -59,7 +59,7 @@ int run_eval(const EvalArgs& a) {
   if (!export_path.empty()) {
     // The generated tasks for the kvpress reference (tests/reference/eval_kvpress.py).
     std::ofstream out(export_path);
-    PIKV_CHECK(out.good(), "cannot write '{}'", export_path);
+    check(out.good(), "cannot write '{}'", export_path);
     int64_t n = 0;
     for (const auto& s : evaluator.samples(grid)) {
       out << nlohmann::json{{"task", s.task},         {"length", s.target_tokens}, {"sample", s.index},

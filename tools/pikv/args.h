@@ -8,7 +8,7 @@
 // Our own parser rather than CLI11 or cxxopts on purpose: the exact help layout and the error messages
 // ("pikv: MESSAGE" plus the usage hint, exit status 2) are part of the tool's contract and
 // tests/cli/cli_tests.sh greps them; a library would impose its own. Header-only so that the build
-// files outside examples/cli stay as they are.
+// files outside tools/pikv stay as they are.
 #include "cli.h"
 
 #include <algorithm>

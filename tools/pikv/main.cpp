@@ -33,7 +33,7 @@ int run_tokenize(const TokenizeArgs& a) {
     if (a.decode) {
       std::vector<int64_t> ids;
       std::string bad;
-      PIKV_CHECK(parse_token_ids(line, ids, bad), "line {}: '{}' is not a token id", line_no, bad);
+      check(parse_token_ids(line, ids, bad), "line {}: '{}' is not a token id", line_no, bad);
       fmt::print("{}\n", tokenizer->decode(ids));
     } else {
       check_utf8(line, fmt::format("line {}", line_no));

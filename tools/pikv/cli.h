@@ -1,8 +1,11 @@
 #pragma once
 // Shared pieces of the pikv command-line tool.
 
-#include <pikv/core/detail/check.h>
-#include <pikv/core/detail/logging.h>
+// Public headers only, as any program using the library: pikv/core/detail/ is the library's own.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <pikv/core/error.h>
+#include <pikv/core/log.h>
 #include <pikv/fmt.h>
 #include <pikv/pikv.h>
 
@@ -10,9 +13,22 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pikv::cli {
+
+// Errors the user can act on (a missing file, a bad combination of flags): throws pikv::Error with the
+// formatted message, which main() prints as "pikv: error: MESSAGE" (exit status 2).
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+// fail(...) when `ok` is false; the message is only formatted then.
+template <typename... Args>
+void check(bool ok, fmt::format_string<Args...> format, Args&&... args) {
+  if (!ok) fail(format, std::forward<Args>(args)...);
+}
 
 namespace args {
 struct Flag;  // args.h: the parser and the flag kinds

@@ -59,7 +59,7 @@ std::vector<NeedleCase> make_cases(const std::string& haystack, const Tokenizer&
   std::vector<NeedleCase> cases;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t room = static_cast<int64_t>(ids.size()) - tokens;
-    PIKV_CHECK(room >= 0, "the haystack has {} tokens, fewer than --tokens {}", ids.size(), tokens);
+    check(room >= 0, "the haystack has {} tokens, fewer than --tokens {}", ids.size(), tokens);
     const int64_t offset = count > 1 ? room * i / (count - 1) : 0;
     std::vector<int64_t> window(ids.begin() + offset, ids.begin() + offset + tokens);
     std::string text = decode_whole_chars(tok, window);

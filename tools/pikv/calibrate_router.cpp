@@ -122,10 +122,10 @@ int run_calibrate_router(const CalibrateArgs& a) {
       read_file(corpus_path, "calibration corpus (scripts/setup.sh makes models/calibration.txt)");
   // Calibration text must differ from the evaluation text.
   if (readable(PIKV_DEFAULT_HAYSTACK)) {
-    PIKV_CHECK(corpus_text != read_file(PIKV_DEFAULT_HAYSTACK, "evaluation haystack"),
-               "the calibration corpus '{}' is the evaluation haystack; calibrate on other text (default "
-               "models/calibration.txt)",
-               corpus_path);
+    check(corpus_text != read_file(PIKV_DEFAULT_HAYSTACK, "evaluation haystack"),
+          "the calibration corpus '{}' is the evaluation haystack; calibrate on other text (default "
+          "models/calibration.txt)",
+          corpus_path);
   }
   auto loaded = load_model(m);
   // Calibration reads attention weights of later queries, which only our decoder materialises.
@@ -220,8 +220,8 @@ int run_calibrate_press(const CalibratePressArgs& a) {
     samples.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(at),
                          ids.begin() + static_cast<std::ptrdiff_t>(at) + a.sample_seq_len);
   }
-  PIKV_CHECK(!samples.empty(), "the calibration corpus '{}' has {} tokens, fewer than one sample of --sample-seq-len {}",
-             a.corpus_path, ids.size(), a.sample_seq_len);
+  check(!samples.empty(), "the calibration corpus '{}' has {} tokens, fewer than one sample of --sample-seq-len {}",
+        a.corpus_path, ids.size(), a.sample_seq_len);
   if (static_cast<int64_t>(samples.size()) < a.num_samples) {
     fmt::print(stderr, "note: '{}' holds {} samples of {} tokens, not {}; using those\n", a.corpus_path, samples.size(),
                a.sample_seq_len, a.num_samples);
@@ -291,9 +291,9 @@ int run_calibrate_press(const CalibratePressArgs& a) {
     // never the evaluation haystack), answered greedily with the full cache.
     const auto [scorer_name, scorer_options] = parse_press_spec(a.scorer);
     auto scorer = std::dynamic_pointer_cast<ScorerPress>(make_press(scorer_name, scorer_options));
-    PIKV_CHECK(scorer != nullptr, "--scorer '{}' is not a scorer press (one that scores every token)", a.scorer);
-    PIKV_CHECK(a.sample_seq_len >= 128, "lukv calibration builds task contexts of --sample-seq-len tokens: at least 128, got {}",
-               a.sample_seq_len);
+    check(scorer != nullptr, "--scorer '{}' is not a scorer press (one that scores every token)", a.scorer);
+    check(a.sample_seq_len >= 128,
+          "lukv calibration builds task contexts of --sample-seq-len tokens: at least 128, got {}", a.sample_seq_len);
     const eval::Corpus corpus(text, *tokenizer);
     std::vector<eval::Sample> tasks;
     const auto& names = eval::task_names();
@@ -307,7 +307,7 @@ int run_calibrate_press(const CalibratePressArgs& a) {
     const at::Tensor curve = collect_lukv_curve(*model, pipeline, *tokenizer, *scorer, tasks, a.lukv, progress);
     std::error_code ec;
     std::filesystem::create_directories(a.out, ec);
-    PIKV_CHECK(!ec, "cannot create '{}': {}", a.out, ec.message());
+    check(!ec, "cannot create '{}': {}", a.out, ec.message());
     const std::string file = a.out + "/budget_curve.npy";
     io::write_npy(file, curve);
     // The per-layer shares at the ratios people use: what the curve does with a layer's budget.
@@ -342,7 +342,7 @@ int run_calibrate_press(const CalibratePressArgs& a) {
                a.out, filters.size(0), filters.size(1), filters.size(2), a.out);
     return 0;
   }
-  PIKV_CHECK(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
+  check(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
   fmt::print(stderr, "query statistics of {} on {} ({} samples of {} tokens, the first {} left out)\n", a.model.model,
              a.corpus_path, samples.size(), a.sample_seq_len, a.n_sink);
   const QueryStatistics stats = collect_query_statistics(*model, samples, a.n_sink, progress);

@@ -174,8 +174,8 @@ int run_needle_demo(const DemoArgs& a) {
     options["compression_ratio"] = fmt::format("{}", ratio);
     return make_press(name, options);
   };
-  PIKV_CHECK(!a.query_aware || !a.press.empty(),
-             "--query-aware applies to --press (the default runs already include a query-aware one)");
+  check(!a.query_aware || !a.press.empty(),
+        "--query-aware applies to --press (the default runs already include a query-aware one)");
   if (!a.press.empty()) (void)build(a.press);  // validates the spec before anything loads
   const std::vector<DemoRun> runs =
       a.press.empty() ? kDemoRuns
@@ -186,8 +186,8 @@ int run_needle_demo(const DemoArgs& a) {
   // The haystack: the first `tokens` tokens of package documentation text; the needle goes in at a
   // sentence boundary near `depth`.
   std::vector<int64_t> ids = tokenizer->encode(raw);
-  PIKV_CHECK(static_cast<int64_t>(ids.size()) >= tokens, "the haystack has only {} tokens, fewer than --tokens {}",
-             ids.size(), tokens);
+  check(static_cast<int64_t>(ids.size()) >= tokens, "the haystack has only {} tokens, fewer than --tokens {}",
+        ids.size(), tokens);
   ids.resize(static_cast<size_t>(tokens));
   const std::string text = decode_whole_chars(*tokenizer, ids);
   const std::string needle = " The secret code for the vault is 7319. ";

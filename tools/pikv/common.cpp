@@ -72,7 +72,7 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
 }
 
 std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
-  if (m.device != "cpu" && !at::hasCUDA()) PIKV_FAIL("--device {}, but this LibTorch sees no CUDA device", m.device);
+  if (m.device != "cpu" && !at::hasCUDA()) fail("--device {}, but this LibTorch sees no CUDA device", m.device);
   fmt::print(stderr, "loading {} ...\n", m.model);
   LoadOptions options = LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device).dequantize(m.exact);
   if (m.kv_dtype != "auto") {
@@ -148,21 +148,21 @@ void write_text_file(const std::string& path, const std::string& text) {
 std::string read_file(const std::string& path, const char* what) {
   // Only regular files: a FIFO or a device (/dev/zero) would block or never end.
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) PIKV_FAIL("cannot read {} '{}': {}", what, path, std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) fail("cannot read {} '{}': {}", what, path, std::strerror(errno));
   const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
                      : S_ISFIFO(st.st_mode) ? "a FIFO"
                      : S_ISCHR(st.st_mode)  ? "a character device"
                      : S_ISBLK(st.st_mode)  ? "a block device"
                      : S_ISSOCK(st.st_mode) ? "a socket"
                                             : "something else";
-  PIKV_CHECK(S_ISREG(st.st_mode), "cannot read {} '{}': it is {}, not a regular file", what, path, kind);
+  check(S_ISREG(st.st_mode), "cannot read {} '{}': it is {}, not a regular file", what, path, kind);
   auto too_big = [&](int64_t bytes) {
-    PIKV_FAIL("{} '{}' has {} bytes ({:.1f} MiB), more than the limit of {} MiB", what, path, bytes,
-              static_cast<double>(bytes) / (1 << 20), kMaxTextFileBytes >> 20);
+    fail("{} '{}' has {} bytes ({:.1f} MiB), more than the limit of {} MiB", what, path, bytes,
+         static_cast<double>(bytes) / (1 << 20), kMaxTextFileBytes >> 20);
   };
   if (st.st_size > kMaxTextFileBytes) too_big(st.st_size);
   std::ifstream in(path, std::ios::binary);
-  PIKV_CHECK(in.good(), "cannot read {} '{}': {}", what, path, std::strerror(errno));
+  check(in.good(), "cannot read {} '{}': {}", what, path, std::strerror(errno));
   // Read in pieces and keep to the limit: the file may grow while it is read.
   std::string text;
   char buf[1 << 16];
@@ -170,7 +170,7 @@ std::string read_file(const std::string& path, const char* what) {
     text.append(buf, static_cast<size_t>(in.gcount()));
     if (static_cast<int64_t>(text.size()) > kMaxTextFileBytes) too_big(static_cast<int64_t>(text.size()));
   }
-  PIKV_CHECK(!in.bad(), "reading {} '{}' failed", what, path);
+  check(!in.bad(), "reading {} '{}' failed", what, path);
   return text;
 }
 

@@ -67,8 +67,8 @@ int run_synthetic_demo(const SyntheticArgs& a) {
     fmt::print(stderr, "pikv: error: --device {}, but this LibTorch sees no CUDA device\n", a.device);
     return 2;
   }
-  if (a.device == "cpu" && dtype == at::kHalf) {
-    log::warn("float16 on the CPU is slow; bfloat16 is the usual CPU half precision");
+  if (a.device == "cpu" && dtype == at::kHalf && log::enabled(log::Level::warn)) {
+    log::write(log::Level::warn, "float16 on the CPU is slow; bfloat16 is the usual CPU half precision");
   }
   const auto config = SyntheticModelOptions()
                           .num_layers(a.layers)
