@@ -35,8 +35,9 @@ struct CheckpointOptions {
 // config.json + model.safetensors, or shards listed by model.safetensors.index.json.
 Checkpoint read_hf_checkpoint(const std::string& dir, const CheckpointOptions& options = {});
 
-// A GGUF file of the llama or gemma3 architecture (general.architecture): hyper-parameters from the
-// <arch>.* keys, tensors dequantised to float32 (or kept in blocks) and renamed to Hugging Face names.
+// A GGUF file of the llama or gemma3 architecture (general.architecture; one entry each in the table of
+// detail/gguf_architectures.h): hyper-parameters from the <arch>.* keys, tensors dequantised to float32
+// (or kept in blocks) and renamed to Hugging Face names.
 // llama: attn_q/attn_k un-permuted from the interleaved RoPE layout back to half-split (as
 // transformers' GGUF loader does; kept blocks are reordered by whole rows, which is the same
 // permutation); Llama-3 style RoPE frequency factors (rope_freqs.weight) become per-frequency divisors

@@ -8,6 +8,7 @@
 #include <pikv/io/gguf.h>
 #include <pikv/io/safetensors.h>
 #include <pikv/io/detail/json.h>
+#include <pikv/models/detail/gguf_architectures.h>
 #include <pikv/models/loader.h>
 
 #include <ATen/ATen.h>
@@ -342,7 +343,7 @@ PIKV_INLINE bool is_float_type(uint32_t type) {
          type == static_cast<uint32_t>(io::GGMLType::BF16);
 }
 
-// One tensor of a llama GGUF: its GGUF and Hugging Face names, the PyTorch shape the metadata implies
+// One tensor of a GGUF checkpoint: its GGUF and Hugging Face names, the PyTorch shape the metadata implies
 // (and which metadata, for the error message), whether it is a norm (float types only) and the head
 // count to un-permute with (0: none).
 struct GGUFExpect {
@@ -353,36 +354,34 @@ struct GGUFExpect {
   int64_t unpermute_heads = 0;
 };
 
-}  // namespace detail
-
-PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const CheckpointOptions& options) {
-  io::GGUFFile f = io::GGUFFile::open(path);
-  const std::string arch = f.has("general.architecture") ? f.get_string("general.architecture") : std::string("?");
-  PIKV_CHECK(arch == "llama" || arch == "gemma3",
-             "GGUF file '{}': architecture '{}' is not supported (supported: llama, gemma3)", path, arch);
-  const bool gemma = arch == "gemma3";
-  const std::string p = arch + ".";
-  Checkpoint ckpt;
-  ModelConfig& c = ckpt.config;
-  c.arch = gemma ? Architecture::gemma3 : Architecture::llama;
-  // Hyper-parameters, each checked under its GGUF key before anything is sized by it.
-  c.hidden_size = detail::gguf_int(f, p + "embedding_length", std::nullopt, 1, config_limits::kMaxHidden);
-  c.num_layers = detail::gguf_int(f, p + "block_count", std::nullopt, 1, config_limits::kMaxLayers);
-  c.intermediate_size = detail::gguf_int(f, p + "feed_forward_length", std::nullopt, 1, config_limits::kMaxIntermediate);
-  c.num_heads = detail::gguf_int(f, p + "attention.head_count", std::nullopt, 1, config_limits::kMaxHeads);
-  c.num_kv_heads = detail::gguf_int(f, p + "attention.head_count_kv", c.num_heads, 1, c.num_heads);
+// Hyper-parameters, each checked under its GGUF key ("<arch>.embedding_length", ...) before anything is
+// sized by it.
+PIKV_INLINE void gguf_hyper_parameters(const io::GGUFFile& f, const GGUFArchitecture& a, const std::string& path,
+                                       ModelConfig& c) {
+  const std::string p = a.name + ".";
+  c.arch = a.arch;
+  c.hidden_size = gguf_int(f, p + "embedding_length", std::nullopt, 1, kMaxHidden);
+  c.num_layers = gguf_int(f, p + "block_count", std::nullopt, 1, kMaxLayers);
+  c.intermediate_size = gguf_int(f, p + "feed_forward_length", std::nullopt, 1, kMaxIntermediate);
+  c.num_heads = gguf_int(f, p + "attention.head_count", std::nullopt, 1, kMaxHeads);
+  c.num_kv_heads = gguf_int(f, p + "attention.head_count_kv", c.num_heads, 1, c.num_heads);
   PIKV_CHECK(c.num_heads % c.num_kv_heads == 0,
              "GGUF file '{}': attention.head_count {} is not a multiple of attention.head_count_kv {}", path,
              c.num_heads, c.num_kv_heads);
-  c.head_dim = detail::gguf_int(f, p + "attention.key_length", c.hidden_size / c.num_heads, 1, config_limits::kMaxHeadDim);
-  const int64_t value_length = detail::gguf_int(f, p + "attention.value_length", c.head_dim, 1, config_limits::kMaxHeadDim);
+  c.head_dim = gguf_int(f, p + "attention.key_length", c.hidden_size / c.num_heads, 1, kMaxHeadDim);
+  const int64_t value_length = gguf_int(f, p + "attention.value_length", c.head_dim, 1, kMaxHeadDim);
   PIKV_CHECK(value_length == c.head_dim,
              "GGUF file '{}': attention.value_length {} differs from the key length {}, which is not supported", path,
              value_length, c.head_dim);
-  c.norm_eps = detail::gguf_float(f, p + "attention.layer_norm_rms_epsilon", gemma ? 1e-6 : 1e-5, 0.0, 1.0);
-  c.max_position_embeddings = detail::gguf_int(f, p + "context_length", gemma ? 131072 : 2048, 1, config_limits::kMaxPositions);
-  c.rope.theta = detail::gguf_float(f, p + "rope.freq_base", gemma ? 1000000.0 : 10000.0, 1.0, config_limits::kMaxRopeTheta);
-  const int64_t rope_dims = detail::gguf_int(f, p + "rope.dimension_count", c.head_dim, 2, config_limits::kMaxHeadDim);
+  c.norm_eps = gguf_float(f, p + "attention.layer_norm_rms_epsilon", a.norm_eps, 0.0, 1.0);
+  c.max_position_embeddings = gguf_int(f, p + "context_length", a.context_length, 1, kMaxPositions);
+}
+
+// RoPE base, dimensions and scaling.
+PIKV_INLINE void gguf_rope(const io::GGUFFile& f, const GGUFArchitecture& a, const std::string& path, ModelConfig& c) {
+  const std::string p = a.name + ".";
+  c.rope.theta = gguf_float(f, p + "rope.freq_base", a.rope_theta, 1.0, kMaxRopeTheta);
+  const int64_t rope_dims = gguf_int(f, p + "rope.dimension_count", c.head_dim, 2, kMaxHeadDim);
   PIKV_CHECK(rope_dims == c.head_dim,
              "GGUF file '{}': rope.dimension_count {} differs from the head dimension {} (partial RoPE is not supported "
              "for GGUF files)", path, rope_dims, c.head_dim);
@@ -390,39 +389,63 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
     const std::string type = f.get_string(p + "rope.scaling.type");
     if (type == "linear" || type == "yarn") {
       c.rope.type = type;
-      c.rope.factor = detail::gguf_float(f, p + "rope.scaling.factor", std::nullopt, 0.0, config_limits::kMaxRopeFactor);
+      c.rope.factor = gguf_float(f, p + "rope.scaling.factor", std::nullopt, 0.0, kMaxRopeFactor);
       c.rope.original_max_position_embeddings =
-          detail::gguf_int(f, p + "rope.scaling.original_context_length", c.max_position_embeddings, 1, config_limits::kMaxPositions);
+          gguf_int(f, p + "rope.scaling.original_context_length", c.max_position_embeddings, 1, kMaxPositions);
     } else {
       PIKV_CHECK(type == "none", "GGUF file '{}': rope.scaling.type '{}' is not supported (none, linear, yarn)", path, type);
     }
   }
   if (c.rope.original_max_position_embeddings == 0) c.rope.original_max_position_embeddings = c.max_position_embeddings;
+}
+
+// Vocabulary size (from the embedding when the metadata lacks it) and whether the output projection is
+// tied to the embedding (no output.weight).
+PIKV_INLINE void gguf_vocabulary(const io::GGUFFile& f, const GGUFArchitecture& a, const std::string& path,
+                                 ModelConfig& c) {
   PIKV_CHECK(f.contains("token_embd.weight"), "GGUF file '{}' has no tensor 'token_embd.weight'", path);
   const io::GGUFTensorInfo& embd = f.tensor("token_embd.weight");
   PIKV_CHECK(embd.dims.size() == 2, "GGUF file '{}': tensor 'token_embd.weight' must have 2 dimensions, has [{}]", path,
              fmt::join(embd.dims, ", "));
-  c.vocab_size = detail::gguf_int(f, p + "vocab_size", embd.dims[1], 1, config_limits::kMaxVocab);
+  c.vocab_size = gguf_int(f, a.name + ".vocab_size", embd.dims[1], 1, kMaxVocab);
   c.tie_word_embeddings = !f.contains("output.weight");
+}
+
+// What the family fixes rather than stores (the table's entry), and its sliding-window layers.
+PIKV_INLINE void gguf_family(const io::GGUFFile& f, const GGUFArchitecture& a, ModelConfig& c) {
   c.sliding_layers.assign(static_cast<size_t>(c.num_layers), false);
-  if (gemma) {
-    // What llama.cpp and transformers fix for the family rather than store: GELU (tanh), q/k RMSNorm,
-    // five sliding-window layers then one global (RoPE base 10000 on the sliding ones), and the softmax
-    // scale 1/sqrt(head_dim) (llama.cpp's rule; its 62-layer 27B uses 1/sqrt(hidden / heads)).
-    c.hidden_act = "gelu_pytorch_tanh";
-    c.qk_norm = true;
-    c.rope_local.theta = 10000.0;
-    c.sliding_window = detail::gguf_int(f, p + "attention.sliding_window", 4096, 1, config_limits::kMaxPositions);
-    const int64_t pattern = detail::gguf_int(f, p + "attention.sliding_window_pattern", 6, 1, config_limits::kMaxLayers);
+  c.hidden_act = a.hidden_act;
+  c.qk_norm = a.qk_norm;
+  if (a.sliding) {
+    const std::string p = a.name + ".";
+    c.rope_local.theta = a.sliding->local_rope_theta;
+    c.sliding_window = gguf_int(f, p + "attention.sliding_window", a.sliding->window, 1, kMaxPositions);
+    const int64_t pattern = gguf_int(f, p + "attention.sliding_window_pattern", a.sliding->pattern, 1, kMaxLayers);
     for (int64_t l = 0; l < c.num_layers; ++l) c.sliding_layers[static_cast<size_t>(l)] = (l + 1) % pattern != 0;
-    c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.num_layers == 62 ? c.hidden_size / c.num_heads : c.head_dim));
   }
+  if (a.attention_scale != nullptr) c.attention_scale = a.attention_scale(c);
+}
+
+// Special token ids of the tokenizer.ggml.* metadata.
+PIKV_INLINE void gguf_special_tokens(const io::GGUFFile& f, ModelConfig& c) {
   c.bos_token_id = f.find_int("tokenizer.ggml.bos_token_id");
   if (auto eos = f.find_int("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
   c.pad_token_id = f.find_int("tokenizer.ggml.padding_token_id");
-  c.validate(path);
+}
 
-  // Every tensor the decoder needs, with the shape the metadata implies, checked before any is read.
+PIKV_INLINE ModelConfig gguf_config(const io::GGUFFile& f, const GGUFArchitecture& a, const std::string& path) {
+  ModelConfig c;
+  gguf_hyper_parameters(f, a, path, c);
+  gguf_rope(f, a, path, c);
+  gguf_vocabulary(f, a, path, c);
+  gguf_family(f, a, c);
+  gguf_special_tokens(f, c);
+  c.validate(path);
+  return c;
+}
+
+// Every tensor the decoder needs, with its Hugging Face name and the shape the metadata implies.
+PIKV_INLINE std::vector<GGUFExpect> gguf_expected_tensors(const GGUFArchitecture& a, const ModelConfig& c) {
   const int64_t V = c.vocab_size, D = c.hidden_size, H = c.num_heads, Hkv = c.num_kv_heads, d = c.head_dim,
                 I = c.intermediate_size;
   const std::string by_d = fmt::format("embedding_length {}", D);
@@ -430,43 +453,51 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
   const std::string by_q = fmt::format("attention.head_count {} x head dim {}, embedding_length {}", H, d, D);
   const std::string by_kv = fmt::format("attention.head_count_kv {} x head dim {}, embedding_length {}", Hkv, d, D);
   const std::string by_ffn = fmt::format("feed_forward_length {}, embedding_length {}", I, D);
-  std::vector<detail::GGUFExpect> expect = {
+  const std::string by_head = fmt::format("head dim {}", d);
+  // The shape each GGUFDims stands for, and the metadata that implies it.
+  auto implied = [&](GGUFDims dims) -> std::pair<std::vector<int64_t>, std::string> {
+    switch (dims) {
+      case GGUFDims::hidden: return {{D}, by_d};
+      case GGUFDims::head: return {{d}, by_head};
+      case GGUFDims::q_proj: return {{H * d, D}, by_q};
+      case GGUFDims::kv_proj: return {{Hkv * d, D}, by_kv};
+      case GGUFDims::o_proj: return {{D, H * d}, by_q};
+      case GGUFDims::ffn_in: return {{I, D}, by_ffn};
+      case GGUFDims::ffn_out: return {{D, I}, by_ffn};
+    }
+    PIKV_FAIL("unknown GGUF tensor dimensions {}", static_cast<int>(dims));
+  };
+  std::vector<GGUFExpect> expect = {
       {"token_embd.weight", "model.embed_tokens.weight", {V, D}, by_vocab},
       {"output_norm.weight", "model.norm.weight", {D}, by_d, true},
   };
   if (!c.tie_word_embeddings) expect.push_back({"output.weight", "lm_head.weight", {V, D}, by_vocab});
-  const std::string by_head = fmt::format("head dim {}", d);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string g = "blk." + std::to_string(l) + ".";
     const std::string h = "model.layers." + std::to_string(l) + ".";
-    // llama.cpp stores llama's q/k rows interleaved for its RoPE; Gemma's stay half-split.
-    const int64_t q_heads = gemma ? 0 : H, k_heads = gemma ? 0 : Hkv;
-    expect.push_back({g + "attn_norm.weight", h + "input_layernorm.weight", {D}, by_d, true});
-    expect.push_back({g + "attn_q.weight", h + "self_attn.q_proj.weight", {H * d, D}, by_q, false, q_heads});
-    expect.push_back({g + "attn_k.weight", h + "self_attn.k_proj.weight", {Hkv * d, D}, by_kv, false, k_heads});
-    expect.push_back({g + "attn_v.weight", h + "self_attn.v_proj.weight", {Hkv * d, D}, by_kv});
-    expect.push_back({g + "attn_output.weight", h + "self_attn.o_proj.weight", {D, H * d}, by_q});
-    if (gemma) {
-      expect.push_back({g + "post_attention_norm.weight", h + "post_attention_layernorm.weight", {D}, by_d, true});
-      expect.push_back({g + "ffn_norm.weight", h + "pre_feedforward_layernorm.weight", {D}, by_d, true});
-      expect.push_back({g + "post_ffw_norm.weight", h + "post_feedforward_layernorm.weight", {D}, by_d, true});
-      expect.push_back({g + "attn_q_norm.weight", h + "self_attn.q_norm.weight", {d}, by_head, true});
-      expect.push_back({g + "attn_k_norm.weight", h + "self_attn.k_norm.weight", {d}, by_head, true});
-    } else {
-      expect.push_back({g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {D}, by_d, true});
+    for (const GGUFLayerTensor& t : a.layer_tensors) {
+      auto [shape, by] = implied(t.dims);
+      const int64_t heads = t.unpermute == GGUFUnpermute::heads ? H : t.unpermute == GGUFUnpermute::kv_heads ? Hkv : 0;
+      expect.push_back({g + t.gguf, h + t.hf, std::move(shape), std::move(by), t.norm, heads});
     }
-    expect.push_back({g + "ffn_gate.weight", h + "mlp.gate_proj.weight", {I, D}, by_ffn});
-    expect.push_back({g + "ffn_up.weight", h + "mlp.up_proj.weight", {I, D}, by_ffn});
-    expect.push_back({g + "ffn_down.weight", h + "mlp.down_proj.weight", {D, I}, by_ffn});
   }
+  return expect;
+}
+
+// Checks every expected tensor before any is read, and that block_count matches the blocks present;
+// warns about the tensors the model does not use.
+PIKV_INLINE void gguf_check_tensors(const io::GGUFFile& f, const GGUFArchitecture& a,
+                                    const std::vector<GGUFExpect>& expect, const ModelConfig& c,
+                                    const std::string& path) {
+  const std::string p = a.name + ".";
   std::set<std::string> used;
-  for (const detail::GGUFExpect& e : expect) {
+  for (const GGUFExpect& e : expect) {
     PIKV_CHECK(f.contains(e.gguf), "GGUF file '{}' has no tensor '{}' ({}block_count is {})", path, e.gguf, p,
                c.num_layers);
     const io::GGUFTensorInfo& t = f.tensor(e.gguf);
     PIKV_CHECK(t.shape() == e.shape, "GGUF file '{}': tensor '{}' has shape {}, but the metadata ({}) implies {}", path,
-               e.gguf, detail::shape_str(t.shape()), e.implied_by, detail::shape_str(e.shape));
-    PIKV_CHECK(!e.norm || detail::is_float_type(t.type),
+               e.gguf, shape_str(t.shape()), e.implied_by, shape_str(e.shape));
+    PIKV_CHECK(!e.norm || is_float_type(t.type),
                "GGUF file '{}': norm tensor '{}' has GGML type {}; norm weights must be F32, F16 or BF16", path, e.gguf,
                io::ggml_type_name(t.type));
     used.insert(e.gguf);
@@ -488,55 +519,78 @@ PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const Check
   if (!unused.empty()) {
     log::warn("GGUF file '{}': {} tensors not used by the model, e.g. '{}'", path, unused.size(), unused.front());
   }
+}
 
-  const bool finite = detail::finite_check_enabled(options);
+// Llama-3 RoPE frequency factors: llama.cpp divides each inverse frequency by its factor. `current` names
+// what is being loaded, for at_loader_boundary.
+PIKV_INLINE void gguf_rope_freqs(const io::GGUFFile& f, const std::string& path, ModelConfig& c, std::string& current) {
+  if (!f.contains("rope_freqs.weight")) return;
+  current = "tensor 'rope_freqs.weight'";
+  const int64_t d = c.head_dim;
+  const io::GGUFTensorInfo& t = f.tensor("rope_freqs.weight");
+  PIKV_CHECK(t.shape() == std::vector<int64_t>{d / 2} && is_float_type(t.type),
+             "GGUF file '{}': tensor 'rope_freqs.weight' must be float [{}] (head dim / 2), got {} {}", path, d / 2,
+             io::ggml_type_name(t.type), shape_str(t.shape()));
+  PIKV_CHECK(c.rope.type == "default",
+             "GGUF file '{}': rope_freqs.weight together with rope.scaling.type '{}' is not supported", path,
+             c.rope.type);
+  const at::Tensor factors = f.load("rope_freqs.weight").to(at::kDouble);
+  std::vector<double> v(factors.data_ptr<double>(), factors.data_ptr<double>() + factors.numel());
+  for (size_t i = 0; i < v.size(); ++i) {
+    PIKV_CHECK(std::isfinite(v[i]) && v[i] > 0 && v[i] <= kMaxRopeFactor,
+               "GGUF file '{}': rope_freqs.weight[{}] must be a finite number in (0, {:g}], got {}", path, i,
+               kMaxRopeFactor, v[i]);
+  }
+  c.rope.type = "longrope";  // inv_freq / factor, the same factors at every length, no attention scaling
+  c.rope.short_factor = v;
+  c.rope.long_factor = v;
+  c.rope.attention_factor = 1.0;
+  c.validate(path);
+}
+
+// Reads the expected tensors into ckpt (dequantised, or kept in blocks with options.keep_quantized),
+// un-permuted and with the architecture's norm offset removed.
+PIKV_INLINE void gguf_load_tensors(const io::GGUFFile& f, const GGUFArchitecture& a,
+                                   const std::vector<GGUFExpect>& expect, const CheckpointOptions& options,
+                                   const std::string& path, Checkpoint& ckpt, std::string& current) {
+  const bool finite = finite_check_enabled(options);
   const std::string file_desc = fmt::format("GGUF file '{}'", path);
+  for (const GGUFExpect& e : expect) {
+    current = fmt::format("tensor '{}'", e.gguf);
+    const io::GGUFTensorInfo& info = f.tensor(e.gguf);
+    if (options.keep_quantized && !e.norm && e.shape.size() == 2 && ops::QuantizedMatrix::supports(info.type)) {
+      const int64_t bad = finite ? f.first_non_finite(e.gguf) : -1;
+      if (bad >= 0) report_non_finite(f.load(e.gguf), bad, file_desc, e.gguf);
+      ops::QuantizedMatrix q = ops::QuantizedMatrix::from_raw(info.type, e.shape[0], e.shape[1], f.raw(e.gguf),
+                                                              fmt::format("{} tensor '{}'", file_desc, e.gguf));
+      if (e.unpermute_heads > 0) q = q.index_rows(unpermute(at::arange(e.shape[0], at::kLong), e.unpermute_heads));
+      ckpt.quantized.emplace(e.hf, std::move(q));
+      continue;
+    }
+    at::Tensor t = f.load(e.gguf);
+    // The raw check reads only what can hold a NaN or infinity (block scales of quantised types).
+    if (finite) report_non_finite(t, f.first_non_finite(e.gguf), file_desc, e.gguf);
+    if (e.unpermute_heads > 0) t = unpermute(t, e.unpermute_heads);
+    if (e.norm && a.norm_offset != 0.0) t = t - a.norm_offset;
+    ckpt.weights.emplace(e.hf, std::move(t));
+  }
+}
+
+}  // namespace detail
+
+PIKV_INLINE Checkpoint read_gguf_checkpoint(const std::string& path, const CheckpointOptions& options) {
+  io::GGUFFile f = io::GGUFFile::open(path);
+  const std::string arch = f.has("general.architecture") ? f.get_string("general.architecture") : std::string("?");
+  const detail::GGUFArchitecture& a = detail::find_gguf_architecture(arch, path);
+  Checkpoint ckpt;
+  ckpt.config = detail::gguf_config(f, a, path);
+  // Every tensor the decoder needs, with the shape the metadata implies, checked before any is read.
+  const std::vector<detail::GGUFExpect> expect = detail::gguf_expected_tensors(a, ckpt.config);
+  detail::gguf_check_tensors(f, a, expect, ckpt.config, path);
   std::string current;
   detail::at_loader_boundary(path, current, [&] {
-    // Llama-3 RoPE frequency factors: llama.cpp divides each inverse frequency by its factor.
-    if (f.contains("rope_freqs.weight")) {
-      current = "tensor 'rope_freqs.weight'";
-      const io::GGUFTensorInfo& t = f.tensor("rope_freqs.weight");
-      PIKV_CHECK(t.shape() == std::vector<int64_t>{d / 2} && detail::is_float_type(t.type),
-                 "GGUF file '{}': tensor 'rope_freqs.weight' must be float [{}] (head dim / 2), got {} {}", path, d / 2,
-                 io::ggml_type_name(t.type), detail::shape_str(t.shape()));
-      PIKV_CHECK(c.rope.type == "default",
-                 "GGUF file '{}': rope_freqs.weight together with rope.scaling.type '{}' is not supported", path,
-                 c.rope.type);
-      const at::Tensor factors = f.load("rope_freqs.weight").to(at::kDouble);
-      std::vector<double> v(factors.data_ptr<double>(), factors.data_ptr<double>() + factors.numel());
-      for (size_t i = 0; i < v.size(); ++i) {
-        PIKV_CHECK(std::isfinite(v[i]) && v[i] > 0 && v[i] <= config_limits::kMaxRopeFactor,
-                   "GGUF file '{}': rope_freqs.weight[{}] must be a finite number in (0, {:g}], got {}", path, i,
-                   config_limits::kMaxRopeFactor, v[i]);
-      }
-      c.rope.type = "longrope";  // inv_freq / factor, the same factors at every length, no attention scaling
-      c.rope.short_factor = v;
-      c.rope.long_factor = v;
-      c.rope.attention_factor = 1.0;
-      c.validate(path);
-    }
-    for (const detail::GGUFExpect& e : expect) {
-      current = fmt::format("tensor '{}'", e.gguf);
-      const io::GGUFTensorInfo& info = f.tensor(e.gguf);
-      if (options.keep_quantized && !e.norm && e.shape.size() == 2 && ops::QuantizedMatrix::supports(info.type)) {
-        const int64_t bad = finite ? f.first_non_finite(e.gguf) : -1;
-        if (bad >= 0) detail::report_non_finite(f.load(e.gguf), bad, file_desc, e.gguf);
-        ops::QuantizedMatrix q = ops::QuantizedMatrix::from_raw(info.type, e.shape[0], e.shape[1], f.raw(e.gguf),
-                                                                fmt::format("{} tensor '{}'", file_desc, e.gguf));
-        if (e.unpermute_heads > 0) q = q.index_rows(detail::unpermute(at::arange(e.shape[0], at::kLong), e.unpermute_heads));
-        ckpt.quantized.emplace(e.hf, std::move(q));
-        continue;
-      }
-      at::Tensor t = f.load(e.gguf);
-      // The raw check reads only what can hold a NaN or infinity (block scales of quantised types).
-      if (finite) detail::report_non_finite(t, f.first_non_finite(e.gguf), file_desc, e.gguf);
-      if (e.unpermute_heads > 0) t = detail::unpermute(t, e.unpermute_heads);
-      // llama.cpp stores Gemma's RMSNorm weights as 1 + w (ggml multiplies by the weight); the decoder,
-      // like transformers, takes w and computes x * (1 + w).
-      if (gemma && e.norm) t = t - 1.0;
-      ckpt.weights.emplace(e.hf, std::move(t));
-    }
+    detail::gguf_rope_freqs(f, path, ckpt.config, current);
+    detail::gguf_load_tensors(f, a, expect, options, path, ckpt, current);
     return 0;
   });
   return ckpt;
