@@ -60,7 +60,7 @@ struct TinyTransformer : torch::nn::Module, pikv::CausalLM {
       const at::Tensor h = torch::rms_norm(x, {x.size(-1)}, b->norm, 1e-6);
       auto call = pikv::LayerAttention::rotary(*b, h, b->query_states(h), b->split(b->k->forward(h), b->kv_heads),
                                                b->split(b->v->forward(h), b->kv_heads), positions, positions);
-      const at::Tensor out = attention(call, cache, scope.binding().is_prefill, offset).output;  // [B, H, T, d]
+      const at::Tensor out = attention(call, cache).output;  // [B, H, T, d]; the scope knows the rest
       x = x + b->o->forward(out.transpose(1, 2).reshape({x.size(0), T, -1}));
     }
     return torch::matmul(x, embed->weight.t());  // tied output projection: logits [B, T, V]

@@ -113,6 +113,14 @@ expect 0 "adakv(press=expected_attention" -- score --tokens "$ids" --press adakv
   --ratio 0.5 --out "$tmp/a.safetensors"
 expect 0 "decoding(press=knorm" -- score --tokens "$ids" --press decoding --option press=knorm \
   --option target_size=40 --option compression_interval=2 --decode-tokens "5 6 7" --save-kv --out "$tmp/d.safetensors"
+# One press spec syntax in every command: NAME:KEY=VALUE,... as eval and needles take it, --option beside it.
+expect 0 "adakv(press=knorm" -- score --tokens "$ids" --press adakv:press=knorm,compression_ratio=0.25 \
+  --out "$tmp/a2.safetensors"
+expect 0 "tokens, kept" -- generate --context "The meeting is on Friday at noon." --question "When?" \
+  --press streaming_llm:n_sink=2 --option compression_ratio=0.5 --max-new-tokens 2
+expect 2 "option 'compression_ratio' is given twice" -- generate --context c --question q \
+  --press knorm:compression_ratio=0.5 --option compression_ratio=0.25
+expect 2 "unknown press 'snapk'" -- generate --context c --question q --press snapk:window_size=4
 expect 2 "score needs --press NAME" -- score --tokens "1 2 3" --out "$tmp/s.safetensors"
 expect 2 "press 'think' takes no --ratio" -- score --tokens "1 2 3" --press think --ratio 0.5 --out "$tmp/s.safetensors"
 expect 2 "snapkv needs a prefill longer than its window: window_size=64" -- score --tokens "1 2 3 4 5" --press snapkv \

@@ -92,7 +92,7 @@ struct PressArgs {
 // Builds a press from --press/--ratio/--option: the ratio goes to the press's compression_ratio option
 // when it has one and none was given as --option (an explicit --ratio for a press without one is an
 // error naming the press's options).
-std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
+std::shared_ptr<Press> build_press(const std::string& spec, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given);
 
 // "a,b,,c" -> {"a", "b", "c"} (empty items dropped).

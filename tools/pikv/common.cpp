@@ -187,12 +187,18 @@ std::string insert_at_depth(const std::string& text, const std::string& sentence
   return text.substr(0, at) + sentence + text.substr(at);
 }
 
-std::shared_ptr<Press> build_press(const std::string& name, std::map<std::string, std::string> options, double ratio,
+std::shared_ptr<Press> build_press(const std::string& spec, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given) {
-  const PressInfo* info = nullptr;
-  for (const auto& i : press_catalog()) {
-    if (i.name == name) info = &i;
+  // --press takes a press spec as every command does: NAME[:KEY=VALUE,...], more options by --option.
+  const auto [name, spec_options] = parse_press_spec(spec);
+  for (const auto& [key, value] : spec_options) {
+    if (options.count(key) && options[key] != value) {
+      usage_error(fmt::format("option '{}' is given twice: {} in --press {} and {} by --option", key, value, spec,
+                              options[key]));
+    }
+    options[key] = value;
   }
+  const PressInfo* info = find_press(name);
   if (info == nullptr) return make_press(name, options);  // the registry's error lists the names
   bool has_ratio = false;
   std::vector<std::string> names;

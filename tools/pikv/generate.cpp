@@ -251,7 +251,7 @@ args::Action declare_generate(args::Flags& f) {
       args::text("--context", "TEXT", &a->context, "the context (required)"),
       args::path("--context-file", "FILE", &a->context_file).excluding("--context"),
       args::repeated("--question", "Q", &a->questions, "a question about it (repeatable; at least one)"),
-      args::text("--press", "NAME", &a->press.name, "a press from `pikv presses` (default: none)"),
+      args::text("--press", "SPEC", &a->press.name, "NAME[:KEY=VALUE,...], a press from `pikv presses` (default: none)"),
       args::ratio("--ratio", "R", &a->press.ratio, "its compression ratio, in [0, 1) (default {default})")
           .record_given(&a->press.ratio_given),
       args::key_values("--option", "KEY=VALUE", &a->press.options, "a press option (repeatable), e.g. --option n_sink=8"),

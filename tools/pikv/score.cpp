@@ -52,7 +52,7 @@ args::Action declare_score(args::Flags& f) {
   auto a = std::make_shared<ScoreArgs>();
   f = {
       args::token_ids("--tokens", "\"ID ID ...\"", &a->ids, "token ids of the prefill, space-separated (required)"),
-      args::text("--press", "NAME", &a->press.name, "a press from `pikv presses` (required)"),
+      args::text("--press", "SPEC", &a->press.name, "NAME[:KEY=VALUE,...], a press from `pikv presses` (required)"),
       args::ratio("--ratio", "R", &a->press.ratio,
                   "its compression ratio, in [0, 1) (default {default}; presses with a\ncompression_ratio option)")
           .record_given(&a->press.ratio_given),

@@ -76,10 +76,11 @@ class HookableModel {
 
   // The central attention function: appends call.keys/values to `cache` (layer call.layer->layer_index()),
   // attends over the layer's whole cache, then runs the installed press on it (pressable layers).
-  // `is_prefill` / `position_offset` describe this forward (the cache was empty before it / the
-  // logical index of its first token). Attention weights are materialised when call.params asks for
-  // them or the installed press needs them. Returns the attention output [B, H, T, d].
-  AttentionResult attention(const LayerAttention& call, KVCache& cache, bool is_prefill, int64_t position_offset);
+  // Called inside the forward's ForwardScope on (this model, cache), which knows whether the forward is
+  // a prefill and where it starts; throws pikv::Error naming the fix when there is none. Attention
+  // weights are materialised when call.params asks for them or the installed press needs them.
+  // Returns the attention output [B, H, T, d].
+  AttentionResult attention(const LayerAttention& call, KVCache& cache);
 
   // The dtype the central attention function stores keys/values in (undefined: as computed). A
   // float16 / bfloat16 cache under float32 compute halves the cache's bytes and what each decoded
@@ -133,11 +134,12 @@ struct ForwardBinding {
 // The binding of the innermost ForwardScope on this thread, or nullptr.
 [[nodiscard]] const ForwardBinding* current_forward();
 
-// Brackets one forward of a model whose attention runs outside a forward loop of ours (an exported
-// graph, a TorchScript module, a hand-written module calling the operator): begins a prefill when the
-// cache is empty, binds model and cache for the operator on this thread, and on scope exit ends the
-// prefill (or counts a decode step) and restores the previous binding. Scopes nest per thread, so
-// several models (and threads) in one process never see each other's presses.
+// Brackets one forward of a model: begins a prefill when the cache is empty, binds model and cache on
+// this thread (HookableModel::attention and the pikv::cached_attention operator read the forward's
+// state from it), and on scope exit ends the prefill (or counts a decode step) and restores the
+// previous binding; when an exception leaves the scope, no lifecycle step runs. Every forward runs
+// inside one: our decoder's, the synthetic model's, an exported graph's, a hand-written module's.
+// Scopes nest per thread, so several models (and threads) in one process never see each other's presses.
 class ForwardScope {
  public:
   ForwardScope(HookableModel& model, KVCache& cache);

@@ -49,12 +49,15 @@ bool register_press(PressFactory factory);
 // The entry of one press, or nullptr.
 [[nodiscard]] const PressInfo* find_press(const std::string& name);
 
-// Builds a press from string options ("compression_ratio" -> "0.5"). Wrappers name their inner press
-// with the option "press" and pass the inner press's options as "inner.KEY":
+// Builds a press from a press spec ("NAME" or "NAME:KEY=VALUE,KEY=VALUE", the syntax of every command)
+// and string options ("compression_ratio" -> "0.5"), a key given in both only once or with the same
+// value. Wrappers name their inner press with the option "press" and pass the inner press's options as
+// "inner.KEY":
+//   make_press("adakv:press=knorm,compression_ratio=0.5")
 //   make_press("per_layer_compression", {{"press", "knorm"}, {"compression_ratios", "0.1,0.5,0.9"}})
 // Throws pikv::Error for an unknown press or option (listing the valid ones) and for values that do
 // not parse or are out of range.
-[[nodiscard]] std::shared_ptr<Press> make_press(const std::string& name, const OptionMap& options = {});
+[[nodiscard]] std::shared_ptr<Press> make_press(const std::string& spec, const OptionMap& options = {});
 
 // ---- factories for the common shapes ------------------------------------------------------------
 

@@ -128,9 +128,16 @@ PIKV_INLINE LayerAttention LayerAttention::rotary(const AttentionLayerView& laye
   return call;
 }
 
-PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call, KVCache& cache, bool is_prefill,
-                                                   int64_t position_offset) {
+PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call, KVCache& cache) {
   PIKV_CHECK(call.layer != nullptr, "HookableModel::attention needs the layer's AttentionLayerView");
+  const ForwardBinding* forward = current_forward();
+  PIKV_CHECK(forward != nullptr && forward->model == this && forward->cache == &cache,
+             "HookableModel::attention of layer {} runs outside a forward of this model on this cache: open "
+             "`pikv::ForwardScope scope(model, cache);` around the forward (it knows whether the forward is a "
+             "prefill and where it starts, and runs the press's lifecycle)",
+             call.layer->layer_index());
+  const bool is_prefill = forward->is_prefill;
+  const int64_t position_offset = forward->position_offset;
   const int64_t l = call.layer->layer_index();
   if (kv_dtype_ && call.keys.scalar_type() != *kv_dtype_) {
     cache.append(l, call.keys.to(*kv_dtype_), call.values.to(*kv_dtype_));

@@ -72,7 +72,16 @@ PIKV_INLINE const PressInfo* find_press(const std::string& name) {
   return nullptr;
 }
 
-PIKV_INLINE std::shared_ptr<Press> make_press(const std::string& name, const OptionMap& options) {
+PIKV_INLINE std::shared_ptr<Press> make_press(const std::string& spec, const OptionMap& extra) {
+  // One syntax everywhere: a spec's own options and the separate ones together, each key once.
+  auto [name, options] = parse_press_spec(spec);
+  for (const auto& [key, value] : extra) {
+    const auto given = options.find(key);
+    PIKV_CHECK(given == options.end() || given->second == value,
+               "press '{}': option '{}' is given twice, as {} in the spec '{}' and as {}", name, key, given->second,
+               spec, value);
+    options[key] = value;
+  }
   PressBuilder build;
   PressInfo info;
   {

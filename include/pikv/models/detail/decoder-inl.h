@@ -473,34 +473,31 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
   if (impl_->position_embed.defined()) x = x + at::embedding(impl_->position_embed, positions);
 
   const at::Tensor query_index = at::arange(offset, offset + T, lopts);
-  if (prefill) begin_prefill();
-  for (int64_t l = 0; l < num_layers(); ++l) {
-    const Layer& layer = *layers_[static_cast<size_t>(l)];
-    const at::Tensor h = layer.attn_norm_(x);
-    LayerAttention call = LayerAttention::rotary(layer, h, layer.query_states(h), layer.key_states(h),
-                                                 layer.value_states(h), positions, query_index);
-    call.key_padding = padding;
-    call.params = layer.params();
-    call.params.need_weights = fo.eager_attention();
-    call.pressable = layer.pressable();
-    x = x + layer.output(attention(call, cache, prefill, offset).output);
-    if (B * T <= detail::kMlpChunkTokens) {
-      x = x + layer.mlp(x);
-    } else {
-      // A long prefill: the MLP is per token, so run it on slices of the sequence. Its [B, T, I]
-      // intermediates (3 x 7.5 GB for 8 x 32k tokens of a Llama-8B shape) never exist at once.
-      const int64_t step = std::max<int64_t>(1, detail::kMlpChunkTokens / B);
-      for (int64_t s = 0; s < T; s += step) {
-        at::Tensor slice = x.narrow(1, s, std::min(step, T - s));
-        slice.add_(layer.mlp(slice));
+  {
+    ForwardScope scope(*this, cache);  // the press's prefill / decode lifecycle, exception-safe
+    for (int64_t l = 0; l < num_layers(); ++l) {
+      const Layer& layer = *layers_[static_cast<size_t>(l)];
+      const at::Tensor h = layer.attn_norm_(x);
+      LayerAttention call = LayerAttention::rotary(layer, h, layer.query_states(h), layer.key_states(h),
+                                                   layer.value_states(h), positions, query_index);
+      call.key_padding = padding;
+      call.params = layer.params();
+      call.params.need_weights = fo.eager_attention();
+      call.pressable = layer.pressable();
+      x = x + layer.output(attention(call, cache).output);
+      if (B * T <= detail::kMlpChunkTokens) {
+        x = x + layer.mlp(x);
+      } else {
+        // A long prefill: the MLP is per token, so run it on slices of the sequence. Its [B, T, I]
+        // intermediates (3 x 7.5 GB for 8 x 32k tokens of a Llama-8B shape) never exist at once.
+        const int64_t step = std::max<int64_t>(1, detail::kMlpChunkTokens / B);
+        for (int64_t s = 0; s < T; s += step) {
+          at::Tensor slice = x.narrow(1, s, std::min(step, T - s));
+          slice.add_(layer.mlp(slice));
+        }
       }
+      if (fo.on_layer()) fo.on_layer()(l + 1, num_layers());
     }
-    if (fo.on_layer()) fo.on_layer()(l + 1, num_layers());
-  }
-  if (prefill) {
-    end_prefill();
-  } else {
-    decode_step();
   }
   x = impl_->final_norm(x);
   if (fo.return_hidden()) return x;

@@ -94,10 +94,9 @@ PIKV_INLINE at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVC
              "SyntheticAttentionModel input must be [B, q>=1, Dm={}], got {}", config_.hidden_size(), describe_tensor(x));
   PIKV_CHECK(cache.num_layers() == num_layers(), "the KV cache has {} layers but the model has {}", cache.num_layers(),
              num_layers());
-  const bool prefill = cache.empty(0);
   const int64_t offset = cache.logical_length(0);
   at::Tensor positions = at::arange(offset, offset + x.size(1), at::TensorOptions().dtype(at::kLong).device(x.device()));
-  if (prefill) begin_prefill();
+  ForwardScope scope(*this, cache);  // the press's prefill / decode lifecycle, exception-safe
   at::Tensor h = x.to(options_);
   for (int64_t l = 0; l < num_layers(); ++l) {
     const Layer& layer = *layers_[static_cast<size_t>(l)];
@@ -106,12 +105,7 @@ PIKV_INLINE at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVC
     LayerAttention call = LayerAttention::rotary(layer, normed, layer.query_states(normed), layer.keys(normed),
                                                  layer.values(normed), positions, positions);
     call.params.need_weights = config_.output_attentions();  // scale 0: logits / sqrt(d)
-    h = h + layer.output(attention(call, cache, prefill, offset).output);
-  }
-  if (prefill) {
-    end_prefill();
-  } else {
-    decode_step();
+    h = h + layer.output(attention(call, cache).output);
   }
   return h;
 }

@@ -171,7 +171,7 @@ PIKV_INLINE at::Tensor cached_attention(const at::Tensor& query, const at::Tenso
     call.query_states = view.inv_freq().defined() ? unapply_rope(query, positions, inv_freq, rope_scaling) : query;
   }
   // Contiguous, as the meta kernel promises: a compiled graph reads the result with those strides.
-  return b->model->attention(call, cache, b->is_prefill, offset).output.contiguous();
+  return b->model->attention(call, cache).output.contiguous();
 }
 
 PIKV_INLINE at::Tensor cached_attention_meta(const at::Tensor& query, const at::Tensor&, const at::Tensor&,
