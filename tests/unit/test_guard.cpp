@@ -348,3 +348,35 @@ TEST(Model, BFloat16PathRuns) {
   EXPECT_EQ(cache.physical_length(2), 10);
   EXPECT_EQ(cache.keys(2).scalar_type(), at::kBFloat16);
 }
+
+// A hand-written model's attention needs the forward's ForwardScope (it knows whether the forward is a
+// prefill and where it starts): without one, or with one for another cache, a clear error says how.
+TEST(HookableModel, AttentionOutsideItsForwardScopeIsAClearError) {
+  struct View : AttentionLayerView {
+    int64_t layer_index() const override { return 1; }
+    int64_t num_heads() const override { return 2; }
+    int64_t num_kv_heads() const override { return 1; }
+    int64_t head_dim() const override { return 4; }
+    at::Tensor query_states(const at::Tensor& h) const override { return h; }
+    at::Tensor apply_rope(const at::Tensor& x, const at::Tensor&) const override { return x; }
+    at::Tensor inv_freq() const override { return at::Tensor(); }
+    at::Tensor output_weight() const override { return at::Tensor(); }
+  } view;
+  SyntheticAttentionModel model(small_model());
+  KVCache cache(model.num_layers()), other(model.num_layers());
+  LayerAttention call;
+  call.layer = &view;
+  call.queries = test::randn({1, 2, 3, 4}, 1);
+  call.keys = test::randn({1, 1, 3, 4}, 2);
+  call.values = test::randn({1, 1, 3, 4}, 3);
+  call.query_index = at::arange(3, at::kLong);
+  EXPECT_PIKV_ERROR(model.attention(call, cache), "layer 1 runs outside a forward of this model on this cache");
+  {
+    ForwardScope scope(model, other);
+    EXPECT_PIKV_ERROR(model.attention(call, cache), "pikv::ForwardScope scope(model, cache)");
+  }
+  EXPECT_TRUE(cache.empty(1));  // nothing was appended
+  ForwardScope scope(model, cache);
+  EXPECT_EQ(model.attention(call, cache).output.sizes(), (at::IntArrayRef{1, 2, 3, 4}));
+  EXPECT_EQ(cache.logical_length(1), 3);
+}

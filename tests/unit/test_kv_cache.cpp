@@ -430,3 +430,50 @@ TEST(CachedAttentionOperator, UnboundAppendsAndAttendsLikeAttend) {
                                           std::nullopt, 0, 1, 0.0, 0, 0.0, 1.0),
                     "do not fit query");
 }
+
+// Every layout behind the same verbs: a copy shares the stored tensors, a clone owns them (reserved
+// buffers included, so in-place decoding appends on one never reach the other), and a refused result
+// leaves the layer in its layout.
+TEST(KVCache, CopiesShareAndClonesOwnEveryLayout) {
+  KVCache cache(2);
+  cache.append(0, kv(10, 1), kv(10, 2));
+  cache.append(1, kv(10, 3), kv(10, 4));
+  cache.apply(0, keep(cache, 0, {1, 4, 8}));  // dense, compressed
+  const at::Tensor lengths = at::tensor({3, 1, 2, 0, 2, 3}, at::kLong).view({B, H});
+  CompressedKV r = headwise(cache.keys(1), cache.values(1), lengths, {0, 5, 9});
+  CompressedKV reset = r;
+  reset.positions_reset = true;
+  EXPECT_PIKV_ERROR(cache.apply(1, reset), "a head-wise result cannot reset positions");
+  EXPECT_FALSE(cache.is_ragged(1));
+  EXPECT_EQ(cache.physical_length(1), 10);
+  cache.apply(1, r);  // ragged
+  ASSERT_TRUE(cache.is_ragged(1));
+  cache.reserve(4);
+
+  const KVCache copy(cache);
+  EXPECT_TRUE(copy.keys(0).is_same(cache.keys(0)));
+  KVCache assigned(1);
+  assigned = cache;
+  EXPECT_EQ(assigned.num_layers(), 2);
+  EXPECT_TRUE(assigned.is_ragged(1));
+
+  const KVCache snapshot = cache.clone();
+  EXPECT_FALSE(snapshot.keys(0).is_same(cache.keys(0)));
+  cache.append(0, kv(1, 5), kv(1, 6));  // in place, into the reserved buffers
+  cache.append(1, kv(1, 7), kv(1, 8));
+  EXPECT_EQ(cache.physical_length(0), 4);
+  EXPECT_EQ(snapshot.physical_length(0), 3);
+  EXPECT_TRUE(test::tensors_equal(snapshot.head_lengths(1), lengths));
+  EXPECT_TRUE(test::tensors_equal(cache.head_lengths(1), lengths + 1));
+  EXPECT_TRUE(test::tensors_equal(snapshot.token_positions(0), at::tensor({1, 4, 8}, at::kLong).expand({B, H, 3})));
+  EXPECT_EQ(cache.token_positions(1).size(2), 4);  // the padded layout: 3 kept, then the suffix
+  EXPECT_EQ(cache.token_positions(1)[0][0][3].item<int64_t>(), 10);
+
+  KVCache fixed = KVCache::fixed_capacity({1, B, H, 8, D}, at::TensorOptions());
+  fixed.append(0, kv(5, 9), kv(5, 10));
+  const KVCache fixed_clone = fixed.clone();
+  fixed.append(0, kv(2, 11), kv(2, 12));
+  EXPECT_EQ(fixed_clone.physical_length(0), 5);
+  EXPECT_TRUE(test::tensors_equal(fixed_clone.keys(0), kv(5, 9)));
+  EXPECT_FALSE(fixed_clone.fixed_buffers(0).keys.is_same(fixed.fixed_buffers(0).keys));
+}
