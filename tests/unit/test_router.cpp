@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 
 using namespace pikv;
 using namespace pikv::routing;
@@ -42,7 +43,7 @@ AttentionContext context(int64_t T, uint64_t seed = 3, int64_t B = 1, int64_t la
 
 MoERouterOptions opts(const std::string& type, double ratio) {
   return MoERouterOptions()
-      .router_type(parse_enum<RouterType>(type, "router_type"))
+      .router(router_options_for(parse_enum<RouterType>(type, "router_type")))
       .compression_ratio(ratio)
       .window_size(kWindow);
 }
@@ -102,8 +103,8 @@ TEST(MoERouter, OneHotGateReproducesEachExpertAlone) {
   for (double ratio : {0.25, 0.5, 0.75}) {
     for (int64_t top_k : {1, 2}) {
       auto press_for = [&](int64_t e) {
-        MoERouterOptions o = opts("topk_balanced", ratio).top_k(top_k);
-        return MoERouterPress(o, default_experts(), make_router(o, 4), one_hot(e));
+        MoERouterOptions o = opts("topk_balanced", ratio).router(TopKBalancedRouterOptions().top_k(top_k));
+        return MoERouterPress(o, default_experts(), make_router(o.router()), one_hot(e));
       };
       MoERouterPress stream = press_for(0), knorm = press_for(1), snap = press_for(2);
       StreamingLLMPress ref_stream(StreamingLLMOptions().compression_ratio(ratio));
@@ -178,7 +179,7 @@ TEST(EPLBRouter, CapacityBoundHoldsAndFullExpertsPassHeadsOn) {
     }
   }
   // Inside the press: per layer, no expert is primary for more than C of the B * Hkv heads.
-  MoERouterPress press(opts("eplb", 0.5).top_k(1));
+  MoERouterPress press(opts("eplb", 0.5).router(EPLBRouterOptions().top_k(1)));
   press.compress(context(80, 2, 4));
   for (const auto& l : press.get_stats().layers) {
     for (int64_t c : l.primary_counts) EXPECT_LE(c, EPLBRouter::capacity(1.0, 8, 4));
@@ -409,8 +410,8 @@ TEST(GateWeights, PerLayerOffsetsRouteEachLayerToItsExpertAndRoundTrip) {
   // Each layer keeps exactly what its expert alone keeps; one gate file serves every ratio.
   for (double ratio : {0.5, 0.75}) {
     MoERouterPress table(opts("pikv", ratio).weights(path));
-    MoERouterPress stream(opts("pikv", ratio).experts("streaming").top_k(1));
-    MoERouterPress window(opts("pikv", ratio).experts("window_attention").top_k(1));
+    MoERouterPress stream(opts("pikv", ratio).experts("streaming").router(PiKVRouterOptions().top_k(1)));
+    MoERouterPress window(opts("pikv", ratio).experts("window_attention").router(PiKVRouterOptions().top_k(1)));
     const AttentionContext l0 = context(96, 5, 1, 0), l1 = context(96, 5, 1, 1);
     EXPECT_TRUE(pikv::test::tensors_equal(kept_of(table, l0), kept_of(stream, l0))) << ratio;
     EXPECT_TRUE(pikv::test::tensors_equal(kept_of(table, l1), kept_of(window, l1))) << ratio;
@@ -440,27 +441,63 @@ TEST(MoERouter, OptionsActOrAreRefusedWithAReason) {
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "magic"}}), "router_type must be one of", "hierarchical", "'magic'");
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"router_type", "topk_balanced"}, {"balance_mode", "chaos"}}),
                     "balance_mode must be one of", "gini", "'chaos'");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().top_k(5)), "top_k must be in 1..num_experts (4)", "5");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).capacity_factor(0.0)), "capacity_factor must be > 0");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).capacity_factor(-1.0)), "capacity_factor must be > 0");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().capacity_factor(1.5)), "capacity_factor has no effect with router_type=pikv",
-                    "eplb");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).importance_threshold(0.6)),
-                    "importance_threshold has no effect", "adaptive, pikv");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::adaptive).cache_aware(true)), "cache_aware=true",
-                    "only the pikv router");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::adaptive).adaptive_top_k(false)), "topk_balanced");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().balance_mode(BalanceMode::gini)), "balance_mode has no effect");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().num_groups(2)), "num_groups has no effect");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router_type(RouterType::hierarchical).num_groups(3)), "num_groups=3",
+  // The C++ surface: each router's own options struct (a router cannot take another's options).
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(PiKVRouterOptions().top_k(5))),
+                    "top_k must be in 1..num_experts (4)", "5");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(EPLBRouterOptions().capacity_factor(0.0))), "capacity_factor must be > 0");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(EPLBRouterOptions().capacity_factor(-1.0))), "capacity_factor must be > 0");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().num_groups(2)), "num_groups has no effect with router_type=pikv",
+                    "hierarchical");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(HierarchicalRouterOptions()).num_groups(3)), "num_groups=3",
                     "groups are 2");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().num_experts(2)), "num_experts=2", "4 experts");
   EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().compression_ratio(1.0)), "compression_ratio");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().importance_threshold(1.5)), "importance_threshold", "1.5");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().cache_aware(false).cache_aware_gamma(2.0)), "no effect with cache_aware=false");
-  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().temperature(0.0)), "temperature must be > 0");
-  // cache_aware=false is true of every other router: accepted.
-  EXPECT_NO_THROW(MoERouterPress(MoERouterOptions().router_type(RouterType::eplb).cache_aware(false)));
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(PiKVRouterOptions().importance_threshold(1.5))),
+                    "importance_threshold", "1.5");
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().router(PiKVRouterOptions().temperature(0.0))), "temperature must be > 0");
+  // The default grouping is for the four default experts.
+  EXPECT_PIKV_ERROR(MoERouterPress(MoERouterOptions().experts("streaming+key_norm+window_attention").router(HierarchicalRouterOptions())),
+                    "groups name expert 3", "set groups");
+  // The press spec surface: router_type plus the chosen router's own keys; a key only other routers
+  // take is refused, naming them.
+  auto spec = [](std::string options) { return make_press("moe_router:" + options); };
+  EXPECT_PIKV_ERROR(spec("top_k=5"), "top_k must be in 1..num_experts (4)", "5");
+  EXPECT_PIKV_ERROR(spec("router_type=eplb,capacity_factor=0"), "capacity_factor must be > 0");
+  EXPECT_PIKV_ERROR(spec("capacity_factor=1.5"), "capacity_factor has no effect with router_type=pikv", "used by: eplb");
+  EXPECT_PIKV_ERROR(spec("router_type=eplb,importance_threshold=0.6"), "importance_threshold has no effect",
+                    "used by: adaptive, pikv");
+  EXPECT_PIKV_ERROR(spec("router_type=adaptive,cache_aware=true"), "cache_aware=true has no effect", "used by: pikv");
+  EXPECT_PIKV_ERROR(spec("router_type=adaptive,adaptive_top_k=false"), "topk_balanced");
+  EXPECT_PIKV_ERROR(spec("router_type=topk_balanced,adaptive_top_k=true"), "adaptive_top_k has no effect");
+  EXPECT_PIKV_ERROR(spec("balance_mode=gini"), "balance_mode has no effect", "used by: topk_balanced");
+  EXPECT_PIKV_ERROR(spec("num_groups=2"), "num_groups has no effect");
+  EXPECT_PIKV_ERROR(spec("router_type=hierarchical,num_groups=3"), "num_groups=3", "groups are 2");
+  EXPECT_PIKV_ERROR(spec("importance_threshold=1.5"), "importance_threshold", "1.5");
+  EXPECT_PIKV_ERROR(spec("cache_aware=false,cache_aware_gamma=2"), "no effect with cache_aware=false");
+  EXPECT_PIKV_ERROR(spec("temperature=0"), "temperature must be > 0");
+  EXPECT_PIKV_ERROR(spec("router_type=hierarchical,experts=streaming+key_norm"), "groups name expert 2", "set groups");
+  // Switches at the value the chosen router behaves as anyway are accepted.
+  EXPECT_NO_THROW(spec("router_type=eplb,cache_aware=false"));
+  EXPECT_NO_THROW(spec("router_type=adaptive,adaptive_top_k=true"));
+  // Each router's keys reach its options, its defaults apply otherwise.
+  auto routed = [](const std::shared_ptr<Press>& p) { return &std::dynamic_pointer_cast<MoERouterPress>(p)->router(); };
+  const auto* e = dynamic_cast<const EPLBRouter*>(routed(spec("router_type=eplb,capacity_factor=1.5,top_k=1")));
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->capacity_factor(), 1.5);
+  EXPECT_EQ(e->top_k(), 1);
+  const auto* pk = dynamic_cast<const PiKVRouter*>(routed(spec("recall_momentum=0.5")));
+  ASSERT_NE(pk, nullptr);
+  EXPECT_EQ(pk->options(), PiKVRouterOptions().recall_momentum(0.5));
+  // The catalogue lists the routers' options from their own declarations, naming who takes them.
+  std::map<std::string, OptionInfo> rows;
+  for (const auto& o : find_press("moe_router")->options) rows[o.name] = o;
+  EXPECT_EQ(rows.at("router_type").default_value, "pikv");
+  EXPECT_EQ(rows.at("top_k").default_value, "2");
+  EXPECT_EQ(rows.at("top_k").help, "experts mixed per head");
+  EXPECT_EQ(rows.at("capacity_factor").default_value, "1");
+  EXPECT_EQ(rows.at("capacity_factor").help.rfind("eplb: ", 0), 0u) << rows.at("capacity_factor").help;
+  EXPECT_EQ(rows.at("importance_threshold").help.rfind("adaptive, pikv: ", 0), 0u);
+  EXPECT_EQ(rows.at("groups").default_value, "streaming|key_norm+window_attention+value_attention");
   // The registry: original options without an effect here, and the string forms.
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"dropout", "0.1"}}), "dropout does not exist", "deterministic");
   EXPECT_PIKV_ERROR(make_press("moe_router", {{"aux_loss_weight", "0.01"}}), "aux_loss_weight");
@@ -486,7 +523,7 @@ TEST(MoERouter, UserExpertsStatsAndDebugLog) {
   g.W = at::zeros({2, 5});
   g.b = at::tensor({0.0f, 1.0f});
   g.source = "user gate";
-  MoERouterOptions o = opts("topk_balanced", 0.5).top_k(1);
+  MoERouterOptions o = opts("topk_balanced", 0.5).router(TopKBalancedRouterOptions().top_k(1));
   MoERouterPress press(o, experts, std::make_shared<TopKBalancedRouter>(TopKBalancedRouterOptions().top_k(1)), g);
   ExpectedAttentionPress ea(ExpectedAttentionOptions().compression_ratio(0.5).n_future_positions(64));
   std::vector<std::string> messages;

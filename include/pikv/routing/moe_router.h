@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace pikv::routing {
@@ -55,40 +56,45 @@ struct GateWeights {
   static GateWeights load(const std::string& path);
 };
 
-// Router-specific options are optional: setting one the chosen router does not use is an error that
-// says so; unset ones take the router's default (given in the help).
-#define PIKV_MOE_ROUTER_OPTIONS(X)                                                                                   \
-  PIKV_RATIO_OPTION(X)                                                                                               \
-  X(RouterType, router_type, RouterType::pikv, rule::any(), "pikv | topk_balanced | adaptive | eplb | hierarchical") \
-  X(std::string, experts, "streaming+key_norm+window_attention+value_attention", rule::any(),                       \
-    "'+'-separated expert names (built-in experts or scorer presses)")                                              \
-  X(std::optional<int64_t>, num_experts, std::nullopt, rule::at_least(1), "must equal the number of experts when given") \
-  X(int64_t, top_k, 2, rule::at_least(1), "experts mixed per head")                                                 \
-  X(double, temperature, 1, rule::greater_than(0), "gate softmax temperature")                                      \
-  X(std::optional<double>, importance_threshold, std::nullopt, rule::in(0, 1, /*lo_open=*/true, false),             \
-    "adaptive, pikv: one expert when its gate probability reaches this (default 0.5)")                              \
-  X(std::optional<bool>, adaptive_top_k, std::nullopt, rule::any(), "pikv: choose k per head by confidence (default true)") \
-  X(std::optional<bool>, cache_aware, std::nullopt, rule::any(),                                                    \
-    "pikv: bias the gate by each expert's observed attention recall (default true)")                                \
-  X(std::optional<double>, cache_aware_gamma, std::nullopt, rule::finite_at_least(0), "pikv: strength of that bias (default 1)") \
-  X(std::optional<double>, recall_momentum, std::nullopt, rule::in(0, 1, false, /*hi_open=*/true),                  \
-    "pikv: moving-average momentum of the observed recall (default 0.9)")                                           \
-  X(std::optional<double>, capacity_factor, std::nullopt, rule::greater_than(0),                                    \
-    "eplb: heads an expert may serve per layer, x heads / experts (default 1)")                                     \
-  X(std::optional<BalanceMode>, balance_mode, std::nullopt, rule::any(),                                            \
-    "topk_balanced: entropy | variance | gini (the reported balance loss) (default entropy)")                        \
-  X(std::optional<int64_t>, num_groups, std::nullopt, rule::at_least(1), "hierarchical: must equal the number of groups") \
-  X(std::optional<int64_t>, group_top_k, std::nullopt, rule::at_least(1), "hierarchical: groups kept per head (default 1)") \
-  X(std::optional<std::string>, groups, std::nullopt, rule::any(),                                                  \
-    "hierarchical: '|'-separated groups of '+'-separated expert names or indices "                                  \
-    "(default streaming|key_norm+window_attention+value_attention)")                                                \
-  X(int64_t, window_size, 64, rule::at_least(1), "observation window of the gate and the attention experts")       \
-  X(int64_t, kernel_size, 5, rule::odd_at_least(1), "pooling kernel of the window attention (odd)")                \
-  X(int64_t, n_sink, 4, rule::at_least(0), "sink tokens of the streaming expert and the sink-mass feature")         \
+// The options of the router moe_router builds, each router's own struct (router.h, where each option
+// is declared once with its default); the alternative held is the router type (RouterType's order).
+using RouterOptions = std::variant<PiKVRouterOptions, TopKBalancedRouterOptions, AdaptiveRouterOptions,
+                                   EPLBRouterOptions, HierarchicalRouterOptions>;
+RouterType router_type_of(const RouterOptions& options);
+// The default options of a router type.
+RouterOptions router_options_for(RouterType type);
+// The router an options struct describes (checks its options).
+std::shared_ptr<Router> make_router(const RouterOptions& options);
+
+// The press's own options. The router's are not in this table: they are RouterOptions (above), and in
+// press specs router_type plus the chosen router's own keys (top_k=1, capacity_factor=1.5, ...).
+#define PIKV_MOE_ROUTER_OPTIONS(X)                                                                                 \
+  PIKV_RATIO_OPTION(X)                                                                                             \
+  X(std::string, experts, "streaming+key_norm+window_attention+value_attention", rule::any(),                     \
+    "'+'-separated expert names (built-in experts or scorer presses)")                                            \
+  X(std::optional<int64_t>, num_experts, std::nullopt, rule::at_least(1),                                         \
+    "must equal the number of experts when given")                                                                \
+  X(std::optional<int64_t>, num_groups, std::nullopt, rule::at_least(1),                                          \
+    "hierarchical: must equal the number of groups when given")                                                   \
+  X(int64_t, window_size, 64, rule::at_least(1), "observation window of the gate and the attention experts")     \
+  X(int64_t, kernel_size, 5, rule::odd_at_least(1), "pooling kernel of the window attention (odd)")              \
+  X(int64_t, n_sink, 4, rule::at_least(0), "sink tokens of the streaming expert and the sink-mass feature")       \
   X(std::string, weights, "", rule::any(), "gate weights file from pikv calibrate-router (default: the built-in table)")
 
 struct MoERouterOptions {
   PIKV_OPTIONS(MoERouterOptions, PIKV_MOE_ROUTER_OPTIONS)
+
+  // The router and its options: `MoERouterOptions().router(EPLBRouterOptions().capacity_factor(1.5))`.
+  // Outside the table, so operator== and describe_options() cover the press's own options only.
+  MoERouterOptions& router(const RouterOptions& value) {
+    router_ = value;
+    return *this;
+  }
+  const RouterOptions& router() const noexcept { return router_; }
+  RouterType router_type() const { return router_type_of(router_); }
+
+ private:
+  RouterOptions router_;  // default: the pikv router with its defaults
 };
 
 // get_stats(): plain numbers.
@@ -123,12 +129,12 @@ struct RouterStats {
 class MoERouterPress : public ScorerPressBase<MoERouterPress, MoERouterOptions> {
  public:
   static constexpr const char* kName = "moe_router";
-  // The experts named by options.experts. Throws pikv::Error for top_k outside 1..E, options the
-  // chosen router does not use, and a weights file for another expert set.
+  // The experts named by options.experts. Throws pikv::Error for top_k outside 1..E, groups or
+  // num_groups that do not fit the experts, and a weights file for another expert set.
   explicit MoERouterPress(const MoERouterOptions& options = {});
   // Explicit experts (options.experts is ignored).
   MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts);
-  // A user's own router and gate (options.router_type and the router-specific options are ignored).
+  // A user's own router and gate (options.router() and options.num_groups are ignored).
   MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts,
                  std::shared_ptr<Router> router, GateWeights gate);
 
@@ -190,11 +196,6 @@ std::vector<std::shared_ptr<Expert>> experts_from_names(const std::string& names
 // Resolves a groups spec ('|'-separated groups of '+'-separated expert names or indices) against the
 // expert names. Throws naming the entry that is neither.
 ExpertGroups parse_groups(const std::string& spec, const std::vector<std::string>& expert_names);
-
-// The router an options struct describes (validates the router-specific options); hierarchical groups
-// are resolved against expert_names.
-std::shared_ptr<Router> make_router(const MoERouterOptions& options, int64_t num_experts,
-                                    const std::vector<std::string>& expert_names = {});
 
 // A readable table: the totals, then one line per layer.
 std::string to_string(const RouterStats& stats);

@@ -140,7 +140,7 @@ PIKV_INLINE TaskLossReport calibrate_router_task_loss(DecoderModel& model, const
           MoERouterPress press(MoERouterOptions()
                                    .compression_ratio(o.ratios[r])
                                    .experts(detail::expert_spec(o.experts, e))
-                                   .top_k(1)
+                                   .router(PiKVRouterOptions().top_k(1))
                                    .window_size(o.window_size)
                                    .kernel_size(o.kernel_size)
                                    .n_sink(o.n_sink));

@@ -1,330 +1,37 @@
 #pragma once
+// MoERouterPress: routing a layer (gate, router, mixture of the experts' ranks), the feedback of its
+// selections and the statistics. The routing layer's one compiled unit for moe_router: it includes the
+// gate (gate_weights-inl.h) and the option surface and registration (moe_router_factory-inl.h).
 
 #include <pikv/core/config.h>
-#include <pikv/core/budget.h>
 #include <pikv/core/detail/check.h>
-#include <pikv/core/hookable_model.h>
-#include <pikv/core/registry.h>
-#include <pikv/io/files.h>
 #include <pikv/core/detail/logging.h>
+#include <pikv/core/hookable_model.h>
+#include <pikv/routing/detail/gate_weights-inl.h>
+#include <pikv/routing/detail/moe_router_factory-inl.h>
 #include <pikv/routing/moe_router.h>
 
 #include <ATen/ATen.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
-#include <cmath>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 
 namespace pikv::routing {
-
-PIKV_INLINE const std::vector<std::string>& feature_names() {
-  static const std::vector<std::string> names = {"attention_entropy", "sink_mass", "local_mass", "key_norm_spread",
-                                                 "layer_depth"};
-  return names;
-}
-
-PIKV_INLINE at::Tensor gate_features(const LayerSignals& s, int64_t layer, int64_t num_layers) {
-  const at::Tensor& a = s.attention;  // [B, Hkv, n]
-  const int64_t n = a.size(2);
-  at::Tensor f1 = -at::xlogy(a, a).sum(-1) / std::log(static_cast<double>(std::max<int64_t>(n, 2)));
-  at::Tensor f2 = a.narrow(2, 0, std::min(s.n_sink, n)).sum(-1);
-  at::Tensor f3 = a.narrow(2, n - s.window, s.window).sum(-1);
-  at::Tensor kn = s.key_norms.to(at::kFloat);
-  at::Tensor f4 = kn.std(-1, /*unbiased=*/false) / kn.mean(-1).clamp_min(1e-12);
-  const double depth = num_layers > 1 ? static_cast<double>(layer) / static_cast<double>(num_layers - 1) : 0.0;
-  at::Tensor f5 = at::full_like(f1, depth);
-  return at::stack({f1, f2, f3, f4, f5}, -1).to(at::kFloat);
-}
-
-// --- gate weights -----------------------------------------------------------------------------------
-
-PIKV_INLINE GateWeights GateWeights::default_table() {
-  GateWeights g;
-  g.experts = builtin_expert_names();
-  // rows: streaming, key_norm, window_attention, value_attention; columns f1..f5.
-  const float W[4][5] = {{0, 4, 4, 0, 0}, {0, 0, 0, 4, 0}, {-4, 0, 0, 0, 0}, {-4, 0, 0, 0, 0}};
-  const float b[4] = {-2, -1, 3, 2.5};
-  g.W = at::from_blob(const_cast<float*>(&W[0][0]), {4, kNumFeatures}, at::kFloat).clone();
-  g.b = at::from_blob(const_cast<float*>(b), {4}, at::kFloat).clone();
-  return g;
-}
-
-PIKV_INLINE GateWeights GateWeights::for_experts(const std::vector<std::shared_ptr<Expert>>& experts) {
-  std::vector<std::string> names;
-  for (const auto& e : experts) names.push_back(e ? e->name() : std::string("(null)"));
-  if (names == builtin_expert_names()) return default_table();
-  GateWeights g;
-  g.experts = names;
-  g.W = at::zeros({static_cast<int64_t>(names.size()), kNumFeatures}, at::kFloat);
-  g.b = at::zeros({static_cast<int64_t>(names.size())}, at::kFloat);
-  g.source = "uniform gate";
-  return g;
-}
-
-PIKV_INLINE at::Tensor GateWeights::logits(const at::Tensor& features, std::optional<int64_t> layer) const {
-  PIKV_CHECK(features.size(-1) == W.size(1), "gate weights from {} take {} features, got {}", source, W.size(1),
-             features.size(-1));
-  at::Tensor w = W.to(features.device()), bias = b.to(features.device());
-  if (layer_bias.defined()) {
-    PIKV_CHECK(layer && *layer >= 0 && *layer < layer_bias.size(0),
-               "gate weights from {} hold per-layer offsets for {} layers; layer {} is outside them", source,
-               layer_bias.size(0), layer ? fmt::format("{}", *layer) : std::string("(none given)"));
-    bias = bias + layer_bias[*layer].to(features.device());
-  }
-  return at::matmul(features.to(at::kFloat), w.t()) + bias;
-}
-
-PIKV_INLINE void GateWeights::save(const std::string& path) const {
-  nlohmann::json j;
-  j["format"] = "pikv-router-weights";
-  j["version"] = layer_bias.defined() ? 2 : 1;
-  j["experts"] = experts;
-  j["features"] = feature_names();
-  at::Tensor Wc = W.to(at::kDouble).contiguous(), bc = b.to(at::kDouble).contiguous();
-  nlohmann::json rows = nlohmann::json::array();
-  for (int64_t e = 0; e < Wc.size(0); ++e) {
-    std::vector<double> row(Wc[e].data_ptr<double>(), Wc[e].data_ptr<double>() + Wc.size(1));
-    rows.push_back(row);
-  }
-  j["W"] = rows;
-  j["b"] = std::vector<double>(bc.data_ptr<double>(), bc.data_ptr<double>() + bc.numel());
-  if (layer_bias.defined()) {
-    const at::Tensor lb = layer_bias.to(at::kDouble).contiguous();
-    nlohmann::json layers = nlohmann::json::array();
-    for (int64_t l = 0; l < lb.size(0); ++l) {
-      layers.push_back(std::vector<double>(lb[l].data_ptr<double>(), lb[l].data_ptr<double>() + lb.size(1)));
-    }
-    j["layer_bias"] = layers;
-  }
-  j["model"] = {{"num_layers", num_layers}, {"num_kv_heads", num_kv_heads}, {"head_dim", head_dim}};
-  j["calibration"] = calibration.empty() ? nlohmann::json::object() : nlohmann::json::parse(calibration);
-  io::write_file_atomically(path, j.dump(2) + "\n", "router weights");
-}
-
-PIKV_INLINE GateWeights GateWeights::load(const std::string& path) {
-  // A gate file is a few kB: a bounded read refuses devices, FIFOs and huge files.
-  const std::string text = io::read_text_file(path, "router weights", 16ull << 20);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    PIKV_FAIL("router weights file '{}' is not valid JSON: {}", path, e.what());
-  }
-  GateWeights g;
-  g.source = path;
-  try {
-    PIKV_CHECK(j.is_object() && j.value("format", "") == "pikv-router-weights",
-               "router weights file '{}' is not a pikv-router-weights file (format field missing or different)", path);
-    const int version = j.value("version", 0);
-    PIKV_CHECK(version == 1 || version == 2, "router weights file '{}' has version {}, this build reads versions 1 and 2",
-               path, version);
-    const auto features = j.at("features").get<std::vector<std::string>>();
-    PIKV_CHECK(features == feature_names(), "router weights file '{}' was made for the features [{}], this build uses [{}]",
-               path, fmt::join(features, ", "), fmt::join(feature_names(), ", "));
-    g.experts = j.at("experts").get<std::vector<std::string>>();
-    const auto W = j.at("W").get<std::vector<std::vector<double>>>();
-    const auto b = j.at("b").get<std::vector<double>>();
-    const size_t E = g.experts.size();
-    PIKV_CHECK(E >= 1 && W.size() == E && b.size() == E,
-               "router weights file '{}': {} experts but W has {} rows and b {} entries", path, E, W.size(), b.size());
-    std::vector<float> flat;
-    for (size_t e = 0; e < E; ++e) {
-      PIKV_CHECK(W[e].size() == static_cast<size_t>(kNumFeatures), "router weights file '{}': W row {} has {} entries, expected {}",
-                 path, e, W[e].size(), kNumFeatures);
-      for (double x : W[e]) {
-        PIKV_CHECK(std::isfinite(x), "router weights file '{}': W row {} holds a non-finite value", path, e);
-        flat.push_back(static_cast<float>(x));
-      }
-      PIKV_CHECK(std::isfinite(b[e]), "router weights file '{}': b[{}] is not finite", path, e);
-    }
-    g.W = at::tensor(flat, at::kFloat).view({static_cast<int64_t>(E), kNumFeatures});
-    std::vector<float> bf(b.begin(), b.end());
-    g.b = at::tensor(bf, at::kFloat);
-    if (j.contains("model")) {
-      g.num_layers = j["model"].value("num_layers", int64_t{0});
-      g.num_kv_heads = j["model"].value("num_kv_heads", int64_t{0});
-      g.head_dim = j["model"].value("head_dim", int64_t{0});
-    }
-    if (j.contains("calibration")) g.calibration = j["calibration"].dump();
-    PIKV_CHECK(version == 2 || !j.contains("layer_bias"), "router weights file '{}': layer_bias needs version 2", path);
-    if (j.contains("layer_bias")) {
-      const auto lb = j.at("layer_bias").get<std::vector<std::vector<double>>>();
-      PIKV_CHECK(g.num_layers >= 1 && static_cast<int64_t>(lb.size()) == g.num_layers,
-                 "router weights file '{}': layer_bias has {} rows, model.num_layers says {}", path, lb.size(),
-                 g.num_layers);
-      std::vector<float> lf;
-      for (size_t l = 0; l < lb.size(); ++l) {
-        PIKV_CHECK(lb[l].size() == E, "router weights file '{}': layer_bias row {} has {} entries, expected {}", path, l,
-                   lb[l].size(), E);
-        for (double x : lb[l]) {
-          PIKV_CHECK(std::isfinite(x), "router weights file '{}': layer_bias row {} holds a non-finite value", path, l);
-          lf.push_back(static_cast<float>(x));
-        }
-      }
-      g.layer_bias = at::tensor(lf, at::kFloat).view({static_cast<int64_t>(lb.size()), static_cast<int64_t>(E)});
-    }
-  } catch (const nlohmann::json::exception& e) {
-    PIKV_FAIL("router weights file '{}' is malformed: {}", path, e.what());
-  }
-  return g;
-}
-
-// --- options -> router -------------------------------------------------------------------------------
-
-namespace detail {
-
-// An option only some routers use: setting it for another router is an error that says who uses it.
-template <typename T>
-void only_for(const std::optional<T>& value, const char* option, RouterType type,
-              std::initializer_list<RouterType> users, const char* why) {
-  if (!value) return;
-  for (RouterType u : users) {
-    if (type == u) return;
-  }
-  std::vector<std::string> names;
-  for (RouterType u : users) names.push_back(to_string(u));
-  PIKV_FAIL("moe_router: option {} has no effect with router_type={} ({}); it is used by: {}", option, to_string(type),
-            why, fmt::join(names, ", "));
-}
-
-inline std::vector<std::string> split_on(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char c : text) {
-    if (c == sep) {
-      out.push_back(item);
-      item.clear();
-    } else {
-      item += c;
-    }
-  }
-  out.push_back(item);
-  return out;
-}
-
-inline std::vector<std::string> expert_names(const std::vector<std::shared_ptr<Expert>>& experts) {
-  std::vector<std::string> names;
-  for (const auto& e : experts) names.push_back(e ? e->name() : std::string("(null)"));
-  return names;
-}
-
-}  // namespace detail
-
-PIKV_INLINE std::vector<std::shared_ptr<Expert>> experts_from_names(const std::string& names) {
-  std::vector<std::shared_ptr<Expert>> experts;
-  for (const auto& name : detail::split_on(names, '+')) experts.push_back(make_expert(name));
-  return experts;
-}
-
-PIKV_INLINE ExpertGroups parse_groups(const std::string& spec, const std::vector<std::string>& names) {
-  ExpertGroups groups;
-  for (const auto& group : detail::split_on(spec, '|')) {
-    groups.emplace_back();
-    for (const auto& item : detail::split_on(group, '+')) {
-      auto it = std::find(names.begin(), names.end(), item);
-      if (it != names.end()) {
-        groups.back().push_back(it - names.begin());
-        continue;
-      }
-      char* end = nullptr;
-      const long long idx = std::strtoll(item.c_str(), &end, 10);
-      PIKV_CHECK(!item.empty() && end == item.c_str() + item.size() && idx >= 0 &&
-                     idx < static_cast<long long>(names.size()),
-                 "moe_router: groups entry '{}' is neither an expert name ({}) nor an index below {}", item,
-                 fmt::join(names, ", "), names.size());
-      groups.back().push_back(idx);
-    }
-  }
-  return groups;
-}
-
-PIKV_INLINE std::shared_ptr<Router> make_router(const MoERouterOptions& o, int64_t E,
-                                                const std::vector<std::string>& names) {
-  const RouterType t = o.router_type();
-  PIKV_CHECK(o.top_k() >= 1 && o.top_k() <= E, "moe_router: top_k must be in 1..num_experts ({}), got {}", E, o.top_k());
-  using RT = RouterType;
-  detail::only_for(o.importance_threshold(), "importance_threshold", t, {RT::adaptive, RT::pikv},
-                   "only confidence-based routers compare the gate's top probability with a threshold");
-  detail::only_for(o.adaptive_top_k(), "adaptive_top_k", t, {RT::adaptive, RT::pikv}, "only these routers choose k per head");
-  detail::only_for(o.cache_aware_gamma(), "cache_aware_gamma", t, {RT::pikv}, "only the pikv router is cache-aware");
-  detail::only_for(o.recall_momentum(), "recall_momentum", t, {RT::pikv}, "only the pikv router is cache-aware");
-  detail::only_for(o.capacity_factor(), "capacity_factor", t, {RT::eplb},
-                   "only eplb bounds how many heads an expert serves");
-  detail::only_for(o.balance_mode(), "balance_mode", t, {RT::topk_balanced},
-                   "the other routers report the Switch auxiliary loss as their balance loss");
-  detail::only_for(o.num_groups(), "num_groups", t, {RT::hierarchical}, "only the hierarchical router groups experts");
-  detail::only_for(o.group_top_k(), "group_top_k", t, {RT::hierarchical}, "only the hierarchical router groups experts");
-  detail::only_for(o.groups(), "groups", t, {RT::hierarchical}, "only the hierarchical router groups experts");
-  PIKV_CHECK(!(o.cache_aware() && *o.cache_aware() && t != RT::pikv),
-             "moe_router: cache_aware=true has no effect with router_type={}: only the pikv router is cache-aware",
-             to_string(t));
-  switch (t) {
-    case RT::topk_balanced:
-      return std::make_shared<TopKBalancedRouter>(TopKBalancedRouterOptions()
-                                                      .top_k(o.top_k())
-                                                      .temperature(o.temperature())
-                                                      .balance_mode(o.balance_mode().value_or(BalanceMode::entropy)));
-    case RT::adaptive:
-      PIKV_CHECK(o.adaptive_top_k().value_or(true),
-                 "moe_router: adaptive_top_k=false turns the adaptive router into plain top-k; use "
-                 "router_type=topk_balanced");
-      return std::make_shared<AdaptiveRouter>(AdaptiveRouterOptions()
-                                                  .top_k(o.top_k())
-                                                  .temperature(o.temperature())
-                                                  .importance_threshold(o.importance_threshold().value_or(0.5)));
-    case RT::pikv: {
-      PiKVRouterOptions p;
-      p.top_k(o.top_k()).temperature(o.temperature());
-      p.importance_threshold(o.importance_threshold().value_or(p.importance_threshold()));
-      p.adaptive_top_k(o.adaptive_top_k().value_or(true));
-      p.cache_aware(o.cache_aware().value_or(true));
-      p.cache_aware_gamma(o.cache_aware_gamma().value_or(p.cache_aware_gamma()));
-      p.recall_momentum(o.recall_momentum().value_or(p.recall_momentum()));
-      PIKV_CHECK(p.cache_aware() || (!o.cache_aware_gamma() && !o.recall_momentum()),
-                 "moe_router: cache_aware_gamma and recall_momentum have no effect with cache_aware=false");
-      return std::make_shared<PiKVRouter>(p);
-    }
-    case RT::eplb:
-      return std::make_shared<EPLBRouter>(
-          EPLBRouterOptions().top_k(o.top_k()).temperature(o.temperature()).capacity_factor(o.capacity_factor().value_or(1.0)));
-    case RT::hierarchical: break;
-  }
-  ExpertGroups groups;
-  if (o.groups()) {
-    groups = parse_groups(*o.groups(), names);
-  } else {
-    PIKV_CHECK(E == 4, "moe_router: router_type=hierarchical with {} experts needs explicit groups (the default "
-                       "grouping {{streaming}}, {{key_norm, window_attention, value_attention}} is for the 4 default experts)",
-               E);
-    groups = default_expert_groups();
-  }
-  if (o.num_groups()) {
-    PIKV_CHECK(*o.num_groups() == static_cast<int64_t>(groups.size()),
-               "moe_router: num_groups={} but the groups are {} (set groups to change them)", *o.num_groups(),
-               groups.size());
-  }
-  return std::make_shared<HierarchicalRouter>(HierarchicalRouterOptions()
-                                                  .top_k(o.top_k())
-                                                  .temperature(o.temperature())
-                                                  .groups(groups)
-                                                  .group_top_k(o.group_top_k().value_or(1)));
-}
 
 // --- the press ---------------------------------------------------------------------------------------
 
 PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options)
     : MoERouterPress(options, experts_from_names(options.experts())) {}
 
-PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts)
-    : MoERouterPress(options, experts,
-                     make_router((validate_options(options), options), static_cast<int64_t>(experts.size()),
-                                 detail::expert_names(experts)),
-                     options.weights().empty() ? GateWeights::for_experts(experts) : GateWeights::load(options.weights())) {}
+PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options,
+                                           std::vector<std::shared_ptr<Expert>> experts)
+    : MoERouterPress(
+          options, experts, detail::router_for((validate_options(options), options), experts),
+          options.weights().empty() ? GateWeights::for_experts(experts) : GateWeights::load(options.weights())) {}
 
-PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options, std::vector<std::shared_ptr<Expert>> experts,
-                                           std::shared_ptr<Router> router, GateWeights gate)
+PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options,
+                                           std::vector<std::shared_ptr<Expert>> experts, std::shared_ptr<Router> router,
+                                           GateWeights gate)
     : ScorerPressBase(options), experts_(std::move(experts)), router_(std::move(router)), gate_(std::move(gate)) {
   const int64_t E = static_cast<int64_t>(experts_.size());
   PIKV_CHECK(E >= 1, "moe_router needs at least one expert");
@@ -334,7 +41,7 @@ PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options, std:
              "moe_router: num_experts={} but {} experts are configured (the expert list decides; pass experts=... to "
              "change it)",
              options.num_experts().value_or(0), E);
-  PIKV_CHECK(router_->top_k() <= E, "moe_router: top_k={} exceeds the number of experts ({})", router_->top_k(), E);
+  PIKV_CHECK(router_->top_k() <= E, "moe_router: top_k must be in 1..num_experts ({}), got {}", E, router_->top_k());
   const std::vector<std::string> names = detail::expert_names(experts_);
   PIKV_CHECK(gate_.experts == names,
              "moe_router: the gate weights from {} are for the experts [{}], this press has [{}]", gate_.source,
@@ -342,9 +49,8 @@ PIKV_INLINE MoERouterPress::MoERouterPress(const MoERouterOptions& options, std:
   PIKV_CHECK(gate_.W.defined() && gate_.W.dim() == 2 && gate_.W.size(0) == E && gate_.W.size(1) == kNumFeatures &&
                  gate_.b.defined() && gate_.b.numel() == E,
              "moe_router: gate weights from {} must be W [{}, {}] and b [{}]", gate_.source, E, kNumFeatures, E);
-  PIKV_CHECK(!gate_.layer_bias.defined() ||
-                 (gate_.layer_bias.dim() == 2 && gate_.layer_bias.size(1) == E &&
-                  (gate_.num_layers == 0 || gate_.layer_bias.size(0) == gate_.num_layers)),
+  PIKV_CHECK(!gate_.layer_bias.defined() || (gate_.layer_bias.dim() == 2 && gate_.layer_bias.size(1) == E &&
+                                             (gate_.num_layers == 0 || gate_.layer_bias.size(0) == gate_.num_layers)),
              "moe_router: per-layer gate offsets from {} must be [{}, {}], got {}", gate_.source,
              gate_.num_layers > 0 ? fmt::format("{}", gate_.num_layers) : std::string("L"), E,
              gate_.layer_bias.defined() ? fmt::format("{}", gate_.layer_bias.sizes()) : std::string());
@@ -540,8 +246,9 @@ PIKV_INLINE void MoERouterPress::reset_stats() {
 
 PIKV_INLINE std::string to_string(const RouterStats& s) {
   std::string text;
-  auto out = fmt::format_to(std::back_inserter(text), "{}: {} layer calls, {:.1f}% of tokens removed, mean attention recall {:.3f}, "
-                                       "avg aux loss {:.3f}, gini {:.3f}, entropy loss {:.3f}",
+  auto out = fmt::format_to(std::back_inserter(text),
+                            "{}: {} layer calls, {:.1f}% of tokens removed, mean attention recall {:.3f}, "
+                            "avg aux loss {:.3f}, gini {:.3f}, entropy loss {:.3f}",
                             s.router, s.calls, 100.0 * s.achieved_compression, s.mean_recall, s.avg_aux_loss,
                             s.balance.gini, s.balance.entropy_loss);
   out = fmt::format_to(out, "\n  primary per expert: ");
@@ -550,35 +257,13 @@ PIKV_INLINE std::string to_string(const RouterStats& s) {
   }
   for (const auto& l : s.layers) {
     out = fmt::format_to(out, "\n  layer {:>3}: primary [{}], mean pi [", l.layer, fmt::join(l.primary_counts, " "));
-    for (size_t e = 0; e < l.mean_gate_prob.size(); ++e) out = fmt::format_to(out, "{}{:.2f}", e ? " " : "", l.mean_gate_prob[e]);
+    for (size_t e = 0; e < l.mean_gate_prob.size(); ++e)
+      out = fmt::format_to(out, "{}{:.2f}", e ? " " : "", l.mean_gate_prob[e]);
     out = fmt::format_to(out, "], experts/head {:.2f}, removed {:.1f}%, recall {:.3f}, aux {:.3f}, gini {:.3f}",
                          l.mean_experts, 100.0 * l.achieved_compression(), l.mean_recall, l.balance.aux_loss,
                          l.balance.gini);
   }
   return text;
 }
-
-namespace detail {
-
-inline PressFactory moe_router_factory() {
-  PressInfo info{MoERouterPress::kName,
-                 "mixture of scoring experts routed per (layer, head) from attention statistics (docs/routing.md)",
-                 PressKind::routed, option_infos<MoERouterOptions>()};
-  return {info, [](OptionReader& r) -> std::shared_ptr<Press> {
-            for (const char* gone : {"dropout", "aux_loss_weight"}) {
-              PIKV_CHECK(!r.has(gone),
-                         "press 'moe_router': option {} does not exist here: routing is deterministic and nothing is "
-                         "trained inside the press (pikv calibrate-router learns the gate)",
-                         gone);
-            }
-            MoERouterOptions options;
-            r.read_into(options);
-            return std::make_shared<MoERouterPress>(options);
-          }};
-}
-
-}  // namespace detail
-
-PIKV_REGISTER_PRESS(MoERouterPress, detail::moe_router_factory());
 
 }  // namespace pikv::routing
