@@ -53,5 +53,6 @@
 
 #include <pikv/calibration/learned_scorers.h>
 #include <pikv/calibration/query_statistics.h>
+#include <pikv/calibration/recipes.h>
 #include <pikv/calibration/router_calibration.h>
 #include <pikv/calibration/router_task_loss.h>

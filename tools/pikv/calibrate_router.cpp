@@ -5,23 +5,17 @@
 
 #include "args.h"
 
-#include <pikv/calibration/learned_scorers.h>
-#include <pikv/calibration/query_statistics.h>
-#include <pikv/io/npy.h>
+#include <pikv/calibration/recipes.h>
 #include <pikv/calibration/router_calibration.h>
 #include <pikv/calibration/router_task_loss.h>
-#include <pikv/core/registry.h>
-#include <pikv/presses/duo_attention.h>
-#include <pikv/presses/qfilter.h>
 
 #include <algorithm>
 
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <map>
+#include <memory>
 
 #ifndef PIKV_DEFAULT_CALIBRATION
 #define PIKV_DEFAULT_CALIBRATION "models/calibration.txt"
@@ -179,221 +173,148 @@ int run_calibrate_router(const CalibrateArgs& a) {
 struct CalibratePressArgs {
   ModelArgs model;
   std::string press, out, corpus_path = PIKV_DEFAULT_CALIBRATION;
-  int64_t num_samples = 100, sample_seq_len = 1000, n_sink = 4, sink_size = 128, recent_size = 256, q_len = 500;
-  int64_t svd_samples = 3000, seed = 0;
-  // kvzap / fastkvzip (KVzip targets) and lukv.
-  int64_t tokens_per_sample = 256;
-  std::string model_type = "mlp";
-  KVzapTrainingOptions kvzap;
-  FastKVzipTrainingOptions gates;
-  std::string scorer = "expected_attention:epsilon=0.02";
-  LUKVCurveOptions lukv;
+  int64_t num_samples = 100, sample_seq_len = 1000;
+  // The recipes' own options (calibration_recipes()), by option name, as the flags left them.
+  std::map<std::string, int64_t> integers;
+  std::map<std::string, std::string> texts;
+  std::map<std::string, bool> toggles;
 };
 
-// Writes `text` to DIR/calibration.md and prints it.
-void report_beside(const std::string& dir, const std::string& text) {
-  fmt::print("{}", text);
-  io::write_file_atomically(dir + "/calibration.md", text, "calibration report");
+std::vector<std::string> recipe_names() {
+  std::vector<std::string> names;
+  for (const auto& r : calibration_recipes()) names.push_back(r.press);
+  return names;
 }
 
 int run_calibrate_press(const CalibratePressArgs& a) {
-  const std::vector<std::string> supported = {"expected_attention_with_stats", "duo_attention", "qfilter", "kvzap",
-                                              "fastkvzip", "lukv"};
   if (a.press.empty()) {
-    usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})", fmt::join(supported, ", ")));
+    usage_error(fmt::format("calibrate needs the press: pikv calibrate PRESS --out DIR (PRESS: {})",
+                            fmt::join(recipe_names(), ", ")));
   }
-  if (std::find(supported.begin(), supported.end(), a.press) == supported.end()) {
+  const CalibrationRecipe* recipe = find_calibration_recipe(a.press);
+  if (recipe == nullptr) {
     usage_error(fmt::format("calibrate: no artefact recipe for '{}'; this version calibrates {}", a.press,
-                            fmt::join(supported, ", ")));
+                            fmt::join(recipe_names(), ", ")));
   }
   if (a.out.empty()) usage_error("calibrate needs --out DIR (the folder to write)");
   const std::string text = read_file(a.corpus_path, "calibration corpus (scripts/setup.sh makes models/calibration.txt)");
   auto model = load_model(a.model);
   auto tokenizer = load_tokenizer(a.model);
-  // Consecutive windows of the corpus (kvpress: the first sample_seq_len characters of each of
-  // num_samples BookSum chapters; here tokens, so every sample has the same weight).
+  CalibrationInputs in;
   const std::vector<int64_t> ids = tokenizer->encode(text);
-  std::vector<std::vector<int64_t>> samples;
-  for (size_t at = 0; static_cast<int64_t>(samples.size()) < a.num_samples &&
-                      at + static_cast<size_t>(a.sample_seq_len) <= ids.size();
-       at += static_cast<size_t>(a.sample_seq_len)) {
-    samples.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(at),
-                         ids.begin() + static_cast<std::ptrdiff_t>(at) + a.sample_seq_len);
-  }
-  check(!samples.empty(), "the calibration corpus '{}' has {} tokens, fewer than one sample of --sample-seq-len {}",
+  in.samples = calibration_windows(ids, a.num_samples, a.sample_seq_len);
+  check(!in.samples.empty(), "the calibration corpus '{}' has {} tokens, fewer than one sample of --sample-seq-len {}",
         a.corpus_path, ids.size(), a.sample_seq_len);
-  if (static_cast<int64_t>(samples.size()) < a.num_samples) {
-    fmt::print(stderr, "note: '{}' holds {} samples of {} tokens, not {}; using those\n", a.corpus_path, samples.size(),
-               a.sample_seq_len, a.num_samples);
+  if (static_cast<int64_t>(in.samples.size()) < a.num_samples) {
+    fmt::print(stderr, "note: '{}' holds {} samples of {} tokens, not {}; using those\n", a.corpus_path,
+               in.samples.size(), a.sample_seq_len, a.num_samples);
   }
+  in.model = model.get();
+  in.tokenizer = tokenizer.get();
+  in.text = text;
+  in.num_samples = a.num_samples;
+  in.sample_seq_len = a.sample_seq_len;
+  in.model_path = a.model.model;
+  in.corpus_path = a.corpus_path;
+  in.out = a.out;
+  for (const auto& o : recipe->options) {
+    switch (o.kind) {
+      case RecipeOptionKind::integer:
+        in.options[o.name] = std::to_string(a.integers.at(o.name));
+        break;
+      case RecipeOptionKind::choice:
+      case RecipeOptionKind::text:
+        in.options[o.name] = a.texts.at(o.name);
+        break;
+      case RecipeOptionKind::toggle:
+        in.options[o.name] = a.toggles.at(o.name) ? "true" : "false";
+        break;
+    }
+  }
+  in.note = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+  // The model's passes over the samples, then (a trained artefact) the training; the training's bar
+  // starts when it does, so that its ETA leaves the passes out.
   const ProgressBar bar("calibrate");
-  auto progress = [&](int64_t done, int64_t total) { bar("samples", done, total, true, 10); };
-  if (a.press == "duo_attention") {
-    fmt::print(stderr, "DuoAttention head scores of {} on {} ({} samples of {} tokens, {} positions)\n", a.model.model,
-               a.corpus_path, samples.size(), a.sample_seq_len, a.q_len);
-    const at::Tensor scores = collect_duo_head_scores(*model, samples, a.q_len, progress);
-    DuoAttentionPress::write_pattern(a.out, scores, a.sink_size, a.recent_size);
-    fmt::print("wrote {}/full_attention_heads.tsv ({} layers x {} KV heads, scores {:.3f}..{:.3f}) and config.json "
-               "(sink_size {}, recent_size {})\nuse: --press duo_attention --option attention_pattern={} --option "
-               "head_compression_ratio=0.5\n",
-               a.out, scores.size(0), scores.size(1), scores.min().item<double>(), scores.max().item<double>(),
-               a.sink_size, a.recent_size, a.out);
-    return 0;
-  }
-  const std::string model_name = a.model.model.substr(a.model.model.find_last_of('/') + 1);
-  if (a.press == "kvzap" || a.press == "fastkvzip") {
-    // KVzip's reconstruction scores of drawn context tokens (KVzip+ for KVzap), from the windows as text
-    // through the model's chat template, as the pipeline prefills a context.
-    const bool kvzap = a.press == "kvzap";
-    std::vector<std::string> contexts;
-    for (const auto& w : samples) contexts.push_back(tokenizer->decode(w));
-    Pipeline pipeline(*model, *tokenizer);
-    KVzipTargetOptions t;
-    t.plus = kvzap;
-    t.tokens_per_sample = a.tokens_per_sample;
-    t.seed = static_cast<uint64_t>(a.seed);
-    fmt::print(stderr, "{} targets of {} on {} ({} samples of {} tokens, {} drawn from each)\n",
-               kvzap ? "KVzip+" : "KVzip", a.model.model, a.corpus_path, samples.size(), a.sample_seq_len,
-               a.tokens_per_sample);
-    const auto t0 = std::chrono::steady_clock::now();
-    const KVzipTargets targets = collect_kvzip_targets(*model, pipeline, contexts, t, progress);
-    const double record_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const ProgressBar train_bar("train");
-    const std::string command = fmt::format("Command: `pikv calibrate {}` on {} with {} ({} samples of {} tokens, {} "
-                                            "tokens drawn from each: {} rows). Targets: {:.1f} s ({} repeat forwards).\n\n",
-                                            a.press, model_name, a.corpus_path, samples.size(), a.sample_seq_len,
-                                            a.tokens_per_sample, targets.scores.size(1), record_s, targets.cost.forwards);
-    if (kvzap) {
-      KVzapTrainingOptions o = a.kvzap;
-      o.model_type = a.model_type;
-      const KVzapModel m = train_kvzap(targets, o, [&](int64_t d, int64_t n) {
-        train_bar(o.model_type == "mlp" ? "epochs" : "layers", d, n, true, 1);
-      });
-      write_kvzap_model(a.out, m);
-      report_beside(a.out, fmt::format("# KVzap ({}) for {}\n\n{}{}", o.model_type, model_name, command, m.report.markdown()));
-      fmt::print("wrote {}/model.safetensors ({} layers, {}) and config.json\nuse: --press kvzap --option kvzap_model={} "
-                 "(or dms:press=kvzap,inner.kvzap_model={},threshold=-4)\n",
-                 a.out, m.layers.size(), o.model_type == "mlp" ? fmt::format("MLP {}", m.hidden_dim) : std::string("linear"),
-                 a.out, a.out);
-    } else {
-      const ModelShape shape = model->shape();
-      const FastKVzipGates g = train_fastkvzip(targets, shape.num_heads / shape.num_kv_heads, a.gates,
-                                               [&](int64_t d, int64_t n) { train_bar("steps", d, n, true, 50); });
-      FastKVzipPress::write_gates(a.out, g.shape, g.layers);
-      report_beside(a.out, fmt::format("# Fast KVzip gates for {}\n\n{}{}", model_name, command, g.report.markdown()));
-      fmt::print("wrote {}/model.safetensors ({} gates, o={}, sink={}) and config.json\nuse: --press fastkvzip --option "
-                 "gates={}\n", a.out, g.layers.size(), g.shape.output_dim, g.shape.sink, a.out);
-    }
-    return 0;
-  }
-  if (a.press == "lukv") {
-    // Questions about calibration text (the evaluation's task generators over the calibration corpus,
-    // never the evaluation haystack), answered greedily with the full cache.
-    const auto [scorer_name, scorer_options] = parse_press_spec(a.scorer);
-    auto scorer = std::dynamic_pointer_cast<ScorerPress>(make_press(scorer_name, scorer_options));
-    check(scorer != nullptr, "--scorer '{}' is not a scorer press (one that scores every token)", a.scorer);
-    check(a.sample_seq_len >= 128,
-          "lukv calibration builds task contexts of --sample-seq-len tokens: at least 128, got {}", a.sample_seq_len);
-    const eval::Corpus corpus(text, *tokenizer);
-    std::vector<eval::Sample> tasks;
-    const auto& names = eval::task_names();
-    for (int64_t i = 0; i < a.num_samples; ++i) {
-      tasks.push_back(eval::make_sample(names[static_cast<size_t>(i) % names.size()], i / static_cast<int64_t>(names.size()),
-                                        a.sample_seq_len, static_cast<uint64_t>(a.seed) + 1000, corpus, *tokenizer));
-    }
-    Pipeline pipeline(*model, *tokenizer);
-    fmt::print(stderr, "LU-KV budget curves of {} around {} on {} ({} questions, contexts of {} tokens, {} answer tokens)\n",
-               a.model.model, scorer->describe(), a.corpus_path, tasks.size(), a.sample_seq_len, a.lukv.new_tokens);
-    const at::Tensor curve = collect_lukv_curve(*model, pipeline, *tokenizer, *scorer, tasks, a.lukv, progress);
-    std::error_code ec;
-    std::filesystem::create_directories(a.out, ec);
-    check(!ec, "cannot create '{}': {}", a.out, ec.message());
-    const std::string file = a.out + "/budget_curve.npy";
-    io::write_npy(file, curve);
-    // The per-layer shares at the ratios people use: what the curve does with a layer's budget.
-    std::string md = fmt::format("# LU-KV budget curve for {}\n\nCommand: `pikv calibrate lukv --scorer {}` on {} "
-                                 "({} task questions over {}, contexts of {} tokens, {} greedy answer tokens; sink {}, "
-                                 "window {}, {}).\n\nPruned share per layer (mean over KV heads, min-max in brackets):\n\n"
-                                 "| layer | ratio 0.25 | ratio 0.5 | ratio 0.75 |\n|---|---|---|---|\n",
-                                 model_name, a.scorer, model_name, tasks.size(), a.corpus_path, a.sample_seq_len,
-                                 a.lukv.new_tokens, a.lukv.sink, a.lukv.window,
-                                 a.lukv.per_layer ? "per layer" : "across layers");
-    for (int64_t l = 0; l < curve.size(1); ++l) {
-      md += fmt::format("| {} |", l);
-      for (int64_t row : {24, 49, 74}) {
-        const at::Tensor v = curve[row][l];
-        md += fmt::format(" {:.2f} ({:.2f}-{:.2f}) |", v.mean().item<double>(), v.min().item<double>(), v.max().item<double>());
-      }
-      md += "\n";
-    }
-    report_beside(a.out, md);
-    fmt::print("wrote {} ([99, {}, {}] prune fractions)\nuse: --press lukv --option curve={}{}\n", file, curve.size(1),
-               curve.size(2), file,
-               a.scorer == "expected_attention:epsilon=0.02" ? "" : fmt::format(" --option press={} ...", scorer_name));
-    return 0;
-  }
-  if (a.press == "qfilter") {
-    fmt::print(stderr, "Q-Filters of {} on {} ({} samples of {} tokens, up to {} query rows per head)\n", a.model.model,
-               a.corpus_path, samples.size(), a.sample_seq_len, a.svd_samples);
-    const at::Tensor filters =
-        collect_qfilters(*model, samples, a.svd_samples, static_cast<uint64_t>(a.seed), progress);
-    QFilterPress::write_filters(a.out, filters);
-    fmt::print("wrote {}/model.safetensors (q_filters {}x{}x{}) and config.json\nuse: --press qfilter --option filters={}\n",
-               a.out, filters.size(0), filters.size(1), filters.size(2), a.out);
-    return 0;
-  }
-  check(a.n_sink < a.sample_seq_len, "--n-sink {} must be below --sample-seq-len {}", a.n_sink, a.sample_seq_len);
-  fmt::print(stderr, "query statistics of {} on {} ({} samples of {} tokens, the first {} left out)\n", a.model.model,
-             a.corpus_path, samples.size(), a.sample_seq_len, a.n_sink);
-  const QueryStatistics stats = collect_query_statistics(*model, samples, a.n_sink, progress);
-  QueryStatisticsInfo info;
-  info.model_name = a.model.model.substr(a.model.model.find_last_of('/') + 1);
-  info.dataset_name = a.corpus_path.substr(a.corpus_path.find_last_of('/') + 1);
-  info.num_samples = static_cast<int64_t>(samples.size());
-  info.sample_seq_len = a.sample_seq_len;
-  info.n_sink = a.n_sink;
-  save_query_statistics(a.out, stats, info);
-  fmt::print("wrote {}/model.safetensors (query_mean {}x{}x{}, query_cov, from {} queries per head) and config.json\n"
-             "use: --press expected_attention_with_stats --option stats_folder={}\n",
-             a.out, stats.mean.size(0), stats.mean.size(1), stats.mean.size(2), stats.tokens, a.out);
+  std::unique_ptr<ProgressBar> train_bar;
+  in.progress = [&](const std::string& stage, int64_t done, int64_t total) {
+    if (stage == "samples") return bar(stage, done, total, true, 10);
+    if (!train_bar) train_bar = std::make_unique<ProgressBar>("train");
+    (*train_bar)(stage, done, total, true, stage == "steps" ? 50 : 1);
+  };
+  const CalibrationResult result = run_calibration_recipe(*recipe, std::move(in));
+  fmt::print("{}{}\nuse: {}\n", result.report, result.wrote, result.use);
   return 0;
+}
+
+// "--model-type" for model_type.
+std::string recipe_flag(const std::string& option) {
+  std::string flag = "--" + option;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
+// One flag per recipe option (an option several recipes read, once), in the recipes' order; its help
+// names the recipes that read it.
+void add_recipe_flags(args::Flags& f, CalibratePressArgs& a) {
+  std::vector<std::pair<const RecipeOption*, std::vector<std::string>>> options;
+  for (const auto& r : calibration_recipes()) {
+    for (const auto& o : r.options) {
+      auto same = std::find_if(options.begin(), options.end(), [&](const auto& e) { return e.first->name == o.name; });
+      if (same == options.end()) {
+        options.push_back({&o, {r.press}});
+        continue;
+      }
+      const RecipeOption& first = *same->first;
+      check(first.kind == o.kind && first.default_value == o.default_value && first.min == o.min &&
+                first.max == o.max && first.choices == o.choices,
+            "calibrate: recipes {} and {} declare option {} differently", same->second.front(), r.press, o.name);
+      same->second.push_back(r.press);
+    }
+  }
+  for (const auto& [o, presses] : options) {
+    const std::string flag = recipe_flag(o->name), help = fmt::format("{}: {}", fmt::join(presses, "/"), o->help);
+    const bool brief = o->help.find("{default}") != std::string::npos;
+    switch (o->kind) {
+      case RecipeOptionKind::integer: {
+        int64_t& value = a.integers[o->name];
+        value = std::stoll(o->default_value);
+        args::Flag flag_ = args::integer(flag, o->metavar, &value, static_cast<uint64_t>(o->min),
+                                         static_cast<uint64_t>(o->max), brief ? "" : help);
+        if (brief) flag_.with_note(help).as_brief();
+        f.push_back(std::move(flag_));
+        break;
+      }
+      case RecipeOptionKind::choice:
+        a.texts[o->name] = o->default_value;
+        f.push_back(args::choice(flag, o->metavar, &a.texts[o->name], o->choices, help));
+        break;
+      case RecipeOptionKind::text:
+        a.texts[o->name] = o->default_value;
+        f.push_back(args::text(flag, o->metavar, &a.texts[o->name], help));
+        break;
+      case RecipeOptionKind::toggle:
+        a.toggles[o->name] = o->default_value == "true";
+        f.push_back(args::toggle(flag, &a.toggles[o->name], help));
+        break;
+    }
+  }
 }
 
 }  // namespace
 
 args::Action declare_calibrate(args::Flags& f) {
   auto a = std::make_shared<CalibratePressArgs>();
+  std::string recipes;
+  for (const auto& r : calibration_recipes()) recipes += fmt::format("\n{}: {}", r.press, r.summary);
   f = {
       args::text("--press", "NAME", &a->press,
-                 "the press whose artefact to compute (also the first word: pikv calibrate NAME);\n"
-                 "expected_attention_with_stats: query statistics; duo_attention: a head pattern;\n"
-                 "qfilter: Q-Filters (the dominant post-RoPE query direction per head);\n"
-                 "kvzap: KVzap's surrogate (log KVzip+ from the hidden states); fastkvzip: Fast KVzip's\n"
-                 "gates (KVzip scores); lukv: LU-KV budget curves (from answers' attention)"),
+                 "the press whose artefact to compute (also the first word: pikv calibrate NAME):" + recipes),
       args::path("--out", "DIR", &a->out, "folder to write (config.json + model.safetensors, kvpress's layout)"),
       args::path("--corpus", "FILE", &a->corpus_path, "calibration text (default models/calibration.txt)"),
       args::integer("--num-samples", "N", &a->num_samples, 1, args::kMaxCount).with_note("{default}").as_brief(),
       args::integer("--sample-seq-len", "N", &a->sample_seq_len, 2, args::kMaxTokens).with_note("{default} tokens").as_brief(),
-      args::integer("--n-sink", "N", &a->n_sink, 0, args::kMaxTokens).with_note("{default}: first tokens of a sample left out").as_brief(),
-      args::integer("--sink-size", "N", &a->sink_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
-      args::integer("--recent-size", "N", &a->recent_size, 0, args::kMaxTokens).with_note("duo_attention: {default}").as_brief(),
-      args::integer("--q-len", "N", &a->q_len, 1, args::kMaxTokens).with_note("duo_attention: {default} positions").as_brief(),
-      args::integer("--svd-samples", "N", &a->svd_samples, 2, args::kMaxCount).with_note("qfilter: {default} query rows").as_brief(),
-      args::integer("--seed", "N", &a->seed, 0, args::kMaxCount).with_note("{default}: qfilter's rows, kvzap/fastkvzip's tokens, lukv's tasks").as_brief(),
-      args::integer("--tokens-per-sample", "N", &a->tokens_per_sample, 1, args::kMaxTokens)
-          .with_note("kvzap/fastkvzip: {default} target tokens drawn per sample").as_brief(),
-      args::choice("--model-type", "T", &a->model_type, {"linear", "mlp"}, "kvzap: linear (ridge) or mlp (default mlp)"),
-      args::integer("--hidden-dim", "N", &a->kvzap.hidden_dim, 1, 1 << 16).with_note("kvzap mlp: {default}").as_brief(),
-      args::integer("--epochs", "N", &a->kvzap.epochs, 1, args::kMaxCount).with_note("kvzap mlp: {default}").as_brief(),
-      args::integer("--steps", "N", &a->gates.steps, 1, args::kMaxCount).with_note("fastkvzip: {default} SGD steps").as_brief(),
-      args::integer("--batch-size", "N", &a->gates.batch_size, 1, args::kMaxCount).with_note("fastkvzip: {default} rows").as_brief(),
-      args::text("--scorer", "SPEC", &a->scorer, "lukv: the press the curve is for (default expected_attention:epsilon=0.02,\n"
-                                                 "the lukv press's default scorer)"),
-      args::integer("--new-tokens", "N", &a->lukv.new_tokens, 2, 4096).with_note("lukv: {default} answer tokens").as_brief(),
-      args::integer("--sink", "N", &a->lukv.sink, 0, args::kMaxTokens).with_note("lukv: {default}").as_brief(),
-      args::integer("--window", "N", &a->lukv.window, 0, args::kMaxTokens).with_note("lukv: {default}").as_brief(),
-      args::toggle("--per-layer", &a->lukv.per_layer, "lukv: allocate within each layer (default: across all layers)"),
   };
+  add_recipe_flags(f, *a);
   add_model_flags(f, a->model);
   return [a] { return run_calibrate_press(*a); };
 }

@@ -117,6 +117,13 @@ namespace {
 
 using namespace pikv::cli;
 
+// "expected_attention_with_stats, duo_attention, ...": the presses `pikv calibrate` has a recipe for.
+std::string calibration_press_list() {
+  std::vector<std::string> names;
+  for (const auto& r : pikv::calibration_recipes()) names.push_back(r.press);
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
 // The command table: `pikv NAME ...` runs the row named NAME, and `pikv --help` lists the rows in this
 // order, then the options of each. Each command declares its flags next to its code (declare_*).
 const std::vector<args::Command>& commands() {
@@ -134,8 +141,8 @@ const std::vector<args::Command>& commands() {
       {"calibrate-router", "[options]",
        "learn the moe_router press's gate on calibration text (writes a weights file)", "", declare_calibrate_router},
       {"calibrate", "PRESS [options]",
-       "compute or train the artefact a press loads, for any model, in the layout kvpress reads\n"
-       "(expected_attention_with_stats, duo_attention, qfilter, kvzap, fastkvzip, lukv)",
+       "compute or train the artefact a press loads, for any model, in the layout kvpress reads\n(" +
+           calibration_press_list() + ")",
        "", declare_calibrate},
       {"synthetic", "[options]",
        "six presses (knorm, streaming_llm, keydiff, random, composed, per-layer)\n"

@@ -8,6 +8,7 @@
 //   from how the wrapped scorer's ranking matches the attention generated answers really pay.
 // The targets come from the model itself on calibration text: KVzip's context reconstruction (the
 // kvzip press's own scores) and greedy answers to questions about the text.
+// `pikv calibrate PRESS` runs them through the recipe table (calibration/recipes.h).
 
 #include <pikv/core/causal_lm.h>
 #include <pikv/core/press.h>
