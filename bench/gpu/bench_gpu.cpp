@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
     c10::InferenceMode inference;
     ModelConfig config = ModelConfig::from_file(config_path);
     auto [weights, weight_read_bytes] = random_llama_weights(config, opt, 0);
-    DecoderModel model(config, std::move(weights), LoadOptions().dtype(st).device(device), config_path);
+    DecoderModel model(config, std::move(weights), LoadOptions().dtype(st).device(opt.device()), config_path);
     const double bandwidth = copy_bandwidth(dev, opt);
     fmt::print(stderr, "pikv_bench_gpu: {} layers, hidden {}, {}/{} heads, {} on {}; weights read per token {:.2f} GB; "
                        "copy bandwidth {:.0f} GB/s (read + write)\n",

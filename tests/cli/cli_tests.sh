@@ -42,6 +42,16 @@ if [ -n "$EXPORTED" ]; then
     expect 0 "kept 2700 of 5490" -- score --model "$graph" --press snapkv --option window_size=4 --ratio 0.5 \
       --tokens "$(seq -s ' ' 100 160)" --out "$tmp/score.safetensors"
     expect 2 "calibrate-router needs a model PiKVPress runs itself" -- calibrate-router --model "$graph" --out "$tmp/gates.json"
+    # The graph's own dtype and device may be asked for; others are refused, not ignored.
+    expect 0 "wrote logits [1, 2, 49152]" -- logits --model "$graph" --dtype float32 --device cpu --tokens "1 2" \
+      --out "$tmp/logits.safetensors"
+    expect 2 "was exported in float32, LoadOptions asks for dtype bfloat16" -- logits --model "$graph" --dtype bfloat16 \
+      --tokens "1 2" --out "$tmp/logits.safetensors"
+    # A context beyond the graph's capacity (1024 for the default model): the clear message, before the graph runs.
+    expect 2 "exceed the fixed capacity of" -- logits --model "$graph" --tokens "$(seq -s ' ' 1 5000)" \
+      --out "$tmp/logits.safetensors"
+    expect 2 "keeps its KV cache in float32" -- logits --model "$graph" --kv-dtype float16 --tokens "1 2" \
+      --out "$tmp/logits.safetensors"
   done
   # A tokenizer found beside the graph: FILE.gguf next to FILE.pt2.
   ln -s "$(realpath "$GGUF")" "$tmp/smol.gguf"

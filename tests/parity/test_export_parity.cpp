@@ -55,6 +55,16 @@ at::Tensor kept_score_values(const at::Tensor& scores, const at::Tensor& kept) {
   return std::get<0>(v.sort());
 }
 
+// Fails on purpose in compress(), which runs inside the graph (in the pikv operator).
+class FailingPress : public Press {
+ public:
+  std::string name() const override { return "failing"; }
+  double compression_ratio() const override { return 0.5; }
+  CompressedKV compress(const AttentionContext& ctx) override {
+    throw Error(fmt::format("FailingPress refused layer {} on purpose", ctx.layer));
+  }
+};
+
 // Prefill and decode of `ids` then `decode` without a press -> logits [1, T + s, V] (CPU float).
 at::Tensor plain_logits(CausalLM& model, const at::Tensor& ids, const at::Tensor& decode) {
   KVCache cache = model.make_cache();
@@ -350,11 +360,6 @@ TEST(ExportedModels, BadInputGetsClearErrors) {
   auto model = ScriptedModel::load(dir + "/llama_gqa.pt");
   const int64_t C = model->info().capacity;
   KVCache cache = model->make_cache();
-  // Beyond the capacity: the prefill, then a decode step past the end.
-  EXPECT_PIKV_ERROR(model->forward(at::zeros({1, C + 1}, at::kLong), cache), "capacity");
-  cache.clear();
-  (void)model->forward(at::zeros({1, C}, at::kLong), cache);
-  EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 1}, at::kLong), cache), "capacity");
   // Shapes, ids, dtypes, batches and caches that do not fit the graph.
   KVCache other = model->make_cache();
   EXPECT_PIKV_ERROR(model->make_cache(2), "exported for batch 1");
@@ -372,4 +377,61 @@ TEST(ExportedModels, BadInputGetsClearErrors) {
   EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 4}, at::kLong), half), "float32", "float16");
   EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 4}, at::kLong), other, ForwardOptions().return_hidden(true)),
                     "logits only");
+}
+
+TEST(ExportedModels, OptionsCapacityAndOperatorFailuresGetClearErrors) {
+  const std::string dir = export_dir();
+  for (const std::string name : {"llama_gqa.pt2", "llama_gqa.pt"}) {
+    SCOPED_TRACE(name);
+    const std::string file = dir + "/" + name;
+    // The graphs are float32 on the CPU: options that ask for something else are refused, naming the file,
+    // the requested value and the graph's, instead of being ignored.
+    EXPECT_PIKV_ERROR(load_causal_lm(file, LoadOptions().dtype(at::kBFloat16)), name.c_str(), "exported in float32",
+                      "dtype bfloat16");
+    EXPECT_PIKV_ERROR(load_causal_lm(file, LoadOptions().device(at::kCUDA)), name.c_str(), "exported for cpu",
+                      "device cuda");
+    EXPECT_PIKV_ERROR(load_causal_lm(file, LoadOptions().device("cuda:1")), name.c_str(), "device cuda:1");
+    EXPECT_PIKV_ERROR(load_causal_lm(file, LoadOptions().kv_dtype(at::kHalf)), name.c_str(), "kv_dtype float16");
+    // Unset options and the graph's own values load.
+    (void)load_causal_lm(file, LoadOptions().dtype(at::kFloat).device("cpu").kv_dtype(at::kFloat));
+    auto model = load_causal_lm(file, LoadOptions());
+    const int64_t C = model->shape().max_positions;
+    const std::string capacity = fmt::format("exceed the fixed capacity of {} tokens", C);
+    KVCache cache = model->make_cache();
+    // Beyond the capacity: refused on the host before the graph runs (no runtime wrapper, nothing
+    // appended), for the prefill and for a decode step past the end.
+    try {
+      (void)model->forward(at::zeros({1, C + 1}, at::kLong), cache);
+      ADD_FAILURE() << "a prefill beyond the capacity ran";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(name), std::string::npos) << message;
+      EXPECT_NE(message.find(fmt::format("{} new tokens after the 0", C + 1)), std::string::npos) << message;
+      EXPECT_NE(message.find(capacity), std::string::npos) << message;
+      EXPECT_NE(message.find("export the model, with a larger capacity"), std::string::npos) << message;
+      EXPECT_EQ(message.find("run_func_"), std::string::npos) << message;
+      EXPECT_EQ(message.find("TorchScript"), std::string::npos) << message;
+    }
+    EXPECT_EQ(cache.logical_length(0), 0);
+    (void)model->forward(at::zeros({1, C}, at::kLong), cache);
+    EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 1}, at::kLong), cache), name.c_str(),
+                      fmt::format("1 new tokens after the {}", C).c_str(), capacity.c_str());
+    EXPECT_EQ(cache.logical_length(0), C);
+    // An error raised inside the graph by the operator (here a press) comes back with the operator's own
+    // message, not AOTInductor's "run_func_(...) API call failed" or TorchScript's traceback.
+    cache.clear();
+    FailingPress press;
+    PressGuard guard(*model, press);
+    try {
+      (void)model->forward(at::zeros({1, 4}, at::kLong), cache);
+      ADD_FAILURE() << "the failing press did not fail";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(name), std::string::npos) << message;
+      EXPECT_NE(message.find("FailingPress refused layer 0 on purpose"), std::string::npos) << message;
+      EXPECT_EQ(message.find("run_func_"), std::string::npos) << message;
+      EXPECT_EQ(message.find("TorchScript interpreter"), std::string::npos) << message;
+      EXPECT_EQ(message.find("Traceback"), std::string::npos) << message;
+    }
+  }
 }

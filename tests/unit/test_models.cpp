@@ -246,6 +246,44 @@ TEST(Decoder, InputChecksPressesAndBFloat16) {
                     "dtype must be float32, bfloat16, float16 or float64");
 }
 
+TEST(LoadOptions, DeviceIsAnAtDeviceAndNamesAreParsedWithAClearError) {
+  EXPECT_FALSE(LoadOptions().device().has_value());  // unset: the CPU for a checkpoint, a graph's own
+  EXPECT_FALSE(LoadOptions().dtype().has_value());
+  EXPECT_EQ(*LoadOptions().device(at::kCUDA).device(), at::Device(at::kCUDA));
+  EXPECT_EQ(*LoadOptions().device("cuda:1").device(), at::Device(at::kCUDA, 1));
+  EXPECT_EQ(*LoadOptions().device(std::string("cpu")).device(), at::Device(at::kCPU));
+  EXPECT_PIKV_ERROR(LoadOptions().device("gpu0"), "LoadOptions::device", "'gpu0' is not a device name");
+  // An explicit CPU float32 load is the default one.
+  auto model = DecoderModel::load(write_checkpoint("hf-explicit", kTinyConfig, tiny_weights()),
+                                  LoadOptions().dtype(at::kFloat).device("cpu"));
+  EXPECT_EQ(model->options().device(), at::Device(at::kCPU));
+  EXPECT_EQ(model->options().dtype(), at::kFloat);
+}
+
+TEST(GraphModels, OptionsTheGraphCannotHonourAreErrors) {
+  // clang-format off
+  std::map<std::string, std::string> meta = {
+      {"pikv.format", "pikv-exported-model"}, {"pikv.version", "1"}, {"num_layers", "1"}, {"num_heads", "2"},
+      {"num_kv_heads", "1"}, {"head_dim", "8"}, {"vocab_size", "32"}, {"batch", "1"}, {"capacity", "16"},
+      {"dtype", "bfloat16"}, {"device", "cpu"}, {"cache_names", "k0,v0,s0"}};
+  // clang-format on
+  const GraphModelInfo info = GraphModelInfo::parse(meta, "m.pt2");
+  EXPECT_EQ(info.device, at::Device(at::kCPU));
+  check_graph_options(info, LoadOptions(), "m.pt2");  // unset: the graph's own
+  check_graph_options(info, LoadOptions().dtype(at::kBFloat16).device(at::kCPU).kv_dtype(at::kBFloat16), "m.pt2");
+  EXPECT_PIKV_ERROR(check_graph_options(info, LoadOptions().dtype(at::kFloat), "m.pt2"),
+                    "'m.pt2' was exported in bfloat16, LoadOptions asks for dtype float32", "--dtype");
+  EXPECT_PIKV_ERROR(check_graph_options(info, LoadOptions().device("cuda"), "m.pt2"),
+                    "'m.pt2' was exported for cpu, LoadOptions asks for device cuda", "--device cuda");
+  EXPECT_PIKV_ERROR(check_graph_options(info, LoadOptions().kv_dtype(at::kHalf), "m.pt2"),
+                    "keeps its KV cache in bfloat16", "kv_dtype float16");
+  meta["device"] = "cuda:0";  // pikv_export records the device type only
+  EXPECT_PIKV_ERROR(GraphModelInfo::parse(meta, "m.pt2"),
+                    "'m.pt2': metadata 'device' must be cpu or cuda, got 'cuda:0'");
+  meta["device"] = "tpu";
+  EXPECT_PIKV_ERROR(GraphModelInfo::parse(meta, "m.pt2"), "got 'tpu'");
+}
+
 TEST(Decoder, LongForwardsRunTheMlpOnSlicesOfTheSequence) {
   // 3 x 6000 tokens is above the slicing threshold (16384 tokens per forward); one row alone is not.
   // The MLP is per token, so the sliced forward must give what each row gives unsliced.

@@ -66,11 +66,15 @@ struct ModelArgs {
   std::string dtype = "float32";
   bool exact = false;             // GGUF: dequantise at load, cache in the compute dtype
   std::string kv_dtype = "auto";  // auto, float32, float16, bfloat16
+  // Whether --device / --dtype were given: an exported graph takes its own unless they were (and then
+  // they must be the graph's).
+  bool device_given = false, dtype_given = false;
 };
 // Declares --model/--tokenizer/--device/--dtype/--exact/--kv-dtype (listed under "Common options").
 void add_model_flags(args::Flags& flags, ModelArgs& m);
 // Loads the model: our decoder for a folder or .gguf, an exported graph for .pt2 (AOTInductor) or .pt
-// (TorchScript). Checks that a CUDA device exists when one is asked for.
+// (TorchScript). Checks that a CUDA device exists when one is asked for. A graph runs in the dtype and on
+// the device it was exported for: --dtype / --device that disagree with it are an error.
 std::unique_ptr<CausalLM> load_model(const ModelArgs& m);
 // The tokenizer: --tokenizer, else the model's (a .gguf or a folder with tokenizer.json); for an exported
 // graph a tokenizer.json or a .gguf of the same name beside it.

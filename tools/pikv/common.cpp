@@ -56,9 +56,13 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
                              "tokenizer.json folder or .gguf file (default: the model's own; for FILE.pt2/.pt\n"
                              "a tokenizer.json or FILE.gguf beside it)")
                       .as_common());
-  flags.push_back(args::choice("--device", "D", &m.device, {"cpu", "cuda"}, "cpu or cuda (default {default})").as_common());
+  flags.push_back(args::choice("--device", "D", &m.device, {"cpu", "cuda"},
+                               "cpu or cuda (default {default}; an exported graph: the one it was exported for)")
+                      .record_given(&m.device_given)
+                      .as_common());
   flags.push_back(args::choice("--dtype", "T", &m.dtype, {"float32", "bfloat16", "float16"},
-                               "float32, bfloat16 or float16 (default {default})")
+                               "float32, bfloat16 or float16 (default {default}; an exported graph: its own)")
+                      .record_given(&m.dtype_given)
                       .as_common());
   flags.push_back(args::toggle("--exact", &m.exact,
                                "GGUF: dequantise every weight at load and keep the KV cache in --dtype, the path\n"
@@ -74,10 +78,15 @@ void add_model_flags(args::Flags& flags, ModelArgs& m) {
 std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
   if (m.device != "cpu" && !at::hasCUDA()) fail("--device {}, but this LibTorch sees no CUDA device", m.device);
   fmt::print(stderr, "loading {} ...\n", m.model);
-  LoadOptions options = LoadOptions().dtype(parse_dtype(m.dtype)).device(m.device).dequantize(m.exact);
+  // An exported graph has its own dtype and device: pass ours only when asked for, so that the library
+  // refuses a disagreeing one instead of the defaults refusing every graph not exported for float32 on the CPU.
+  const bool graph = is_graph_file(m.model);
+  LoadOptions options = LoadOptions().dequantize(m.exact);
+  if (!graph || m.dtype_given) options.dtype(parse_dtype(m.dtype));
+  if (!graph || m.device_given) options.device(m.device);
   if (m.kv_dtype != "auto") {
     options.kv_dtype(parse_dtype(m.kv_dtype));
-  } else if (m.exact) {
+  } else if (m.exact && !graph) {
     options.kv_dtype(parse_dtype(m.dtype));
   }
   auto model = load_causal_lm(m.model, options);
@@ -87,14 +96,6 @@ std::unique_ptr<CausalLM> load_model(const ModelArgs& m) {
       fmt::print(stderr, "weights: {} matrices kept quantized ({:.1f} MB in all); KV cache {} (--exact: dequantised, "
                          "bit-comparable with transformers)\n",
                  decoder->quantized_matrices(), decoder->weight_bytes() / 1e6, c10::toString(kv));
-    }
-  }
-  if (is_graph_file(m.model)) {
-    // An exported graph runs in the dtype and on the device it was exported for.
-    const at::TensorOptions o = model->options();
-    if (o.dtype() != parse_dtype(m.dtype) || o.device().type() != c10::Device(m.device).type()) {
-      fmt::print(stderr, "note: {} was exported for {} on {}; --dtype/--device do not change it\n", m.model,
-                 c10::toString(o.dtype().toScalarType()), o.device().str());
     }
   }
   return model;

@@ -26,8 +26,18 @@ using WeightMap = std::map<std::string, at::Tensor>;
 using QuantizedWeightMap = std::map<std::string, ops::QuantizedMatrix>;
 
 struct LoadOptions {
-  TORCH_ARG(at::ScalarType, dtype) = at::kFloat;  // compute dtype: float32, bfloat16, float16
-  TORCH_ARG(std::string, device) = "cpu";         // "cpu", "cuda", "cuda:1"
+  // The compute dtype (float32, bfloat16, float16) and device. Unset: float32 on the CPU for a checkpoint,
+  // and for an exported graph (load_causal_lm) the dtype and device it was exported for. They are optional
+  // so that "not asked" differs from "asked for float32 on the CPU": a graph cannot change either (its
+  // compiled code and traced constants are fixed), so a value set here that disagrees with the graph's is
+  // a pikv::Error instead of being ignored.
+  TORCH_ARG(std::optional<at::ScalarType>, dtype) = std::nullopt;
+  TORCH_ARG(std::optional<at::Device>, device) = std::nullopt;
+
+ public:
+  // A device by name: "cpu", "cuda", "cuda:1". Throws pikv::Error naming the text when LibTorch cannot
+  // parse it.
+  LoadOptions& device(const std::string& name);
   // GGUF files: with float32 compute on the CPU, linear and embedding weights of types Q8_0, Q4_0,
   // Q4_1, Q4_K and Q6_K stay quantized and run through ops::quantized_linear (decoding reads 4-8x
   // fewer weight bytes). true dequantises everything to the compute dtype at load, the path whose

@@ -13,8 +13,10 @@
 // interpreter): load only files you trust, as you would a shared library.
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <pikv/core/causal_lm.h>
+#include <pikv/models/decoder.h>
 
 #include <array>
 #include <map>
@@ -32,7 +34,7 @@ struct GraphModelInfo {
   int64_t batch = 1;     // rows the graph was exported for
   int64_t capacity = 0;  // tokens per (row, KV head) the cache holds
   at::ScalarType dtype = at::kFloat;
-  std::string device = "cpu";
+  at::Device device = at::kCPU;  // cpu or cuda (no index: the graph runs on the current CUDA device)
   std::string model_type;                               // transformers' model_type ("llama", ...)
   std::vector<std::array<std::string, 3>> cache_names;  // per layer: the graph's key, value, slots buffers
 
@@ -50,7 +52,9 @@ class GraphModel : public CausalLM {
   // A fixed-capacity cache with the graph's geometry (batch must be the exported batch).
   KVCache make_cache(int64_t batch = 1) const override;
   // input_ids int64 [B, T] -> logits [B, T, V]. `cache` must be one of make_cache()'s; its buffers are
-  // bound to the graph. Positions continue the cache. attention_mask, explicit positions, return_hidden
+  // bound to the graph. Positions continue the cache. A forward that would take the cache past its
+  // capacity is refused before the graph runs; an error raised inside the graph by the pikv operator
+  // (a press, the cache) is reported with the operator's own message. attention_mask, explicit positions, return_hidden
   // and eager_attention are not supported (the operator materialises attention weights when the
   // installed press needs them).
   at::Tensor forward(const at::Tensor& input_ids, KVCache& cache, const ForwardOptions& options = {}) override;
@@ -78,8 +82,9 @@ class GraphModel : public CausalLM {
 class ExportedModel : public GraphModel {
  public:
   // An AOTInductor package written by pikv_export. Throws pikv::Error for a missing file, a package
-  // without pikv_export's metadata, one compiled for a device this process does not have.
-  [[nodiscard]] static std::unique_ptr<ExportedModel> load(const std::string& path);
+  // without pikv_export's metadata, one compiled for a device this process does not have, and options
+  // that ask for another dtype, device or KV dtype than the graph's (check_graph_options).
+  [[nodiscard]] static std::unique_ptr<ExportedModel> load(const std::string& path, const LoadOptions& options = {});
   ~ExportedModel() override;
 
  protected:
@@ -94,8 +99,9 @@ class ExportedModel : public GraphModel {
 
 class ScriptedModel : public GraphModel {
  public:
-  // A TorchScript file written by pikv_export. Throws pikv::Error for a missing or foreign file.
-  [[nodiscard]] static std::unique_ptr<ScriptedModel> load(const std::string& path);
+  // A TorchScript file written by pikv_export. Throws pikv::Error for a missing or foreign file, and for
+  // options the graph cannot honour (check_graph_options).
+  [[nodiscard]] static std::unique_ptr<ScriptedModel> load(const std::string& path, const LoadOptions& options = {});
   ~ScriptedModel() override;
 
  protected:
@@ -108,14 +114,21 @@ class ScriptedModel : public GraphModel {
   std::unique_ptr<Impl> impl_;
 };
 
-struct LoadOptions;
+// Throws pikv::Error (naming `path`, the requested value and the graph's) when `options` set a dtype, a
+// device or a KV dtype other than those the graph was exported for. A graph cannot be moved or converted
+// after export: an AOTInductor package is compiled code for one device and dtype, and a traced TorchScript
+// module keeps the device and dtype of the export as constants (tensors it creates, casts), so
+// .to(device) would move its weights but not those. A CUDA graph runs on the current CUDA device: a
+// request naming another index is refused too. Unset options (LoadOptions()) take the graph's own.
+// dequantize (GGUF only) does not apply and is ignored.
+void check_graph_options(const GraphModelInfo& info, const LoadOptions& options, const std::string& path);
 
 // True for the files load_causal_lm loads as exported graphs: *.pt2 and *.pt.
 [[nodiscard]] bool is_graph_file(const std::string& path);
 
 // A model file by its kind: .pt2 -> ExportedModel, .pt -> ScriptedModel, anything else (a Hugging Face
-// folder, a .gguf file) -> DecoderModel::load with `options` (exported graphs keep the dtype and device
-// they were exported with).
+// folder, a .gguf file) -> DecoderModel::load, each with `options` (exported graphs keep the dtype and
+// device they were exported with: leave those options unset, or set them to the graph's).
 [[nodiscard]] std::unique_ptr<CausalLM> load_causal_lm(const std::string& path, const LoadOptions& options);
 
 }  // namespace pikv

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace pikv::ops {
 
@@ -46,6 +47,12 @@ at::Tensor cached_attention_meta(const at::Tensor& query, const at::Tensor& key,
                                  const at::Tensor& positions, const at::Tensor& inv_freq,
                                  const std::optional<at::Tensor>& out_weight, int64_t layer, int64_t num_layers,
                                  double scale, int64_t sliding_window, double softcap, double rope_scaling);
+
+// The message of the last error the operator raised on this thread, cleared by the call ("" when none).
+// A graph runtime wraps the operator's exception in its own text (AOTInductor: "run_func_(...) API call
+// failed", the message only on stderr; TorchScript: the interpreter's traceback), so GraphModel asks here
+// for the operator's own message. Each thread has its own, as each runs its own graph calls.
+std::string take_operator_error();
 
 // True once libpikv's operator registration ran in this process (a model file that calls the operator
 // needs it).

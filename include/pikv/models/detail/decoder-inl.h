@@ -335,6 +335,16 @@ struct DecoderModel::Impl {
   at::Tensor embed_scale;  // scalar multiplier of the embeddings (Gemma 3), or undefined
 };
 
+PIKV_INLINE LoadOptions& LoadOptions::device(const std::string& name) {
+  try {
+    device_ = at::Device(name);
+  } catch (const std::exception&) {
+    // LibTorch's own message carries a backtrace and not the option's name.
+    PIKV_FAIL("LoadOptions::device: '{}' is not a device name (cpu, cuda, cuda:N)", name);
+  }
+  return *this;
+}
+
 PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, const LoadOptions& options,
                                        const std::string& source)
     : DecoderModel(std::move(config), std::move(weights), QuantizedWeightMap(), options, source) {}
@@ -343,10 +353,10 @@ PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, Qu
                                        const LoadOptions& options, const std::string& source)
     : config_(std::move(config)), impl_(std::make_unique<Impl>()) {
   config_.validate(source);
-  PIKV_CHECK(options.dtype() == at::kFloat || options.dtype() == at::kBFloat16 || options.dtype() == at::kHalf ||
-                 options.dtype() == at::kDouble,
-             "DecoderModel: dtype must be float32, bfloat16, float16 or float64, got {}", dtype_name(options.dtype()));
-  options_ = at::TensorOptions().dtype(options.dtype()).device(at::Device(options.device()));
+  const at::ScalarType dtype = options.dtype().value_or(at::kFloat);
+  PIKV_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kDouble,
+             "DecoderModel: dtype must be float32, bfloat16, float16 or float64, got {}", dtype_name(dtype));
+  options_ = at::TensorOptions().dtype(dtype).device(options.device().value_or(at::kCPU));
   detail::WeightReader w(weights, quantized, options_, source);
   const ModelConfig& c = config_;
   const int64_t V = c.vocab_size, D = c.hidden_size;
@@ -377,7 +387,7 @@ PIKV_INLINE DecoderModel::DecoderModel(ModelConfig config, WeightMap weights, Qu
   impl_->lm_head = c.tie_word_embeddings ? impl_->embed : w.take_linear("lm_head.weight", {V, D});
   w.finish();
   if (options.kv_dtype()) {
-    set_kv_dtype(*options.kv_dtype() == options.dtype() ? std::nullopt : options.kv_dtype());
+    set_kv_dtype(*options.kv_dtype() == dtype ? std::nullopt : options.kv_dtype());
   } else if (quantized_matrices() > 0) {
     set_kv_dtype(at::kHalf);
   }
@@ -513,7 +523,8 @@ PIKV_INLINE std::unique_ptr<DecoderModel> DecoderModel::load(const std::string& 
   } else {
     PIKV_CHECK(is_regular_file(path), "model path '{}' does not exist", path);
     CheckpointOptions read;
-    read.keep_quantized = !options.dequantize() && options.dtype() == at::kFloat && at::Device(options.device()).is_cpu();
+    read.keep_quantized = !options.dequantize() && options.dtype().value_or(at::kFloat) == at::kFloat &&
+                          options.device().value_or(at::kCPU).is_cpu();
     ckpt = read_gguf_checkpoint(path, read);
   }
   return std::make_unique<DecoderModel>(std::move(ckpt.config), std::move(ckpt.weights), std::move(ckpt.quantized),

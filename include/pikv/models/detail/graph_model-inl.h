@@ -6,13 +6,16 @@
 #include <pikv/models/graph_model.h>
 #include <pikv/models/decoder.h>
 #include <pikv/models/loader.h>
+#include <pikv/ops/cached_attention.h>
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <sstream>
@@ -47,21 +50,38 @@ inline std::vector<std::string> split_graph_list(const std::string& text, char s
   return out;
 }
 
-// A graph runtime's exception as our error: the message without LibTorch's backtrace.
-inline std::string graph_error_text(const std::exception& e) {
-  std::string what = e.what();
+// A graph runtime's error message as ours: without LibTorch's backtrace, and for TorchScript's
+// "The following operation failed in the TorchScript interpreter" only the original error's first line
+// (the interpreter's traceback of the exported code above it means nothing to the caller).
+inline std::string graph_error_text(std::string what) {
   const auto bt = what.find("\nException raised from");
   if (bt != std::string::npos) what.resize(bt);
+  if (what.rfind("The following operation failed in the TorchScript interpreter", 0) == 0) {
+    // The traceback ends with the original error as "<Kind>Error: message" at the start of a line.
+    const auto colon = what.rfind("Error: ");
+    const auto line = colon == std::string::npos ? std::string::npos : what.rfind('\n', colon);
+    if (line != std::string::npos && what.find(' ', line + 1) > colon) {
+      std::string original = what.substr(colon + 7);
+      original.resize(std::min(original.size(), original.find('\n')));
+      if (!original.empty()) return original;
+    }
+  }
   return what;
 }
+inline std::string graph_error_text(const std::exception& e) { return graph_error_text(std::string(e.what())); }
 
-inline void check_graph_device(const std::string& device, const std::string& path) {
-  if (device.rfind("cuda", 0) == 0) {
+// The device a graph of `device`'s type runs on: the current CUDA device for a CUDA graph (tensors made
+// with device "cuda" land there; the cache's buffers report the index).
+inline at::Device graph_run_device(const at::Device& device) {
+  if (!device.is_cuda()) return device;
+  return at::Device(at::kCUDA, c10::impl::getDeviceGuardImpl(at::kCUDA)->getDevice().index());
+}
+
+inline void check_graph_device(const at::Device& device, const std::string& path) {
+  if (device.is_cuda()) {
     PIKV_CHECK(torch::cuda::is_available(),
                "'{}' was compiled for {}, but this process sees no CUDA device (export it again with --device cpu)",
-               path, device);
-  } else {
-    PIKV_CHECK(device == "cpu", "'{}': metadata 'device' must be cpu or cuda, got '{}'", path, device);
+               path, device.str());
   }
 }
 
@@ -97,7 +117,11 @@ PIKV_INLINE GraphModelInfo GraphModelInfo::parse(const std::map<std::string, std
   } else {
     PIKV_FAIL("'{}': metadata 'dtype' must be float32, bfloat16 or float16, got '{}'", path, dtype);
   }
-  info.device = detail::graph_meta(m, "device", path);
+  const std::string device = detail::graph_meta(m, "device", path);
+  // pikv_export writes the device type only: the graph runs on the process's current device of that type.
+  PIKV_CHECK(device == "cpu" || device == "cuda", "'{}': metadata 'device' must be cpu or cuda, got '{}'", path,
+             device);
+  info.device = at::Device(device);
   info.model_type = m.count("model_type") ? m.at("model_type") : "";
   const auto layers = detail::split_graph_list(detail::graph_meta(m, "cache_names", path), ';');
   PIKV_CHECK(static_cast<int64_t>(layers.size()) == s.num_layers,
@@ -114,7 +138,7 @@ PIKV_INLINE GraphModelInfo GraphModelInfo::parse(const std::map<std::string, std
 PIKV_INLINE GraphModel::GraphModel(GraphModelInfo info, std::string path) : info_(std::move(info)), path_(std::move(path)) {}
 
 PIKV_INLINE at::TensorOptions GraphModel::options() const {
-  return at::TensorOptions().dtype(info_.dtype).device(at::Device(info_.device));
+  return at::TensorOptions().dtype(info_.dtype).device(info_.device);
 }
 
 PIKV_INLINE KVCache GraphModel::make_cache(int64_t batch) const {
@@ -151,25 +175,40 @@ PIKV_INLINE at::Tensor GraphModel::forward(const at::Tensor& input_ids, KVCache&
              "'{}' runs on a fixed-capacity cache of {} layers [B={}, Hkv={}, C={}, d={}]: make it with make_cache()",
              path_, info_.shape.num_layers, info_.batch, info_.shape.num_kv_heads, info_.capacity, info_.shape.head_dim);
   const at::Tensor& k0 = cache.fixed_buffers(0).keys;
-  PIKV_CHECK(k0.scalar_type() == info_.dtype && k0.device() == at::Device(info_.device),
-             "'{}' runs in {} on {}; the cache is {} on {}", path_, dtype_name(info_.dtype), info_.device,
-             dtype_name(k0.scalar_type()), k0.device().str());
+  const at::Device run_on = detail::graph_run_device(info_.device);
+  PIKV_CHECK(k0.scalar_type() == info_.dtype && k0.device() == run_on, "'{}' runs in {} on {}; the cache is {} on {}",
+             path_, dtype_name(info_.dtype), run_on.str(), dtype_name(k0.scalar_type()), k0.device().str());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1), offset = cache.logical_length(0);
+  // Checked here, before the graph runs: inside it the operator would fail only after earlier layers had
+  // appended, behind the runtime's wrapper (AOTInductor prints the real message to stderr only). The same
+  // condition as the operator's: each layer appends the forward's T tokens before any press of this
+  // forward can make room.
+  for (int64_t l = 0; l < info_.shape.num_layers; ++l) {
+    const int64_t held = cache.physical_length(l);
+    PIKV_CHECK(held + T <= info_.capacity,
+               "'{}': {} new tokens after the {} a head of layer {} holds exceed the fixed capacity of {} tokens "
+               "(make the cache, or export the model, with a larger capacity)",
+               path_, T, held, l, info_.capacity);
+  }
   const std::lock_guard<std::mutex> lock(run_mutex_);
   if (bound_ != k0.data_ptr()) {
     bind(cache);
     bound_ = k0.data_ptr();
   }
-  const int64_t B = input_ids.size(0), T = input_ids.size(1), offset = cache.logical_length(0);
-  const auto lopts = at::TensorOptions().dtype(at::kLong).device(at::Device(info_.device));
+  const auto lopts = at::TensorOptions().dtype(at::kLong).device(run_on);
   at::Tensor positions = at::arange(offset, offset + T, lopts).expand({B, T}).contiguous();
   at::Tensor logits;
   {
     ForwardScope scope(*this, cache);
+    (void)ops::take_operator_error();  // a message left by an earlier call on this thread is not this run's
     try {
       logits = run(input_ids.to(lopts.device()), positions);
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
+      // The operator's own message when it is what failed (a press, the cache), else the runtime's.
+      const std::string op = ops::take_operator_error();
+      if (!op.empty()) PIKV_FAIL("'{}': {}", path_, detail::graph_error_text(op));
       PIKV_FAIL("'{}': the graph failed: {}", path_, detail::graph_error_text(e));
     }
   }
@@ -188,7 +227,7 @@ PIKV_INLINE ExportedModel::ExportedModel(GraphModelInfo info, std::string path, 
 
 PIKV_INLINE ExportedModel::~ExportedModel() = default;
 
-PIKV_INLINE std::unique_ptr<ExportedModel> ExportedModel::load(const std::string& path) {
+PIKV_INLINE std::unique_ptr<ExportedModel> ExportedModel::load(const std::string& path, const LoadOptions& options) {
   PIKV_CHECK(is_regular_file(path), "exported model '{}' does not exist or is not a regular file", path);
   std::map<std::string, std::string> meta;
   try {
@@ -200,6 +239,7 @@ PIKV_INLINE std::unique_ptr<ExportedModel> ExportedModel::load(const std::string
   }
   GraphModelInfo info = GraphModelInfo::parse(meta, path);
   detail::check_graph_device(info.device, path);
+  check_graph_options(info, options, path);  // before the compiled library is loaded
   auto impl = std::make_unique<Impl>();
   try {
     impl->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
@@ -246,7 +286,7 @@ PIKV_INLINE ScriptedModel::ScriptedModel(GraphModelInfo info, std::string path, 
 
 PIKV_INLINE ScriptedModel::~ScriptedModel() = default;
 
-PIKV_INLINE std::unique_ptr<ScriptedModel> ScriptedModel::load(const std::string& path) {
+PIKV_INLINE std::unique_ptr<ScriptedModel> ScriptedModel::load(const std::string& path, const LoadOptions& options) {
   PIKV_CHECK(is_regular_file(path), "TorchScript model '{}' does not exist or is not a regular file", path);
   auto impl = std::make_unique<Impl>();
   std::unordered_map<std::string, std::string> extra{{"pikv.json", ""}};
@@ -269,6 +309,7 @@ PIKV_INLINE std::unique_ptr<ScriptedModel> ScriptedModel::load(const std::string
   }
   GraphModelInfo info = GraphModelInfo::parse(meta, path);
   detail::check_graph_device(info.device, path);
+  check_graph_options(info, options, path);
   impl->module.eval();
   return std::unique_ptr<ScriptedModel>(new ScriptedModel(std::move(info), path, std::move(impl)));
 }
@@ -299,13 +340,42 @@ inline bool ends_with(const std::string& path, const std::string& e) {
 }
 }  // namespace detail
 
+PIKV_INLINE void check_graph_options(const GraphModelInfo& info, const LoadOptions& options, const std::string& path) {
+  if (options.dtype()) {
+    PIKV_CHECK(*options.dtype() == info.dtype,
+               "'{}' was exported in {}, LoadOptions asks for dtype {}: an exported graph runs in the dtype it was "
+               "exported in (leave the dtype unset, or export the model again with pikv_export's --dtype)",
+               path, dtype_name(info.dtype), dtype_name(*options.dtype()));
+  }
+  if (options.kv_dtype()) {
+    PIKV_CHECK(*options.kv_dtype() == info.dtype,
+               "'{}' keeps its KV cache in {}, the dtype it was exported in, LoadOptions asks for kv_dtype {}: an "
+               "exported graph's cache buffers have its dtype (leave kv_dtype unset)",
+               path, dtype_name(info.dtype), dtype_name(*options.kv_dtype()));
+  }
+  if (options.device()) {
+    const at::Device want = *options.device();
+    PIKV_CHECK(want.type() == info.device.type(),
+               "'{}' was exported for {}, LoadOptions asks for device {}: an exported graph runs on the device it "
+               "was exported for (leave the device unset, or export the model again with pikv_export's --device {})",
+               path, info.device.str(), want.str(), c10::DeviceTypeName(want.type(), /*lower_case=*/true));
+    if (want.is_cuda() && want.has_index() && torch::cuda::is_available()) {
+      const at::Device current = detail::graph_run_device(info.device);
+      PIKV_CHECK(want == current,
+                 "'{}' runs on the current CUDA device ({}), LoadOptions asks for device {}: select the GPU before "
+                 "loading (CUDA_VISIBLE_DEVICES, or make it the current device), or leave the device unset",
+                 path, current.str(), want.str());
+    }
+  }
+}
+
 PIKV_INLINE bool is_graph_file(const std::string& path) {
   return detail::ends_with(path, ".pt2") || detail::ends_with(path, ".pt");
 }
 
 PIKV_INLINE std::unique_ptr<CausalLM> load_causal_lm(const std::string& path, const LoadOptions& options) {
-  if (detail::ends_with(path, ".pt2")) return ExportedModel::load(path);
-  if (detail::ends_with(path, ".pt")) return ScriptedModel::load(path);
+  if (detail::ends_with(path, ".pt2")) return ExportedModel::load(path, options);
+  if (detail::ends_with(path, ".pt")) return ScriptedModel::load(path, options);
   return DecoderModel::load(path, options);
 }
 

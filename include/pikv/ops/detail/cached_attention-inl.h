@@ -100,6 +100,12 @@ inline AttentionParams operator_params(double scale, int64_t sliding_window, dou
   return p;
 }
 
+// The last error the operator raised on this thread (take_operator_error).
+inline std::string& operator_error() {
+  thread_local std::string message;
+  return message;
+}
+
 // Without a ForwardScope: append at every head's stored count and attend over the buffers, no press.
 inline at::Tensor unbound_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& slots,
@@ -129,7 +135,7 @@ PIKV_INLINE at::Tensor cached_attention(const at::Tensor& query, const at::Tenso
                                         const at::Tensor& slots, const at::Tensor& positions,
                                         const at::Tensor& inv_freq, const std::optional<at::Tensor>& out_weight,
                                         int64_t layer, int64_t num_layers, double scale, int64_t sliding_window,
-                                        double softcap, double rope_scaling) {
+                                        double softcap, double rope_scaling) try {
   detail::check_operator_inputs(query, key, value, key_cache, value_cache, slots, positions, layer, num_layers);
   const AttentionParams params = detail::operator_params(scale, sliding_window, softcap);
   const ForwardBinding* b = current_forward();
@@ -172,6 +178,10 @@ PIKV_INLINE at::Tensor cached_attention(const at::Tensor& query, const at::Tenso
   }
   // Contiguous, as the meta kernel promises: a compiled graph reads the result with those strides.
   return b->model->attention(call, cache).output.contiguous();
+} catch (const std::exception& e) {
+  // Kept for GraphModel: the graph runtime replaces this exception by its own (see take_operator_error).
+  detail::operator_error() = e.what();
+  throw;
 }
 
 PIKV_INLINE at::Tensor cached_attention_meta(const at::Tensor& query, const at::Tensor&, const at::Tensor&,
@@ -179,6 +189,12 @@ PIKV_INLINE at::Tensor cached_attention_meta(const at::Tensor& query, const at::
                                              const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                              int64_t, int64_t, double, int64_t, double, double) {
   return at::empty_symint(query.sym_sizes(), query.options());
+}
+
+PIKV_INLINE std::string take_operator_error() {
+  std::string message;
+  message.swap(detail::operator_error());
+  return message;
 }
 
 PIKV_INLINE bool operator_registered() {
