@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
     auto model = DecoderModel::load(model_path, options);
     c10::InferenceMode inference;
     const std::string path = model->quantized_matrices() > 0 ? "quantized" : "dequantised";
-    const std::string cache_dtype = c10::toString(model->kv_dtype().value_or(options.dtype()));
+    const std::string cache_dtype = c10::toString(model->kv_dtype().value_or(options.dtype().value_or(at::kFloat)));
     fmt::print(stderr, "pikv decoder, {} layers, {} weights ({:.1f} MB), {} KV cache, {} threads\n",
                model->num_layers(), path, model->weight_bytes() / 1e6, cache_dtype, at::get_num_threads());
     for (int64_t n : lengths) {

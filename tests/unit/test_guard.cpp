@@ -380,3 +380,51 @@ TEST(HookableModel, AttentionOutsideItsForwardScopeIsAClearError) {
   EXPECT_EQ(model.attention(call, cache).output.sizes(), (at::IntArrayRef{1, 2, 3, 4}));
   EXPECT_EQ(cache.logical_length(1), 3);
 }
+
+// A context prefilled in chunks: with prefill_continues on every chunk but the last, the press waits
+// and compresses the whole context once (as one prefill would, for a press that reads only the keys);
+// without it the second chunk is appended to the compressed first, with a note saying how to chunk.
+TEST(ForwardScope, ChunkedPrefillIsCompressedOnceWhenItEnds) {
+  SyntheticAttentionModel model(small_model());
+  const at::Tensor x = model.embed(1, 24, 3);
+  KnormPress press(KnormOptions().compression_ratio(0.5));
+  KVCache whole(model.num_layers()), chunked(model.num_layers()), unflagged(model.num_layers());
+  {
+    PressGuard guard(model, press);
+    model.forward(x, whole);
+  }
+  RecordingPress recording;
+  {
+    PressGuard guard(model, press);
+    model.forward(x.narrow(1, 0, 10), chunked, /*prefill_continues=*/true);
+    EXPECT_EQ(chunked.physical_length(0), 10);  // waiting
+    EXPECT_TRUE(model.compression_stats().layers.empty());
+    model.forward(x.narrow(1, 10, 8), chunked, true);
+    model.forward(x.narrow(1, 18, 6), chunked);
+    EXPECT_EQ(model.compression_stats().layers.size(), 3u);
+  }
+  for (int64_t l = 0; l < model.num_layers(); ++l) {
+    EXPECT_EQ(chunked.physical_length(l), 12);
+    EXPECT_EQ(chunked.logical_length(l), 24);
+    EXPECT_TRUE(test::tensors_equal(chunked.kept_positions(l), whole.kept_positions(l)));
+    EXPECT_TRUE(test::tensors_equal(chunked.keys(l), whole.keys(l)));
+  }
+  {
+    PressGuard guard(model, recording);  // the lifecycle: one prefill, the chunks are not decode steps
+    KVCache cache(model.num_layers());
+    model.forward(x.narrow(1, 0, 10), cache, true);
+    model.forward(x.narrow(1, 10, 14), cache);
+    EXPECT_EQ(recording.prefills, 1);
+    EXPECT_EQ(recording.decode_steps, 0);
+    EXPECT_EQ(recording.layers.size(), 3u);  // compressed (kept everything) once per layer
+    model.forward(x.narrow(1, 0, 1), cache);
+    EXPECT_EQ(recording.decode_steps, 1);
+    EXPECT_PIKV_ERROR(model.forward(x.narrow(1, 0, 2), cache, true), "the prefill of this cache ended");
+  }
+  {
+    PressGuard guard(model, press);
+    model.forward(x.narrow(1, 0, 10), unflagged);
+    model.forward(x.narrow(1, 10, 14), unflagged);
+  }
+  EXPECT_EQ(unflagged.physical_length(0), 5 + 14);  // only the first chunk was compressed
+}

@@ -61,7 +61,9 @@ struct AttentionContext {
   // then skip recomputing the projection. Undefined otherwise (layer_view->query_states recomputes).
   at::Tensor query_states;
 
-  bool is_prefill = true;     // the layer had no past tokens before this forward
+  // The forward is the prefill: the layer had no past tokens before it, or it is the last chunk of a
+  // prefill given in pieces (ForwardOptions::prefill_continues), whose keys are the whole context.
+  bool is_prefill = true;
   int64_t position_offset = 0;  // logical position of the first token of this forward
   // Logical position of every entry of keys/values, int64 [B, Hkv, n]; -1 marks the padding slots of a
   // head-wise (ragged) layer, whose keys arrive padded to its longest head. Undefined when the entries

@@ -27,6 +27,10 @@ struct ForwardOptions {
   TORCH_ARG(bool, return_hidden) = false;
   // Called after each layer with (layers done, layers in all): progress of a long prefill.
   TORCH_ARG(std::function<void(int64_t, int64_t)>, on_layer);
+  // This forward is a chunk of a prefill that the next forward continues (a context prefilled in
+  // pieces): the press waits, and compresses the whole context after the last chunk, a forward without
+  // this flag. Without it a second chunk is appended to the already compressed first one.
+  TORCH_ARG(bool, prefill_continues) = false;
 };
 
 // Sizes of a model that the tools read (0 = unknown).

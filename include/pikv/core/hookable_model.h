@@ -114,6 +114,7 @@ class HookableModel {
   struct Slot {
     Press* press = nullptr;
     CompressionStats stats;
+    bool warned_append = false;  // the uncompressed-append note was given for this installation
   };
   // The calling thread's slot for this model (created on first use).
   Slot& slot() const;
@@ -127,8 +128,9 @@ class HookableModel {
 struct ForwardBinding {
   HookableModel* model = nullptr;
   KVCache* cache = nullptr;
-  bool is_prefill = false;
+  bool is_prefill = false;      // the forward belongs to the prefill (its first chunk or a later one)
   int64_t position_offset = 0;  // logical index of the forward's first token
+  bool press_waits = false;     // a prefill chunk that the next forward continues: no press runs yet
 };
 
 // The binding of the innermost ForwardScope on this thread, or nullptr.
@@ -142,7 +144,9 @@ struct ForwardBinding {
 // Scopes nest per thread, so several models (and threads) in one process never see each other's presses.
 class ForwardScope {
  public:
-  ForwardScope(HookableModel& model, KVCache& cache);
+  // prefill_continues: ForwardOptions::prefill_continues of this forward (the prefill goes on in the
+  // next forward on this cache). Throws pikv::Error for it on a forward after the prefill ended.
+  ForwardScope(HookableModel& model, KVCache& cache, bool prefill_continues = false);
   ~ForwardScope();
   ForwardScope(const ForwardScope&) = delete;
   ForwardScope& operator=(const ForwardScope&) = delete;

@@ -152,11 +152,13 @@ class KVCache {
   int64_t bytes_in_use() const;
 
  private:
+  friend class ForwardScope;  // keeps prefill_open_
   detail::CacheLayer& at_layer(int64_t layer, const char* verb);
   const detail::CacheLayer& at_layer(int64_t layer, const char* verb) const;
 
   std::vector<std::unique_ptr<detail::CacheLayer>> layers_;
   FixedCacheShape fixed_;  // num_layers == 0: the dynamic layout
+  bool prefill_open_ = false;  // a chunked prefill continues in the next forward (ForwardOptions)
 };
 
 }  // namespace pikv

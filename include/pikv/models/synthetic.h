@@ -40,8 +40,9 @@ class SyntheticAttentionModel : public HookableModel {
 
   // Runs every layer on x and returns the last hidden state. x: [B, q, Dm] -> [B, q, Dm].
   // Positions continue from the cache's logical length; a forward on an empty cache is the prefill
-  // (the installed press compresses each layer right after its attention).
-  at::Tensor forward(const at::Tensor& x, KVCache& cache);
+  // (the installed press compresses each layer right after its attention). prefill_continues: as
+  // ForwardOptions::prefill_continues (a chunk of a prefill the next forward continues).
+  at::Tensor forward(const at::Tensor& x, KVCache& cache, bool prefill_continues = false);
 
   // Deterministic pseudo-embeddings for a sequence: [B, T, Dm] from a CPU generator seeded by `seed`.
   at::Tensor embed(int64_t batch, int64_t tokens, uint64_t seed) const;

@@ -80,6 +80,7 @@ PIKV_INLINE Press* HookableModel::exchange_press(Press* press) {
     }
   }
   Slot& s = slot();
+  s.warned_append = false;
   Press* previous = s.press;
   if (previous != nullptr && previous != press) previous->on_detach();
   if (previous != nullptr) previous->release_from_this_thread();
@@ -145,7 +146,7 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
     cache.append(l, call.keys, call.values);
   }
   Press* const installed = press();
-  const bool pressed = call.pressable && installed != nullptr;
+  const bool pressed = call.pressable && installed != nullptr && !forward->press_waits;
   AttentionParams params = call.params;
   if (pressed && installed->requirements().attention_weights) params.need_weights = true;
   // The one read path: attend() takes the layer's view and reads it as this call needs (a head-wise
@@ -180,7 +181,19 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
     probe.is_prefill = is_prefill;
     probe.position_offset = position_offset;
     probe.layer_view = call.layer;
-    if (!installed->should_compress(probe)) return r;
+    if (!installed->should_compress(probe)) {
+      Slot& s = slot();
+      if (!is_prefill && probe.forward_length() > 1 && !installed->acts_during_decoding() && !s.warned_append) {
+        // Looks like a prefill given in pieces without saying so; a question after the context looks
+        // the same, hence a note once per installation rather than an error.
+        s.warned_append = true;
+        log::warn("{} compressed the prefill; this forward's {} tokens are appended uncompressed. A context "
+                  "prefilled in chunks needs ForwardOptions().prefill_continues(true) on every chunk but the last "
+                  "(or ForwardScope(model, cache, true)), so that the press compresses the whole context",
+                  installed->name(), probe.forward_length());
+      }
+      return r;
+    }
     const KVCache::Padded kv = cache.padded(l);
     // Presses that act while decoding see where each stored entry sits (compressed layers only).
     at::Tensor positions;
@@ -226,15 +239,22 @@ inline const ForwardBinding*& forward_slot() {
 
 PIKV_INLINE const ForwardBinding* current_forward() { return detail::forward_slot(); }
 
-PIKV_INLINE ForwardScope::ForwardScope(HookableModel& model, KVCache& cache)
+PIKV_INLINE ForwardScope::ForwardScope(HookableModel& model, KVCache& cache, bool prefill_continues)
     : previous_(detail::forward_slot()), exceptions_(std::uncaught_exceptions()) {
   PIKV_CHECK(cache.num_layers() == model.num_layers(), "ForwardScope: the cache has {} layers but the model has {}",
              cache.num_layers(), model.num_layers());
+  const bool first = cache.empty(0);
   binding_.model = &model;
   binding_.cache = &cache;
-  binding_.is_prefill = cache.empty(0);
+  binding_.is_prefill = first || cache.prefill_open_;
   binding_.position_offset = cache.logical_length(0);
-  if (binding_.is_prefill) model.begin_prefill();
+  binding_.press_waits = prefill_continues;
+  PIKV_CHECK(!prefill_continues || binding_.is_prefill,
+             "ForwardOptions::prefill_continues: the prefill of this cache ended with an earlier forward ({} tokens "
+             "cached); a chunk can continue only a prefill whose earlier chunks all carried the flag",
+             binding_.position_offset);
+  cache.prefill_open_ = prefill_continues;
+  if (first) model.begin_prefill();
   detail::forward_slot() = &binding_;
 }
 
@@ -243,7 +263,7 @@ PIKV_INLINE ForwardScope::~ForwardScope() {
   if (std::uncaught_exceptions() > exceptions_) return;  // the forward failed: no lifecycle step
   try {
     if (binding_.is_prefill) {
-      binding_.model->end_prefill();
+      if (!binding_.press_waits) binding_.model->end_prefill();
     } else {
       binding_.model->decode_step();
     }

@@ -19,7 +19,7 @@ PIKV_INLINE KVCache::KVCache(int64_t num_layers) {
   for (int64_t i = 0; i < num_layers; ++i) layers_.push_back(std::make_unique<detail::DenseLayer>());
 }
 
-PIKV_INLINE KVCache::KVCache(const KVCache& other) : fixed_(other.fixed_) {
+PIKV_INLINE KVCache::KVCache(const KVCache& other) : fixed_(other.fixed_), prefill_open_(other.prefill_open_) {
   layers_.reserve(other.layers_.size());
   for (const auto& L : other.layers_) layers_.push_back(L->copy());
 }
@@ -154,6 +154,7 @@ PIKV_INLINE void KVCache::reserve(int64_t extra_tokens) {
 }
 
 PIKV_INLINE void KVCache::clear() {
+  prefill_open_ = false;
   for (auto& L : layers_) {
     if (auto* fixed = dynamic_cast<detail::FixedCapacityLayer*>(L.get())) {
       fixed->reset();  // the buffers stay allocated

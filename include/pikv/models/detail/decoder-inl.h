@@ -484,7 +484,7 @@ PIKV_INLINE at::Tensor DecoderModel::forward(const at::Tensor& input_ids, KVCach
 
   const at::Tensor query_index = at::arange(offset, offset + T, lopts);
   {
-    ForwardScope scope(*this, cache);  // the press's prefill / decode lifecycle, exception-safe
+    ForwardScope scope(*this, cache, fo.prefill_continues());  // the press's lifecycle, exception-safe
     for (int64_t l = 0; l < num_layers(); ++l) {
       const Layer& layer = *layers_[static_cast<size_t>(l)];
       const at::Tensor h = layer.attn_norm_(x);

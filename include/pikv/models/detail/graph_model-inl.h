@@ -199,7 +199,7 @@ PIKV_INLINE at::Tensor GraphModel::forward(const at::Tensor& input_ids, KVCache&
   at::Tensor positions = at::arange(offset, offset + T, lopts).expand({B, T}).contiguous();
   at::Tensor logits;
   {
-    ForwardScope scope(*this, cache);
+    ForwardScope scope(*this, cache, fo.prefill_continues());
     (void)ops::take_operator_error();  // a message left by an earlier call on this thread is not this run's
     try {
       logits = run(input_ids.to(lopts.device()), positions);

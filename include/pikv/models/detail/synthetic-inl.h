@@ -88,7 +88,7 @@ PIKV_INLINE at::Tensor SyntheticAttentionModel::embed(int64_t batch, int64_t tok
   return at::randn({batch, tokens, config_.hidden_size()}, gen, at::kFloat).to(options_);
 }
 
-PIKV_INLINE at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVCache& cache) {
+PIKV_INLINE at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVCache& cache, bool prefill_continues) {
   check_rank(x, 3, "SyntheticAttentionModel input", "[B, q, Dm]");
   PIKV_CHECK(x.size(2) == config_.hidden_size() && x.size(1) >= 1,
              "SyntheticAttentionModel input must be [B, q>=1, Dm={}], got {}", config_.hidden_size(), describe_tensor(x));
@@ -96,7 +96,7 @@ PIKV_INLINE at::Tensor SyntheticAttentionModel::forward(const at::Tensor& x, KVC
              num_layers());
   const int64_t offset = cache.logical_length(0);
   at::Tensor positions = at::arange(offset, offset + x.size(1), at::TensorOptions().dtype(at::kLong).device(x.device()));
-  ForwardScope scope(*this, cache);  // the press's prefill / decode lifecycle, exception-safe
+  ForwardScope scope(*this, cache, prefill_continues);  // the press's lifecycle, exception-safe
   at::Tensor h = x.to(options_);
   for (int64_t l = 0; l < num_layers(); ++l) {
     const Layer& layer = *layers_[static_cast<size_t>(l)];
