@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plots of a `pikv eval` run. Reads DIR/results.csv and writes
+"""Plots of a `pikv eval` run. Reads DIR/results.jsonl (as the rows of its CSV, scripts/results_csv.py;
+DIR/results.csv when there is no results.jsonl) and writes
   DIR/retained_vs_ratio.png         the headline: % of the uncompressed score the presses that keep
                                     most at ratio 0.5 keep at every ratio, over all tasks and lengths,
                                     with 95 % bootstrap bands (paired by length, task and sample)
@@ -15,6 +16,7 @@ Usage: .venv/bin/python scripts/plot_eval.py DIR [--top N] [--with OTHER_DIR:LAB
 """
 import argparse
 import csv
+import io
 import re
 import sys
 from collections import defaultdict
@@ -26,6 +28,10 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_csv  # noqa: E402
+
+
 MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H", "1"]
 
 
@@ -33,6 +39,18 @@ def styles(presses):
     """press -> (colour, marker, linestyle): tab20's colours, a marker each, dashes after 20 presses."""
     cmap = plt.get_cmap("tab20")
     return {p: (cmap(i % 20), MARKERS[i % len(MARKERS)], "-" if i < 20 else "--") for i, p in enumerate(presses)}
+
+
+def read_rows(folder):
+    """The rows of FOLDER's results as csv.DictReader gives them: from results.jsonl through the CSV
+    pikv eval writes (the same rounding), or from results.csv where only that exists. None if neither."""
+    jsonl, csv_path = Path(folder) / "results.jsonl", Path(folder) / "results.csv"
+    if jsonl.is_file():
+        return list(csv.DictReader(io.StringIO(results_csv.csv_text(str(jsonl)))))
+    if csv_path.is_file():
+        with open(csv_path) as f:
+            return list(csv.DictReader(f))
+    return None
 
 
 def label(press):
@@ -146,10 +164,9 @@ def combined(out, presses, bands, others):
         folder, sep, name = spec.rpartition(":")
         if not sep or not folder or not name:
             sys.exit(f"plot_eval: --with wants OTHER_DIR:LABEL, got '{spec}'")
-        path = Path(folder) / "results.csv"
-        if not path.is_file():
-            sys.exit(f"plot_eval: --with {spec}: {path} does not exist (run pikv eval --out {folder} first)")
-        rows = list(csv.DictReader(open(path)))
+        rows = read_rows(folder)
+        if rows is None:
+            sys.exit(f"plot_eval: --with {spec}: {folder}/results.jsonl does not exist (run pikv eval --out {folder} first)")
         for r in rows:
             if r["press"] != "none":
                 r["press"] = f"{name}: {r['press']}"
@@ -165,18 +182,18 @@ def combined(out, presses, bands, others):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", type=Path, help="a pikv eval --out folder (holds results.csv)")
+    ap.add_argument("dir", type=Path, help="a pikv eval --out folder (holds results.jsonl)")
     ap.add_argument("--top", type=int, default=6, help="presses in the retained figure (default 6)")
     ap.add_argument("--with", dest="others", action="append", default=[], metavar="OTHER_DIR:LABEL",
                     help="another run on the same samples whose presses join DIR's in retained_by_press_combined.png")
     args = ap.parse_args()
     out = args.dir
-    if not (out / "results.csv").is_file():
-        print(f"{out}/results.csv does not exist (run pikv eval --out {out} first)", file=sys.stderr)
+    rows = read_rows(out)
+    if rows is None:
+        print(f"{out}/results.jsonl does not exist (run pikv eval --out {out} first)", file=sys.stderr)
         return 2
-    rows = list(csv.DictReader(open(out / "results.csv")))
     if not rows:
-        print(f"{out}/results.csv has no records", file=sys.stderr)
+        print(f"{out} holds no records", file=sys.stderr)
         return 1
     # (length, task, press, ratio) -> [scores], [kls]
     score = defaultdict(list)

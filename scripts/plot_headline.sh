@@ -12,10 +12,10 @@ if [[ -f $R/eval_headline/results.jsonl ]]; then
   echo "wrote $R/router/headroom.md" >&2
 fi
 for d in eval_headline eval_kvzip eval_query_aware; do
-  [[ -f $R/$d/results.csv ]] || { echo "plot_headline: $R/$d has no results yet; combined figure not drawn" >&2; exit 0; }
+  [[ -f $R/$d/results.jsonl ]] || { echo "plot_headline: $R/$d has no results yet; combined figure not drawn" >&2; exit 0; }
 done
 extra=()
-[[ ! -f $R/eval_kvzip_query_aware/results.csv ]] || extra=(--with $R/eval_kvzip_query_aware:KVzip-query-aware)
+[[ ! -f $R/eval_kvzip_query_aware/results.jsonl ]] || extra=(--with $R/eval_kvzip_query_aware:KVzip-query-aware)
 .venv/bin/python scripts/plot_eval.py $R/eval_headline --with $R/eval_kvzip:KVzip-grid \
   --with $R/eval_query_aware:query-aware "${extra[@]}" >/dev/null
 echo "wrote $R/eval_headline/retained_by_press_combined.png" >&2
