@@ -48,7 +48,16 @@ struct TinyTransformer : torch::nn::Module, pikv::CausalLM {
     for (int64_t l = 0; l < layers; ++l) blocks.push_back(register_module("block" + std::to_string(l), Block(l, dim, 4, 2)));
   }
   int64_t num_layers() const override { return static_cast<int64_t>(blocks.size()); }
-  pikv::ModelShape shape() const override { return {num_layers(), 4, 2, blocks[0]->d, vocab, 0}; }
+  pikv::ModelShape shape() const override {
+    pikv::ModelShape s;
+    s.num_layers = num_layers();
+    s.num_heads = blocks[0]->heads;
+    s.num_kv_heads = blocks[0]->kv_heads;
+    s.head_dim = blocks[0]->d;
+    s.vocab_size = vocab;
+    s.max_positions = 0;  // no position limit (RoPE)
+    return s;
+  }
   at::TensorOptions options() const override { return embed->weight.options(); }
 
   at::Tensor forward(const at::Tensor& ids, pikv::KVCache& cache, const pikv::ForwardOptions& = {}) override {
