@@ -165,8 +165,9 @@ TEST(CatalogueParity, EveryPressKeepsWhatKvpressKeeps) {
               t.worst_score_rel, t.worst_keys, t.worst_values, t.worst_logits, t.worst_bytes_margin);
   for (const auto& [press, n] : t.ties_by_press) std::printf("    ties: %s in %d layers\n", press.c_str(), n);
   EXPECT_EQ(t.models.size(), 5u);
-  // Every registered press has cases here, but moe_router (not a kvpress press: tests/unit/test_router.cpp),
-  // per_layer_compression (kvpress's forward hook on a DynamicCache: PressParity, press_goldens.py) and
+  // Every registered press has cases here, but moe_router (not a kvpress press:
+  // tests/unit/routing/test_moe_router.cpp), per_layer_compression (kvpress's forward hook on a
+  // DynamicCache: PressParity, press_goldens.py) and
   // the presses that need the tokenizer, which the tiny checkpoints lack: kvzip and finch (kvpress's
   // pipeline on the default model: PipelineParity, pipeline_goldens.py).
   const std::set<std::string> elsewhere = {"moe_router", "per_layer_compression", "kvzip", "finch"};

@@ -1,22 +1,23 @@
-// HookableModel + PressGuard semantics, and the whole press path on the synthetic attention model.
+// HookableModel + PressGuard + ForwardScope semantics (core/hookable_model.h), several threads on one
+// model, and the whole press path on the synthetic attention model.
 #include <pikv/pikv.h>
 
+#include <gtest/gtest.h>
+
 #include "helpers.h"
+#include "press_inputs.h"
 
 #include <optional>
 #include <thread>
 #include <type_traits>
 
 using namespace pikv;
-
-static_assert(!std::is_copy_constructible_v<PressGuard> && !std::is_copy_assignable_v<PressGuard>);
-static_assert(!std::is_move_constructible_v<PressGuard> && !std::is_move_assignable_v<PressGuard>);
+using pikv::test::small_model;
 
 namespace {
 
-SyntheticModelOptions small_model() {
-  return SyntheticModelOptions().num_layers(3).hidden_size(64).num_heads(4).num_kv_heads(2).head_dim(16).seed(5);
-}
+static_assert(!std::is_copy_constructible_v<PressGuard> && !std::is_copy_assignable_v<PressGuard>);
+static_assert(!std::is_move_constructible_v<PressGuard> && !std::is_move_assignable_v<PressGuard>);
 
 // Records lifecycle calls; keeps everything.
 class RecordingPress : public Press {
@@ -189,56 +190,6 @@ TEST(Threads, SharedModelGivesEveryRequestItsSingleThreadedResult) {
   }
   EXPECT_NE(alone[0].lengths, alone[4].lengths);  // the presses did compress (knorm vs none)
   EXPECT_EQ(model.press(), nullptr);
-}
-
-TEST(KVzip, ARunnerThatSkipsTheContextPassesGetsAnError) {
-  SyntheticAttentionModel model(small_model());
-  KVzipPress press(KVzipOptions().compression_ratio(0.5));
-  EXPECT_TRUE(press.needs_context_passes());
-  EXPECT_FALSE(KVzipPress().needs_context_passes());  // ratio 0: nothing to do
-  KVCache cache(model.num_layers());
-  PressGuard guard(model, press);
-  (void)model.forward(model.embed(1, 20, 3), cache);
-  EXPECT_EQ(cache.physical_length(0), 20);  // nothing happens during the prefill itself
-  EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 1, 4), cache), "kvzip compresses after the prefill",
-                    "run_context_passes");
-  ContextPasses passes;
-  passes.cache = &cache;
-  EXPECT_PIKV_ERROR(press.run_context_passes(passes), "kvzip needs a tokenizer");
-  passes.encode = [](const std::string&) { return std::vector<int64_t>{1}; };
-  EXPECT_PIKV_ERROR(press.run_context_passes(passes), "kvzip needs the model and its cache");
-}
-
-TEST(KVCompose, ARunnerThatSkipsTheSecondPassGetsAnError) {
-  SyntheticAttentionModel model(small_model());
-  KVComposePress press(KVComposeOptions().compression_ratio(0.5));
-  KVCache cache(model.num_layers());
-  PressGuard guard(model, press);
-  (void)model.forward(model.embed(1, 20, 3), cache);
-  EXPECT_EQ(cache.physical_length(0), 20);
-  EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 1, 4), cache), "kvcompose compresses after the prefill",
-                    "run_context_passes");
-}
-
-TEST(DuoAttention, NeedsHeadScoresAndTheModelAfterThePrefill) {
-  SyntheticAttentionModel model(small_model());
-  {
-    DuoAttentionPress press(DuoAttentionOptions().head_compression_ratio(0.5));
-    KVCache cache(model.num_layers());
-    PressGuard guard(model, press);
-    EXPECT_PIKV_ERROR((void)model.forward(model.embed(1, 20, 3), cache), "duo_attention needs head scores",
-                      "on_the_fly_scoring=true");
-  }
-  DuoAttentionPress press(DuoAttentionOptions().head_compression_ratio(0.5).on_the_fly_scoring(true).sink_size(2).recent_size(5));
-  KVCache cache(model.num_layers());
-  {
-    PressGuard guard(model, press);
-    (void)model.forward(model.embed(1, 20, 3), cache);
-    EXPECT_EQ(cache.physical_length(0), 20);  // scored during the prefill, pruned right after it
-    ContextPasses passes;
-    passes.cache = &cache;
-    EXPECT_PIKV_ERROR(press.run_context_passes(passes), "duo_attention needs the model and its cache");
-  }
 }
 
 TEST(Model, PressRunsOncePerLayerOnPrefillOnly) {

@@ -1,5 +1,8 @@
-// safetensors reading/writing, and every malformed file we can build: a clear pikv::Error each time.
+// safetensors reading/writing (io/safetensors.h), and every malformed file we can build: a clear
+// pikv::Error each time.
 #include <pikv/pikv.h>
+
+#include <gtest/gtest.h>
 
 #include "helpers.h"
 
