@@ -358,7 +358,8 @@ TEST(ForwardScope, ChunkedPrefillIsCompressedOnceWhenItEnds) {
     EXPECT_EQ(chunked.physical_length(l), 12);
     EXPECT_EQ(chunked.logical_length(l), 24);
     EXPECT_TRUE(test::tensors_equal(chunked.kept_positions(l), whole.kept_positions(l)));
-    EXPECT_TRUE(test::tensors_equal(chunked.keys(l), whole.keys(l)));
+    // Later layers see attention computed chunk by chunk: the same up to float rounding.
+    EXPECT_TRUE(at::allclose(chunked.keys(l), whole.keys(l), 1e-5, 1e-5));
   }
   {
     PressGuard guard(model, recording);  // the lifecycle: one prefill, the chunks are not decode steps

@@ -1,9 +1,12 @@
 #pragma once
 // KVCache: checks what concerns the whole cache and forwards each verb to the layer's layout
-// (cache_layers-inl.h).
+// (cache_layers.h; the bodies per layout in dense_layer-inl.h, ragged_layer-inl.h, fixed_capacity_layer-inl.h).
 
 #include <pikv/core/config.h>
 #include <pikv/core/detail/cache_layers-inl.h>
+#include <pikv/core/detail/dense_layer-inl.h>
+#include <pikv/core/detail/fixed_capacity_layer-inl.h>
+#include <pikv/core/detail/ragged_layer-inl.h>
 #include <pikv/core/detail/cache_layers.h>
 #include <pikv/core/detail/check.h>
 #include <pikv/core/kv_cache.h>
