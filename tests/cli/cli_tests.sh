@@ -287,7 +287,7 @@ expect 2 "unexpected argument 'foo' for generate" -- generate foo
 expect 2 "--context needs a value (TEXT)" -- generate --question q --context
 expect 2 "\`pikv presses\` takes no arguments" -- presses x
 # An empty value is an error, never "no press".
-expect 2 "--press needs a value (NAME), got an empty one" -- generate --context c --question q --press ''
+expect 2 "--press needs a value (SPEC), got an empty one" -- generate --context c --question q --press ''
 expect 2 "--haystack needs a value (FILE), got an empty one" -- demo --haystack ''
 # Reals: NaN and infinities, ranges, garbage; a denormal is a number (strtod's ERANGE on underflow).
 expect 2 "--depth needs a finite number, got 'nan'" -- demo --depth nan

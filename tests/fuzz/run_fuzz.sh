@@ -21,14 +21,7 @@ SRC=tests/fuzz/fuzz_parsers.cpp
 if [ ! -x "$BIN" ] || [ -n "$(find include "$SRC" -newer "$BIN" -name '*.h' -o -newer "$BIN" -name '*.cpp' | head -1)" ]; then
   echo "run_fuzz: building $BIN (clang++, -fsanitize=fuzzer,address,undefined; a few minutes) ..."
   mkdir -p "$DIR/include/pikv"
-  # pikv/version.h as the build generates it.
-  ver=$(sed -n 's/^project(PiKVPress VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-  IFS=. read -r MA MI PA <<< "$ver"
-  sed -e "s/@PROJECT_VERSION_MAJOR@/$MA/; s/@PROJECT_VERSION_MINOR@/$MI/; s/@PROJECT_VERSION_PATCH@/$PA/" \
-    -e "s/@PROJECT_VERSION@/$ver/" cmake/version.h.in > "$DIR/include/pikv/version.h"
-  # pikv/presses.h as the build generates it: every press header.
-  { echo '#pragma once'; for h in include/pikv/presses/*.h; do echo "#include <pikv/presses/${h##*/}>"; done; } \
-    > "$DIR/include/pikv/presses.h"
+  tests/support/generated_headers.sh "$DIR/include"
   clang++ -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -fno-sanitize=vptr -DPIKV_HEADER_ONLY -DFMT_HEADER_ONLY=1 -Iinclude -I"$DIR/include" \
     -isystem "$TORCH/include" -isystem "$TORCH/include/torch/csrc/api/include" \

@@ -25,13 +25,7 @@ BIN="$DIR/suite_$MODE"
 SRC=tests/sanitize/suite.cpp
 if [ ! -x "$BIN" ] || [ -n "$(find include tests/unit tests/support tests/sanitize -newer "$BIN" \( -name '*.h' -o -name '*.cpp' \) | head -1)" ]; then
   echo "run_sanitized: building $BIN (clang++ $FLAGS; a few minutes) ..."
-  ver=$(sed -n 's/^project(PiKVPress VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-  IFS=. read -r MA MI PA <<< "$ver"
-  sed -e "s/@PROJECT_VERSION_MAJOR@/$MA/; s/@PROJECT_VERSION_MINOR@/$MI/; s/@PROJECT_VERSION_PATCH@/$PA/" \
-    -e "s/@PROJECT_VERSION@/$ver/" cmake/version.h.in > "$DIR/include/pikv/version.h"
-  # pikv/presses.h as the build generates it: every press header.
-  { echo '#pragma once'; for h in include/pikv/presses/*.h; do echo "#include <pikv/presses/${h##*/}>"; done; } \
-    > "$DIR/include/pikv/presses.h"
+  tests/support/generated_headers.sh "$DIR/include"
   # shellcheck disable=SC2086
   clang++ -std=c++17 -O1 -g -fno-omit-frame-pointer $FLAGS -DPIKV_HEADER_ONLY -DFMT_HEADER_ONLY=1 \
     -DPIKV_TEST_TMP_DEFAULT="\"$(realpath "$DIR/tmp")\"" -Iinclude -I"$DIR/include" -Itests/support \

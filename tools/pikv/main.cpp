@@ -62,7 +62,7 @@ int run_logits(const LogitsArgs& a) {
 }
 
 int run_presses() {
-  fmt::print("Presses (build one with pikv::make_press(name, {{{{option, value}}, ...}})):\n");
+  fmt::print("Presses (a spec NAME:OPTION=VALUE,... for --press and pikv::make_press(spec)):\n");
   const std::map<PressKind, const char*> headings = {
       {PressKind::scorer, "score every token, keep the top of each head"},
       {PressKind::head_wise, "head-wise budgets (stored ragged: the memory is freed)"},

@@ -183,14 +183,15 @@ PIKV_INLINE AttentionResult HookableModel::attention(const LayerAttention& call,
     probe.layer_view = call.layer;
     if (!installed->should_compress(probe)) {
       Slot& s = slot();
-      if (!is_prefill && probe.forward_length() > 1 && !installed->acts_during_decoding() && !s.warned_append) {
+      const int64_t tokens = call.queries.size(2);  // the probe may carry no tensor to count them by
+      if (!is_prefill && tokens > 1 && !installed->acts_during_decoding() && !s.warned_append) {
         // Looks like a prefill given in pieces without saying so; a question after the context looks
         // the same, hence a note once per installation rather than an error.
         s.warned_append = true;
         log::warn("{} compressed the prefill; this forward's {} tokens are appended uncompressed. A context "
                   "prefilled in chunks needs ForwardOptions().prefill_continues(true) on every chunk but the last "
                   "(or ForwardScope(model, cache, true)), so that the press compresses the whole context",
-                  installed->name(), probe.forward_length());
+                  installed->name(), tokens);
       }
       return r;
     }
