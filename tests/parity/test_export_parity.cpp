@@ -414,8 +414,9 @@ TEST(ExportedModels, OptionsCapacityAndOperatorFailuresGetClearErrors) {
     }
     EXPECT_EQ(cache.logical_length(0), 0);
     (void)model->forward(at::zeros({1, C}, at::kLong), cache);
-    EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 1}, at::kLong), cache), name.c_str(),
-                      fmt::format("1 new tokens after the {}", C).c_str(), capacity.c_str());
+    const std::string after_full = fmt::format("1 new tokens after the {}", C);  // outlives the check
+    EXPECT_PIKV_ERROR(model->forward(at::zeros({1, 1}, at::kLong), cache), name.c_str(), after_full.c_str(),
+                      capacity.c_str());
     EXPECT_EQ(cache.logical_length(0), C);
     // An error raised inside the graph by the operator (here a press) comes back with the operator's own
     // message, not AOTInductor's "run_func_(...) API call failed" or TorchScript's traceback.
