@@ -190,29 +190,23 @@ std::string insert_at_depth(const std::string& text, const std::string& sentence
 
 std::shared_ptr<Press> build_press(const std::string& spec, std::map<std::string, std::string> options, double ratio,
                                    bool ratio_given) {
-  // --press takes a press spec as every command does: NAME[:KEY=VALUE,...], more options by --option.
+  // --press takes a press spec as every command does (NAME[:KEY=VALUE,...]); make_press joins its
+  // options with --option's and refuses a key given twice with different values.
   const auto [name, spec_options] = parse_press_spec(spec);
-  for (const auto& [key, value] : spec_options) {
-    if (options.count(key) && options[key] != value) {
-      usage_error(fmt::format("option '{}' is given twice: {} in --press {} and {} by --option", key, value, spec,
-                              options[key]));
-    }
-    options[key] = value;
-  }
   const PressInfo* info = find_press(name);
-  if (info == nullptr) return make_press(name, options);  // the registry's error lists the names
+  if (info == nullptr) return make_press(spec, options);  // the registry's error lists the names
   bool has_ratio = false;
   std::vector<std::string> names;
   for (const auto& o : info->options) {
     has_ratio |= o.name == "compression_ratio";
     names.push_back(o.name);
   }
-  if (has_ratio && !options.count("compression_ratio")) {
+  if (has_ratio && !options.count("compression_ratio") && !spec_options.count("compression_ratio")) {
     options["compression_ratio"] = fmt::format("{}", ratio);
   } else if (!has_ratio && ratio_given) {
     usage_error(fmt::format("press '{}' takes no --ratio; its options: {}", name, fmt::join(names, ", ")));
   }
-  return make_press(name, options);
+  return make_press(spec, options);
 }
 
 }  // namespace pikv::cli
